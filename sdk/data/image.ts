@@ -1,0 +1,145 @@
+/**
+ * Image loading and saving with sharp. Model input is NCHW float pixels in [-1, 1] at a
+ * square load size (plain resize, aspect ratio not kept, as the original code does); the
+ * original size is kept so points can be mapped back.
+ */
+import sharp, { type Sharp } from 'sharp';
+import { DataError, ConfigError } from '../core/errors.ts';
+import { messages } from '../core/messages.ts';
+import { Tensor, resizeBilinear } from '../core/tensor.ts';
+import { writeFileAtomic } from '../core/fs.ts';
+import { pilResizeBilinear } from './pil-resize.ts';
+
+/** 8-bit interleaved RGB pixels. */
+export interface RgbImage {
+  data: Uint8Array; // [H, W, 3]
+  width: number;
+  height: number;
+}
+
+/** Anything `loadImage` accepts: a path, encoded bytes, a sharp instance or decoded RGB. */
+export type ImageInput = string | Buffer | Uint8Array | Sharp | RgbImage;
+
+export interface LoadedImage {
+  /** [1, 3, size, size] in [-1, 1]. */
+  pixels: Tensor;
+  /** The decoded image's size before resizing, for mapping points back. */
+  originalSize: { width: number; height: number };
+}
+
+export interface LoadImageOptions {
+  /** Square size the image is resized to (PIL bilinear). Default 512. */
+  loadSize?: number;
+  /** If set and different from loadSize, pixels are then bilinearly interpolated to it (align_corners false). */
+  modelSize?: number;
+}
+
+export const DEFAULT_LOAD_SIZE = 512;
+
+function describe(input: ImageInput): string {
+  if (typeof input === 'string') return input;
+  if (input instanceof Uint8Array) return `<${input.byteLength}-byte buffer>`;
+  if ('data' in input && 'width' in input) return `<${input.width}x${input.height} RGB pixels>`;
+  return '<sharp instance>';
+}
+
+/**
+ * Decode any JPEG/PNG/WebP (or pass-through RGB) to 8-bit RGB; alpha is dropped and
+ * grayscale expanded, like PIL's `convert("RGB")`.
+ * @throws DataError naming the source when it cannot be decoded.
+ */
+export async function decodeImage(input: ImageInput): Promise<RgbImage> {
+  if (typeof input === 'object' && 'data' in input && 'width' in input && !(input instanceof Uint8Array)) {
+    if (input.data.length !== input.width * input.height * 3) {
+      throw new DataError(
+        messages.imageDecode(
+          describe(input),
+          `expected ${input.width * input.height * 3} bytes of RGB, got ${input.data.length}`,
+        ),
+      );
+    }
+    return input;
+  }
+  try {
+    const img =
+      typeof input === 'string' || input instanceof Uint8Array
+        ? sharp(input, { failOn: 'error' })
+        : input.clone();
+    const { data, info } = await img
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
+    return {
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      width: info.width,
+      height: info.height,
+    };
+  } catch (e) {
+    throw new DataError(messages.imageDecode(describe(input), (e as Error).message), { cause: e });
+  }
+}
+
+/** [1, 3, H, W] float pixels in [-1, 1] from 8-bit RGB. */
+export function rgbToPixels(img: RgbImage): Tensor {
+  const { width: w, height: h, data } = img;
+  const out = new Float32Array(3 * w * h);
+  for (let i = 0; i < w * h; i++) {
+    for (let c = 0; c < 3; c++) out[c * w * h + i] = (data[i * 3 + c] / 255) * 2 - 1;
+  }
+  return new Tensor(out, [1, 3, h, w]);
+}
+
+/** 8-bit RGB from [1, 3, H, W] pixels in [-1, 1] (values outside are clamped). */
+export function pixelsToRgb(pixels: Tensor): RgbImage {
+  pixels.expectShape('pixels', [1, 3, -1, -1]);
+  const [, , h, w] = pixels.shape;
+  const data = new Uint8Array(w * h * 3);
+  for (let i = 0; i < w * h; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = Math.round(((pixels.data[c * w * h + i] + 1) / 2) * 255);
+      data[i * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+  }
+  return { data, width: w, height: h };
+}
+
+/** PIL-exact bilinear resize of 8-bit RGB. */
+export function resizeRgb(img: RgbImage, width: number, height: number): RgbImage {
+  return { data: pilResizeBilinear(img.data, img.width, img.height, 3, width, height), width, height };
+}
+
+function checkSize(name: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isInteger(v) && v > 0))
+    throw new ConfigError(messages.invalidOption(name, 'a positive integer', v));
+}
+
+/**
+ * Load an image as model input.
+ * @example const { pixels, originalSize } = await loadImage('cat.jpg', { loadSize: 224, modelSize: 512 });
+ * @throws DataError for unreadable images, ConfigError for bad sizes.
+ */
+export async function loadImage(input: ImageInput, options: LoadImageOptions = {}): Promise<LoadedImage> {
+  checkSize('loadSize', options.loadSize);
+  checkSize('modelSize', options.modelSize);
+  const loadSize = options.loadSize ?? DEFAULT_LOAD_SIZE;
+  const rgb = await decodeImage(input);
+  let pixels = rgbToPixels(resizeRgb(rgb, loadSize, loadSize));
+  if (options.modelSize !== undefined && options.modelSize !== loadSize) {
+    pixels = resizeBilinear(pixels, options.modelSize, options.modelSize);
+  }
+  return { pixels, originalSize: { width: rgb.width, height: rgb.height } };
+}
+
+/** Save 8-bit RGB (or [1, 3, H, W] pixels in [-1, 1]) as PNG/JPEG/WebP by extension, atomically. */
+export async function saveImage(path: string, image: RgbImage | Tensor): Promise<void> {
+  const rgb = image instanceof Tensor ? pixelsToRgb(image) : image;
+  const ext = path.toLowerCase().split('.').pop();
+  let pipeline = sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } });
+  if (ext === 'jpg' || ext === 'jpeg') pipeline = pipeline.jpeg({ quality: 92 });
+  else if (ext === 'webp') pipeline = pipeline.webp();
+  else if (ext === 'png') pipeline = pipeline.png();
+  else throw new ConfigError(messages.invalidOption('path', 'a .png, .jpg or .webp file name', path));
+  await writeFileAtomic(path, await pipeline.toBuffer());
+}

@@ -1,0 +1,48 @@
+/** Shared test helpers: paths to ../shared and the reference manifest's tolerances. */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import assert from 'node:assert/strict';
+import { relativeError, type Tensor } from '../sdk/core/tensor.ts';
+
+export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const SHARED = join(REPO, '..', 'shared');
+export const REFERENCE = join(SHARED, 'reference');
+export const FIXTURES = join(SHARED, 'fixtures');
+
+type Manifest = Record<string, { tolerance?: Record<string, number> }>;
+const manifest = JSON.parse(readFileSync(join(REFERENCE, 'manifest.json'), 'utf8')) as Manifest;
+
+export function tolerance(caseName: string, tensor: string): number {
+  const tol = manifest[caseName]?.tolerance?.[tensor];
+  if (tol === undefined) throw new Error(`manifest has no tolerance for ${caseName}/${tensor}`);
+  return tol;
+}
+
+/** Assert parity: max|got-want|/max|want| <= tol, with shapes equal. */
+export function assertClose(got: Tensor, want: Tensor, tol: number, what: string): number {
+  assert.deepEqual([...got.shape], [...want.shape], `${what}: shape`);
+  const rel = relativeError(got.data, want.data);
+  assert.ok(rel <= tol, `${what}: relative error ${rel.toExponential(3)} > tolerance ${tol}`);
+  return rel;
+}
+
+export function tempDir(prefix = 'hf-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Await a promise expected to reject with `cls`; return the error for further checks. */
+export async function rejectsWith<T extends Error>(
+  p: Promise<unknown> | (() => unknown),
+  cls: new (...a: never[]) => T,
+): Promise<T> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    assert.ok(e instanceof cls, `expected ${cls.name}, got ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    return e as T;
+  }
+  assert.fail(`expected ${cls.name}, but nothing was thrown`);
+}

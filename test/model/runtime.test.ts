@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Session, deviceStatus, executionProviders } from '../../sdk/model/runtime.ts';
+import { GraphBuilder } from '../../sdk/model/onnx/graph.ts';
+import { Tensor } from '../../sdk/core/tensor.ts';
+import { ConfigError, DeviceError } from '../../sdk/core/errors.ts';
+import { rejectsWith, tempDir } from '../helpers.ts';
+
+function affineGraph(): GraphBuilder {
+  // y = x @ W * 0.5 with a 64x64 W, large enough to go to external data
+  const g = new GraphBuilder();
+  const x = g.input('x', ['B', 64]);
+  const w = g.constFloat(
+    Array.from({ length: 64 * 64 }, (_, i) => (i % 65 === 0 ? 2 : 0)),
+    [64, 64],
+  );
+  g.output('y', g.op('Mul', [g.op('MatMul', [x, w]), g.constFloat([0.5], [])]), ['B', 64]);
+  return g;
+}
+
+describe('model/runtime', () => {
+  it('maps devices to execution providers and rejects unknown ones with the valid list', () => {
+    assert.deepEqual(executionProviders('cpu'), ['cpu']);
+    assert.throws(
+      () => executionProviders('tpu'),
+      (e: Error) => e instanceof ConfigError && /one of cpu, cuda, webgpu/.test(e.message),
+    );
+  });
+
+  it('fails clearly when CUDA binaries are not installed, naming the install flag', async () => {
+    const cuda = deviceStatus().find((s) => s.device === 'cuda')!;
+    if (cuda.available) return; // a GPU machine: nothing to refuse
+    assert.throws(
+      () => executionProviders('cuda'),
+      (e: Error) => e instanceof DeviceError && /onnxruntime-node-install=cuda12/.test(e.message),
+    );
+    await rejectsWith(Session.create(await affineGraph().serialize(), { device: 'cuda' }), DeviceError);
+  });
+
+  it('reports a provider that cannot start as a DeviceError, never a silent CPU run', async () => {
+    try {
+      const s = await Session.create(await affineGraph().serialize(), { device: 'webgpu' });
+      assert.equal(s.device, 'webgpu'); // a machine with a GPU driver: it really started
+      await s.dispose();
+    } catch (e) {
+      assert.ok(e instanceof DeviceError, `got ${(e as Error).name}: ${(e as Error).message}`);
+    }
+  });
+
+  it('runs a built graph from memory and from a file with external data', async () => {
+    const x = Tensor.from(
+      Array.from({ length: 128 }, (_, i) => i),
+      [2, 64],
+    );
+    const inMemory = await Session.create(await affineGraph().serialize());
+    const path = join(tempDir(), 'affine.onnx');
+    await affineGraph().save(path, true);
+    const fromFile = await Session.create(path, { threads: 1 });
+    for (const s of [inMemory, fromFile]) {
+      const { y } = await s.run({ x });
+      assert.deepEqual([...y.data], [...x.data]);
+      await s.dispose();
+    }
+    await rejectsWith(inMemory.run({ x }), Error);
+  });
+});
