@@ -87,7 +87,7 @@ export class GraphBuilder {
   /** A float32 constant held in memory. */
   constFloat(values: ArrayLike<number>, dims: number[], hint = 'const'): string {
     const data = Float32Array.from(values);
-    const key = `f:${dims.join(',')}:${data.length <= 16 ? Array.from(data).join(',') : this.counter}`;
+    const key = `f:${dims.join(',')}:${data.length <= 1024 ? Array.from(data).join(',') : this.counter}`;
     const cached = this.constCache.get(key);
     if (cached) return cached;
     const bytes = new Uint8Array(data.buffer);

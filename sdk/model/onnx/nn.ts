@@ -1,0 +1,118 @@
+/**
+ * Neural-network layers as ONNX subgraphs, named after the PyTorch modules whose weights
+ * they load (`prefix.weight`, `prefix.bias`). Values are graph value names; channel counts
+ * are passed in so every weight's shape is checked against the config.
+ */
+import type { GraphBuilder } from './graph.ts';
+import type { WeightStore } from '../weights.ts';
+
+export interface Ctx {
+  g: GraphBuilder;
+  w: WeightStore;
+}
+
+/** 2D convolution, NCHW. `pads` as ONNX [top, left, bottom, right]. */
+export function conv2d(
+  { g, w }: Ctx,
+  prefix: string,
+  x: string,
+  cin: number,
+  cout: number,
+  k: number,
+  opts: { stride?: number; pads?: number[]; bias?: boolean } = {},
+): string {
+  const p = (k - 1) >> 1;
+  const inputs = [x, w.param(g, `${prefix}.weight`, [cout, cin, k, k])];
+  if (opts.bias !== false) inputs.push(w.param(g, `${prefix}.bias`, [cout]));
+  const s = opts.stride ?? 1;
+  return g.op('Conv', inputs, { kernel_shape: [k, k], strides: [s, s], pads: opts.pads ?? [p, p, p, p] });
+}
+
+/** PyTorch Linear on the last axis: x @ W^T + b. */
+export function linear({ g, w }: Ctx, prefix: string, x: string, cin: number, cout: number, bias = true): string {
+  const y = g.op('MatMul', [x, w.param(g, `${prefix}.weight`, [cout, cin], { transpose: true })]);
+  return bias ? g.op('Add', [y, w.param(g, `${prefix}.bias`, [cout])]) : y;
+}
+
+/**
+ * GroupNorm on NCHW: normalise each group over (C/G, H, W) with InstanceNormalization on a
+ * [B, G, -1] view, then the per-channel affine.
+ */
+export function groupNorm({ g, w }: Ctx, prefix: string, x: string, channels: number, groups: number, eps: number): string {
+  const grouped = g.op('Reshape', [x, g.constInt64([0, groups, -1])]);
+  const ones = g.constFloat(new Float32Array(groups).fill(1), [groups], 'gn_one');
+  const zeros = g.constFloat(new Float32Array(groups), [groups], 'gn_zero');
+  const normed = g.op('InstanceNormalization', [grouped, ones, zeros], { epsilon: { float: eps } });
+  const back = g.op('Reshape', [normed, g.op('Shape', [x])]);
+  const scale = w.param(g, `${prefix}.weight`, [channels], { reshape: [channels, 1, 1] });
+  const shift = w.param(g, `${prefix}.bias`, [channels], { reshape: [channels, 1, 1] });
+  return g.op('Add', [g.op('Mul', [back, scale]), shift]);
+}
+
+/** LayerNorm over the last axis. */
+export function layerNorm({ g, w }: Ctx, prefix: string, x: string, dim: number, eps: number): string {
+  const scale = w.param(g, `${prefix}.weight`, [dim]);
+  const shift = w.param(g, `${prefix}.bias`, [dim]);
+  return g.op('LayerNormalization', [x, scale, shift], { axis: -1, epsilon: { float: eps } });
+}
+
+export function silu(g: GraphBuilder, x: string): string {
+  return g.op('Mul', [x, g.op('Sigmoid', [x])]);
+}
+
+/** Exact (erf) GELU, as torch.nn.functional.gelu; onnxruntime fuses the pattern. */
+export function gelu(g: GraphBuilder, x: string): string {
+  const erf = g.op('Erf', [g.op('Div', [x, g.constFloat([Math.SQRT2], [])])]);
+  return g.op('Mul', [g.op('Mul', [x, g.constFloat([0.5], [])]), g.op('Add', [erf, g.constFloat([1], [])])]);
+}
+
+/** CLIP's quick_gelu: x * sigmoid(1.702 x). */
+export function quickGelu(g: GraphBuilder, x: string): string {
+  return g.op('Mul', [x, g.op('Sigmoid', [g.op('Mul', [x, g.constFloat([1.702], [])])])]);
+}
+
+/** [B, N, H*D] -> [B, H, N, D] (or [B, H, D, N] when `transposed`, for keys). */
+function splitHeads(g: GraphBuilder, x: string, heads: number, transposed = false): string {
+  const r = g.op('Reshape', [x, g.constInt64([0, 0, heads, -1])]);
+  return g.op('Transpose', [r], { perm: transposed ? [0, 2, 3, 1] : [0, 2, 1, 3] });
+}
+
+/**
+ * Scaled dot-product attention on projected q [B, N, H*D], k, v [B, M, H*D]; optional
+ * additive mask broadcastable to [B, H, N, M]. Returns [B, N, H*D].
+ */
+export function attention(g: GraphBuilder, q: string, k: string, v: string, heads: number, headDim: number, mask?: string): string {
+  const qh = g.op('Mul', [splitHeads(g, q, heads), g.constFloat([1 / Math.sqrt(headDim)], [])]);
+  let scores = g.op('MatMul', [qh, splitHeads(g, k, heads, true)]); // [B, H, N, M]
+  if (mask) scores = g.op('Add', [scores, mask]);
+  const probs = g.op('Softmax', [scores], { axis: -1 });
+  const out = g.op('MatMul', [probs, splitHeads(g, v, heads)]); // [B, H, N, D]
+  return g.op('Reshape', [g.op('Transpose', [out], { perm: [0, 2, 1, 3] }), g.constInt64([0, 0, -1])]);
+}
+
+/** NCHW -> [B, H*W, C]. */
+export function toTokens(g: GraphBuilder, x: string): string {
+  return g.op('Transpose', [g.op('Reshape', [x, g.constInt64([0, 0, -1])])], { perm: [0, 2, 1] });
+}
+
+/** [B, H*W, C] -> NCHW with the spatial shape of `like`. */
+export function fromTokens(g: GraphBuilder, x: string, like: string): string {
+  return g.op('Reshape', [g.op('Transpose', [x], { perm: [0, 2, 1] }), g.op('Shape', [like])]);
+}
+
+/** Nearest-neighbour upsampling of x to the spatial size of `like` (torch "nearest"). */
+export function upsampleNearestLike(g: GraphBuilder, x: string, like: string): string {
+  const batchChannels = g.op('Slice', [g.op('Shape', [x]), g.constInt64([0]), g.constInt64([2])]);
+  const spatial = g.op('Slice', [g.op('Shape', [like]), g.constInt64([2]), g.constInt64([4])]);
+  const sizes = g.op('Concat', [batchChannels, spatial], { axis: 0 });
+  return g.op('Resize', [x, '', '', sizes], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
+}
+
+/** Nearest-neighbour 2x upsampling. */
+export function upsampleNearest2x(g: GraphBuilder, x: string): string {
+  return g.op('Resize', [x, '', g.constFloat([1, 1, 2, 2], [4], 'scales')], {
+    mode: 'nearest',
+    coordinate_transformation_mode: 'asymmetric',
+    nearest_mode: 'floor',
+  });
+}

@@ -1,0 +1,120 @@
+/**
+ * UNet2DConditionModel as an ONNX graph: inputs `sample` [B, C, h, w], `timestep` [1 or B]
+ * (float; -1 is valid), `encoder_hidden_states` [B, S, D], and `class_labels` [B, P] for
+ * projection class embeddings. Outputs `noise_pred` and, unless disabled, the decoder taps
+ * `tap_l1`..`tap_lN` (DESIGN.md semantics 4).
+ */
+import { GraphBuilder } from '../onnx/graph.ts';
+import { conv2d, groupNorm, linear, silu, upsampleNearestLike, type Ctx } from '../onnx/nn.ts';
+import type { WeightStore } from '../weights.ts';
+import { resnet, transformer2d, type ResnetOptions } from './blocks.ts';
+import type { UNetConfig } from './config.ts';
+
+export interface UNetGraphOptions {
+  /** Expose the decoder taps as outputs (default true). */
+  taps?: boolean;
+}
+
+interface Skip {
+  value: string;
+  channels: number;
+}
+
+/** Sinusoidal timestep embedding (diffusers `get_timestep_embedding`): [T] -> [T, dim]. */
+function timestepEmbedding(g: GraphBuilder, t: string, dim: number, flipSinToCos: boolean, freqShift: number): string {
+  const half = dim >> 1;
+  const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / (half - freqShift)));
+  const args = g.op('Mul', [g.op('Unsqueeze', [t, g.constInt64([1])]), g.constFloat(freqs, [1, half], 'freqs')]);
+  const sin = g.op('Sin', [args]);
+  const cos = g.op('Cos', [args]);
+  return g.op('Concat', flipSinToCos ? [cos, sin] : [sin, cos], { axis: 1 });
+}
+
+/** linear_1 -> silu -> linear_2 (diffusers TimestepEmbedding). */
+function mlpEmbedding(ctx: Ctx, prefix: string, x: string, cin: number, dim: number): string {
+  return linear(ctx, `${prefix}.linear_2`, silu(ctx.g, linear(ctx, `${prefix}.linear_1`, x, cin, dim)), dim, dim);
+}
+
+export function buildUNetGraph(cfg: UNetConfig, weights: WeightStore, options: UNetGraphOptions = {}): GraphBuilder {
+  const g = new GraphBuilder();
+  const ctx: Ctx = { g, w: weights };
+  const boc = cfg.blockOutChannels;
+  const tembDim = boc[0] * 4;
+
+  let sample = g.input('sample', ['batch', cfg.inChannels, 'height', 'width']);
+  const timestep = g.input('timestep', ['timesteps']);
+  const context = g.input('encoder_hidden_states', ['batch', 'sequence', cfg.crossAttentionDim]);
+  if (cfg.centerInputSample) sample = g.op('Sub', [g.op('Mul', [sample, g.constFloat([2], [])]), g.constFloat([1], [])]);
+
+  let temb = g.scope('time', () => mlpEmbedding(ctx, 'time_embedding', timestepEmbedding(g, timestep, boc[0], cfg.flipSinToCos, cfg.freqShift), boc[0], tembDim));
+  if (cfg.classEmbedType === 'projection') {
+    const labels = g.input('class_labels', ['batch', cfg.classEmbedInputDim]);
+    temb = g.op('Add', [temb, mlpEmbedding(ctx, 'class_embedding', labels, cfg.classEmbedInputDim, tembDim)]);
+  }
+  const res: ResnetOptions = { groups: cfg.normGroups, eps: cfg.normEps, tembAct: silu(g, temb), tembDim };
+  const attn = (i: number) => ({
+    heads: cfg.heads[i],
+    contextDim: cfg.crossAttentionDim,
+    groups: cfg.normGroups,
+    linearProjection: cfg.useLinearProjection,
+    layers: cfg.transformerLayers[i],
+  });
+
+  let h = conv2d(ctx, 'conv_in', sample, cfg.inChannels, boc[0], cfg.convInKernel);
+  const skips: Skip[] = [{ value: h, channels: boc[0] }];
+
+  // Down path: every resnet(+attention) output and every downsampler output is a skip.
+  let ch = boc[0];
+  cfg.downBlockTypes.forEach((type, i) => {
+    g.scope(`down${i}`, () => {
+      for (let j = 0; j < cfg.layersPerBlock; j++) {
+        const p = `down_blocks.${i}`;
+        h = resnet(ctx, `${p}.resnets.${j}`, h, ch, boc[i], res).out;
+        ch = boc[i];
+        if (type === 'CrossAttnDownBlock2D') h = transformer2d(ctx, `${p}.attentions.${j}`, h, context, ch, attn(i));
+        skips.push({ value: h, channels: ch });
+      }
+      if (i < boc.length - 1) {
+        const pad = cfg.downsamplePadding;
+        h = conv2d(ctx, `down_blocks.${i}.downsamplers.0.conv`, h, ch, ch, 3, { stride: 2, pads: [pad, pad, pad, pad] });
+        skips.push({ value: h, channels: ch });
+      }
+    });
+  });
+
+  g.scope('mid', () => {
+    const mid = { ...res, outputScale: cfg.midBlockScaleFactor };
+    h = resnet(ctx, 'mid_block.resnets.0', h, ch, ch, mid).out;
+    h = transformer2d(ctx, 'mid_block.attentions.0', h, context, ch, attn(boc.length - 1));
+    h = resnet(ctx, 'mid_block.resnets.1', h, ch, ch, mid).out;
+  });
+
+  // Up path: concatenate skips in reverse; upsample to the size of the next skip (diffusers
+  // forwards that size so odd latent sizes round-trip).
+  const taps: string[] = [];
+  const reversed = [...boc].reverse();
+  const upHeads = [...cfg.heads.keys()].reverse();
+  cfg.upBlockTypes.forEach((type, i) => {
+    g.scope(`up${i}`, () => {
+      const out = reversed[i];
+      for (let j = 0; j <= cfg.layersPerBlock; j++) {
+        const skip = skips.pop()!;
+        const p = `up_blocks.${i}`;
+        const r = resnet(ctx, `${p}.resnets.${j}`, g.op('Concat', [h, skip.value], { axis: 1 }), ch + skip.channels, out, res);
+        taps.push(r.branch);
+        h = r.out;
+        ch = out;
+        if (type === 'CrossAttnUpBlock2D') h = transformer2d(ctx, `${p}.attentions.${j}`, h, context, ch, attn(upHeads[i]));
+      }
+      if (i < boc.length - 1) {
+        h = conv2d(ctx, `up_blocks.${i}.upsamplers.0.conv`, upsampleNearestLike(g, h, skips[skips.length - 1].value), ch, ch, 3);
+      }
+    });
+  });
+
+  h = silu(g, groupNorm(ctx, 'conv_norm_out', h, ch, cfg.normGroups, cfg.normEps));
+  h = conv2d(ctx, 'conv_out', h, ch, cfg.outChannels, cfg.convOutKernel);
+  g.output('noise_pred', h, ['batch', cfg.outChannels, 'height', 'width']);
+  if (options.taps !== false) taps.forEach((t, k) => g.output(`tap_l${k + 1}`, t, ['batch', 'channels', 'h', 'w']));
+  return g;
+}

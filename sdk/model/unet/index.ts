@@ -1,0 +1,96 @@
+/** Load a diffusers UNet2DConditionModel and run it with decoder taps. */
+import { ShapeError } from '../../core/errors.ts';
+import { fmtShape } from '../../core/messages.ts';
+import { Tensor } from '../../core/tensor.ts';
+import { resolveComponent, type ResolveOptions } from '../checkpoint.ts';
+import { cachedGraph, graphKey } from '../cache.ts';
+import { Session, type SessionOptions } from '../runtime.ts';
+import { WeightStore } from '../weights.ts';
+import { buildUNetGraph } from './build.ts';
+import { parseUNetConfig, tapCount, type UNetConfig } from './config.ts';
+
+export { parseUNetConfig, tapCount, type UNetConfig } from './config.ts';
+export { buildUNetGraph } from './build.ts';
+
+export interface LoadOptions extends SessionOptions, ResolveOptions {
+  /** Build the graph with the decoder taps as outputs (default true). */
+  taps?: boolean;
+  /** Where built graphs are cached (default `$HYPERFEATURES_CACHE/graphs`). */
+  cacheDir?: string;
+}
+
+export interface UNetInput {
+  /** [B, in_channels, h, w] */
+  sample: Tensor;
+  /** One value for the batch or one per item; -1 is what DDIM inversion passes first. */
+  timestep: number | number[];
+  /** [B, S, cross_attention_dim] */
+  encoderHiddenStates: Tensor;
+  /** [B, P] for projection class embeddings (Lotus' task switcher). */
+  classLabels?: Tensor;
+}
+
+export interface UNetOutput {
+  /** [B, out_channels, h, w] */
+  noisePred: Tensor;
+  /** Decoder taps, layer 1 first (empty when built without taps). */
+  taps: Tensor[];
+}
+
+export class UNet {
+  readonly config: UNetConfig;
+  readonly withTaps: boolean;
+  private readonly session: Session;
+
+  private constructor(config: UNetConfig, session: Session, withTaps: boolean) {
+    this.config = config;
+    this.session = session;
+    this.withTaps = withTaps;
+  }
+
+  /**
+   * Load `<modelDir>/unet`: validate the config and weights, build (or reuse) the graph.
+   * @throws ModelError / ConfigError listing every mismatch; DeviceError for providers.
+   * @example const unet = await UNet.load('models/sd15'); const { noisePred, taps } = await unet.run({...});
+   */
+  static async load(modelDir: string, options: LoadOptions = {}): Promise<UNet> {
+    const files = resolveComponent(modelDir, 'unet', options);
+    const config = parseUNetConfig(files.configPath, files.config);
+    const taps = options.taps !== false;
+    const key = graphKey('unet', config, { taps }, files.weightFiles);
+    const path = await cachedGraph(key, 'unet', async () => {
+      const weights = await WeightStore.open(files.weightFiles);
+      const g = buildUNetGraph(config, weights, { taps });
+      weights.check('unet');
+      return g;
+    }, options.cacheDir);
+    return new UNet(config, await Session.create(path, options), taps);
+  }
+
+  /** @throws ShapeError for inputs that do not fit the config. */
+  async run(input: UNetInput): Promise<UNetOutput> {
+    const { sample, encoderHiddenStates: ctx } = input;
+    const c = this.config;
+    sample.expectShape('unet sample', [-1, c.inChannels, -1, -1]);
+    const batch = sample.shape[0];
+    ctx.expectShape('encoder_hidden_states', [batch, -1, c.crossAttentionDim]);
+    const ts = Array.isArray(input.timestep) ? input.timestep : [input.timestep];
+    if (!(ts.length === 1 || ts.length === batch) || !ts.every(Number.isFinite)) {
+      throw new ShapeError(`timestep: expected 1 or ${batch} finite values, got ${JSON.stringify(input.timestep)}`);
+    }
+    const feeds: Record<string, Tensor> = { sample, timestep: Tensor.from(ts, [ts.length]), encoder_hidden_states: ctx };
+    if (c.classEmbedType === 'projection') {
+      if (!input.classLabels) throw new ShapeError(`class_labels: this UNet has a projection class embedding; expected [${batch}, ${c.classEmbedInputDim}], got none`);
+      feeds.class_labels = input.classLabels.expectShape('class_labels', [batch, c.classEmbedInputDim]);
+    } else if (input.classLabels) {
+      throw new ShapeError(`class_labels: this UNet has no class embedding, got ${fmtShape(input.classLabels.shape)}`);
+    }
+    const out = await this.session.run(feeds);
+    const taps = this.withTaps ? Array.from({ length: tapCount(c) }, (_, k) => out[`tap_l${k + 1}`]) : [];
+    return { noisePred: out.noise_pred, taps };
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.dispose();
+  }
+}
