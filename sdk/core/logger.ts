@@ -25,9 +25,9 @@ function consoleLogger(minLevel: LogLevel): Logger {
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
 
-const envLevel = process.env.HYPERFEATURES_LOG_LEVEL;
+const envLevel = () => process.env.HYPERFEATURES_LOG_LEVEL;
 let current: Logger = consoleLogger(
-  LOG_LEVELS.includes(envLevel as LogLevel) ? (envLevel as LogLevel) : 'info',
+  LOG_LEVELS.includes(envLevel() as LogLevel) ? (envLevel() as LogLevel) : 'info',
 );
 
 /** The logger the SDK writes to. */

@@ -28,14 +28,25 @@ export interface ResolveOptions {
 }
 
 /** @throws ModelError when the folder, config or weights are missing. */
-export function resolveComponent(modelDir: string, component: keyof typeof COMPONENT_WEIGHTS, options: ResolveOptions = {}): ComponentFiles {
+export function resolveComponent(
+  modelDir: string,
+  component: keyof typeof COMPONENT_WEIGHTS,
+  options: ResolveOptions = {},
+): ComponentFiles {
   const dir = join(modelDir, component);
   if (!existsSync(dir)) {
-    throw new ModelError(`${modelDir}: missing component folder "${component}/" (a diffusers checkpoint has unet/, vae/, text_encoder/, tokenizer/)`);
+    throw new ModelError(
+      `${modelDir}: missing component folder "${component}/" (a diffusers checkpoint has unet/, vae/, text_encoder/, tokenizer/)`,
+    );
   }
   const configPath = join(dir, 'config.json');
   const config = readJson(configPath, `${component} config`);
-  return { dir, configPath, config, weightFiles: weightFiles(dir, COMPONENT_WEIGHTS[component], options.variant) };
+  return {
+    dir,
+    configPath,
+    config,
+    weightFiles: weightFiles(dir, COMPONENT_WEIGHTS[component], options.variant),
+  };
 }
 
 function weightFiles(dir: string, stem: string, variant?: 'fp16'): string[] {
@@ -56,12 +67,17 @@ function weightFiles(dir: string, stem: string, variant?: 'fp16'): string[] {
   const bin = present.find((f) => f.endsWith('.bin') || f.endsWith('.ckpt'));
   throw new ModelError(
     `${dir}: no ${stem}.safetensors (or .fp16 / sharded variant)` +
-      (bin ? `; found ${bin}: pickled PyTorch weights are not loaded, download the safetensors files` : `; the folder has: ${present.join(', ') || 'nothing'}`),
+      (bin
+        ? `; found ${bin}: pickled PyTorch weights are not loaded, download the safetensors files`
+        : `; the folder has: ${present.join(', ') || 'nothing'}`),
   );
 }
 
 /** model_index.json, checked to name the components we need. */
 export function readModelIndex(modelDir: string): RawConfig {
-  const index = readJson(join(modelDir, 'model_index.json'), 'model_index.json (is this a diffusers checkpoint folder?)');
+  const index = readJson(
+    join(modelDir, 'model_index.json'),
+    'model_index.json (is this a diffusers checkpoint folder?)',
+  );
   return index;
 }

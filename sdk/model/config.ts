@@ -62,7 +62,8 @@ export class ConfigReader {
 
   strings(field: string, allowed: readonly string[]): string[] {
     const v = this.raw[field];
-    if (!Array.isArray(v) || !v.every((s) => allowed.includes(s))) this.bad(field, `a list of ${allowed.join(' | ')}`);
+    if (!Array.isArray(v) || !v.every((s) => allowed.includes(s)))
+      this.bad(field, `a list of ${allowed.join(' | ')}`);
     return (v as string[]) ?? [];
   }
 

@@ -71,10 +71,14 @@ export class WeightStore {
       this.problems.push(`missing weight "${name}" (expected shape ${fmtShape(expected)})`);
       ok = false;
     } else if (!(FLOAT_DTYPES as readonly string[]).includes(info.dtype)) {
-      this.problems.push(`weight "${name}" has dtype ${info.dtype}, expected one of ${FLOAT_DTYPES.join(', ')}`);
+      this.problems.push(
+        `weight "${name}" has dtype ${info.dtype}, expected one of ${FLOAT_DTYPES.join(', ')}`,
+      );
       ok = false;
     } else if (!sameShape(info.shape, expected)) {
-      this.problems.push(`weight "${name}" has shape ${fmtShape(info.shape)}, the config implies ${fmtShape(expected)}`);
+      this.problems.push(
+        `weight "${name}" has shape ${fmtShape(info.shape)}, the config implies ${fmtShape(expected)}`,
+      );
       ok = false;
     }
     const dims = options.reshape ?? (options.transpose ? [expected[1], expected[0]] : [...expected]);
@@ -99,13 +103,17 @@ export class WeightStore {
   check(component: string, ignoreUnused: RegExp = /$^/): void {
     if (this.problems.length) {
       const shown = this.problems.slice(0, 20);
-      const more = this.problems.length > shown.length ? `\n  ... and ${this.problems.length - shown.length} more` : '';
+      const more =
+        this.problems.length > shown.length ? `\n  ... and ${this.problems.length - shown.length} more` : '';
       throw new ModelError(
         `${component} weights (${this.files.join(', ')}) do not match its config:\n  ${shown.join('\n  ')}${more}`,
       );
     }
     const unused = [...this.index.keys()].filter((n) => !this.used.has(n) && !ignoreUnused.test(n));
-    if (unused.length) log().warn(`${component}: ${unused.length} weights unused by the graph: ${unused.slice(0, 5).join(', ')}`);
+    if (unused.length)
+      log().warn(
+        `${component}: ${unused.length} weights unused by the graph: ${unused.slice(0, 5).join(', ')}`,
+      );
   }
 
   async close(): Promise<void> {
@@ -115,7 +123,8 @@ export class WeightStore {
 
 /** A 4D conv weight [C, C, 1, 1] counts as the [C, C] linear weight it is. */
 function sameShape(got: readonly number[], want: readonly number[]): boolean {
-  const squeeze = (s: readonly number[]) => (s.length === 4 && s[2] === 1 && s[3] === 1 && want.length === 2 ? s.slice(0, 2) : s);
+  const squeeze = (s: readonly number[]) =>
+    s.length === 4 && s[2] === 1 && s[3] === 1 && want.length === 2 ? s.slice(0, 2) : s;
   const g = squeeze(got);
   return g.length === want.length && g.every((d, i) => d === want[i]);
 }

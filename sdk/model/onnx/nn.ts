@@ -29,7 +29,14 @@ export function conv2d(
 }
 
 /** PyTorch Linear on the last axis: x @ W^T + b. */
-export function linear({ g, w }: Ctx, prefix: string, x: string, cin: number, cout: number, bias = true): string {
+export function linear(
+  { g, w }: Ctx,
+  prefix: string,
+  x: string,
+  cin: number,
+  cout: number,
+  bias = true,
+): string {
   const y = g.op('MatMul', [x, w.param(g, `${prefix}.weight`, [cout, cin], { transpose: true })]);
   return bias ? g.op('Add', [y, w.param(g, `${prefix}.bias`, [cout])]) : y;
 }
@@ -38,7 +45,14 @@ export function linear({ g, w }: Ctx, prefix: string, x: string, cin: number, co
  * GroupNorm on NCHW: normalise each group over (C/G, H, W) with InstanceNormalization on a
  * [B, G, -1] view, then the per-channel affine.
  */
-export function groupNorm({ g, w }: Ctx, prefix: string, x: string, channels: number, groups: number, eps: number): string {
+export function groupNorm(
+  { g, w }: Ctx,
+  prefix: string,
+  x: string,
+  channels: number,
+  groups: number,
+  eps: number,
+): string {
   const grouped = g.op('Reshape', [x, g.constInt64([0, groups, -1])]);
   const ones = g.constFloat(new Float32Array(groups).fill(1), [groups], 'gn_one');
   const zeros = g.constFloat(new Float32Array(groups), [groups], 'gn_zero');
@@ -81,7 +95,15 @@ function splitHeads(g: GraphBuilder, x: string, heads: number, transposed = fals
  * Scaled dot-product attention on projected q [B, N, H*D], k, v [B, M, H*D]; optional
  * additive mask broadcastable to [B, H, N, M]. Returns [B, N, H*D].
  */
-export function attention(g: GraphBuilder, q: string, k: string, v: string, heads: number, headDim: number, mask?: string): string {
+export function attention(
+  g: GraphBuilder,
+  q: string,
+  k: string,
+  v: string,
+  heads: number,
+  headDim: number,
+  mask?: string,
+): string {
   const qh = g.op('Mul', [splitHeads(g, q, heads), g.constFloat([1 / Math.sqrt(headDim)], [])]);
   let scores = g.op('MatMul', [qh, splitHeads(g, k, heads, true)]); // [B, H, N, M]
   if (mask) scores = g.op('Add', [scores, mask]);
@@ -105,7 +127,11 @@ export function upsampleNearestLike(g: GraphBuilder, x: string, like: string): s
   const batchChannels = g.op('Slice', [g.op('Shape', [x]), g.constInt64([0]), g.constInt64([2])]);
   const spatial = g.op('Slice', [g.op('Shape', [like]), g.constInt64([2]), g.constInt64([4])]);
   const sizes = g.op('Concat', [batchChannels, spatial], { axis: 0 });
-  return g.op('Resize', [x, '', '', sizes], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
+  return g.op('Resize', [x, '', '', sizes], {
+    mode: 'nearest',
+    coordinate_transformation_mode: 'asymmetric',
+    nearest_mode: 'floor',
+  });
 }
 
 /** Nearest-neighbour 2x upsampling. */

@@ -3,7 +3,18 @@
  * residual branch), Transformer2DModel and BasicTransformerBlock (self-attention,
  * cross-attention, GEGLU feed-forward).
  */
-import { conv2d, groupNorm, layerNorm, linear, attention, gelu, silu, toTokens, fromTokens, type Ctx } from '../onnx/nn.ts';
+import {
+  conv2d,
+  groupNorm,
+  layerNorm,
+  linear,
+  attention,
+  gelu,
+  silu,
+  toTokens,
+  fromTokens,
+  type Ctx,
+} from '../onnx/nn.ts';
 
 export interface ResnetOptions {
   groups: number;
@@ -18,7 +29,14 @@ export interface ResnetOptions {
  * ResnetBlock2D. Returns the block output and `branch`, the residual branch after conv2,
  * before the skip add and the output scale: the hyperfeature tap (DESIGN.md semantics 4).
  */
-export function resnet(ctx: Ctx, prefix: string, x: string, cin: number, cout: number, o: ResnetOptions): { out: string; branch: string } {
+export function resnet(
+  ctx: Ctx,
+  prefix: string,
+  x: string,
+  cin: number,
+  cout: number,
+  o: ResnetOptions,
+): { out: string; branch: string } {
   const { g } = ctx;
   let h = silu(g, groupNorm(ctx, `${prefix}.norm1`, x, cin, o.groups, o.eps));
   h = conv2d(ctx, `${prefix}.conv1`, h, cin, cout, 3);
@@ -30,7 +48,8 @@ export function resnet(ctx: Ctx, prefix: string, x: string, cin: number, cout: n
   const branch = conv2d(ctx, `${prefix}.conv2`, h, cout, cout, 3);
   const skip = cin !== cout ? conv2d(ctx, `${prefix}.conv_shortcut`, x, cin, cout, 1) : x;
   let out = g.op('Add', [skip, branch]);
-  if (o.outputScale !== undefined && o.outputScale !== 1) out = g.op('Div', [out, g.constFloat([o.outputScale], [])]);
+  if (o.outputScale !== undefined && o.outputScale !== 1)
+    out = g.op('Div', [out, g.constFloat([o.outputScale], [])]);
   return { out, branch };
 }
 
@@ -43,7 +62,14 @@ export interface TransformerOptions {
 }
 
 /** Transformer2DModel on NCHW input with text context [B, S, contextDim]. */
-export function transformer2d(ctx: Ctx, prefix: string, x: string, context: string, channels: number, o: TransformerOptions): string {
+export function transformer2d(
+  ctx: Ctx,
+  prefix: string,
+  x: string,
+  context: string,
+  channels: number,
+  o: TransformerOptions,
+): string {
   const { g } = ctx;
   let h = groupNorm(ctx, `${prefix}.norm`, x, channels, o.groups, 1e-6);
   let tokens: string;
@@ -63,7 +89,14 @@ export function transformer2d(ctx: Ctx, prefix: string, x: string, context: stri
   return g.op('Add', [h, x]);
 }
 
-function basicTransformerBlock(ctx: Ctx, prefix: string, x: string, context: string, dim: number, o: TransformerOptions): string {
+function basicTransformerBlock(
+  ctx: Ctx,
+  prefix: string,
+  x: string,
+  context: string,
+  dim: number,
+  o: TransformerOptions,
+): string {
   const { g } = ctx;
   let n = layerNorm(ctx, `${prefix}.norm1`, x, dim, 1e-5);
   x = g.op('Add', [x, crossAttention(ctx, `${prefix}.attn1`, n, n, dim, dim, o.heads)]);
@@ -74,7 +107,15 @@ function basicTransformerBlock(ctx: Ctx, prefix: string, x: string, context: str
 }
 
 /** diffusers CrossAttention: bias-free q/k/v projections, biased output projection. */
-export function crossAttention(ctx: Ctx, prefix: string, x: string, context: string, dim: number, contextDim: number, heads: number): string {
+export function crossAttention(
+  ctx: Ctx,
+  prefix: string,
+  x: string,
+  context: string,
+  dim: number,
+  contextDim: number,
+  heads: number,
+): string {
   const q = linear(ctx, `${prefix}.to_q`, x, dim, dim, false);
   const k = linear(ctx, `${prefix}.to_k`, context, contextDim, dim, false);
   const v = linear(ctx, `${prefix}.to_v`, context, contextDim, dim, false);

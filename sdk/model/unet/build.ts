@@ -21,10 +21,21 @@ interface Skip {
 }
 
 /** Sinusoidal timestep embedding (diffusers `get_timestep_embedding`): [T] -> [T, dim]. */
-function timestepEmbedding(g: GraphBuilder, t: string, dim: number, flipSinToCos: boolean, freqShift: number): string {
+function timestepEmbedding(
+  g: GraphBuilder,
+  t: string,
+  dim: number,
+  flipSinToCos: boolean,
+  freqShift: number,
+): string {
   const half = dim >> 1;
-  const freqs = Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / (half - freqShift)));
-  const args = g.op('Mul', [g.op('Unsqueeze', [t, g.constInt64([1])]), g.constFloat(freqs, [1, half], 'freqs')]);
+  const freqs = Float32Array.from({ length: half }, (_, i) =>
+    Math.exp((-Math.log(10000) * i) / (half - freqShift)),
+  );
+  const args = g.op('Mul', [
+    g.op('Unsqueeze', [t, g.constInt64([1])]),
+    g.constFloat(freqs, [1, half], 'freqs'),
+  ]);
   const sin = g.op('Sin', [args]);
   const cos = g.op('Cos', [args]);
   return g.op('Concat', flipSinToCos ? [cos, sin] : [sin, cos], { axis: 1 });
@@ -32,10 +43,20 @@ function timestepEmbedding(g: GraphBuilder, t: string, dim: number, flipSinToCos
 
 /** linear_1 -> silu -> linear_2 (diffusers TimestepEmbedding). */
 function mlpEmbedding(ctx: Ctx, prefix: string, x: string, cin: number, dim: number): string {
-  return linear(ctx, `${prefix}.linear_2`, silu(ctx.g, linear(ctx, `${prefix}.linear_1`, x, cin, dim)), dim, dim);
+  return linear(
+    ctx,
+    `${prefix}.linear_2`,
+    silu(ctx.g, linear(ctx, `${prefix}.linear_1`, x, cin, dim)),
+    dim,
+    dim,
+  );
 }
 
-export function buildUNetGraph(cfg: UNetConfig, weights: WeightStore, options: UNetGraphOptions = {}): GraphBuilder {
+export function buildUNetGraph(
+  cfg: UNetConfig,
+  weights: WeightStore,
+  options: UNetGraphOptions = {},
+): GraphBuilder {
   const g = new GraphBuilder();
   const ctx: Ctx = { g, w: weights };
   const boc = cfg.blockOutChannels;
@@ -44,9 +65,18 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightStore, options: U
   let sample = g.input('sample', ['batch', cfg.inChannels, 'height', 'width']);
   const timestep = g.input('timestep', ['timesteps']);
   const context = g.input('encoder_hidden_states', ['batch', 'sequence', cfg.crossAttentionDim]);
-  if (cfg.centerInputSample) sample = g.op('Sub', [g.op('Mul', [sample, g.constFloat([2], [])]), g.constFloat([1], [])]);
+  if (cfg.centerInputSample)
+    sample = g.op('Sub', [g.op('Mul', [sample, g.constFloat([2], [])]), g.constFloat([1], [])]);
 
-  let temb = g.scope('time', () => mlpEmbedding(ctx, 'time_embedding', timestepEmbedding(g, timestep, boc[0], cfg.flipSinToCos, cfg.freqShift), boc[0], tembDim));
+  let temb = g.scope('time', () =>
+    mlpEmbedding(
+      ctx,
+      'time_embedding',
+      timestepEmbedding(g, timestep, boc[0], cfg.flipSinToCos, cfg.freqShift),
+      boc[0],
+      tembDim,
+    ),
+  );
   if (cfg.classEmbedType === 'projection') {
     const labels = g.input('class_labels', ['batch', cfg.classEmbedInputDim]);
     temb = g.op('Add', [temb, mlpEmbedding(ctx, 'class_embedding', labels, cfg.classEmbedInputDim, tembDim)]);
@@ -71,12 +101,16 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightStore, options: U
         const p = `down_blocks.${i}`;
         h = resnet(ctx, `${p}.resnets.${j}`, h, ch, boc[i], res).out;
         ch = boc[i];
-        if (type === 'CrossAttnDownBlock2D') h = transformer2d(ctx, `${p}.attentions.${j}`, h, context, ch, attn(i));
+        if (type === 'CrossAttnDownBlock2D')
+          h = transformer2d(ctx, `${p}.attentions.${j}`, h, context, ch, attn(i));
         skips.push({ value: h, channels: ch });
       }
       if (i < boc.length - 1) {
         const pad = cfg.downsamplePadding;
-        h = conv2d(ctx, `down_blocks.${i}.downsamplers.0.conv`, h, ch, ch, 3, { stride: 2, pads: [pad, pad, pad, pad] });
+        h = conv2d(ctx, `down_blocks.${i}.downsamplers.0.conv`, h, ch, ch, 3, {
+          stride: 2,
+          pads: [pad, pad, pad, pad],
+        });
         skips.push({ value: h, channels: ch });
       }
     });
@@ -100,14 +134,29 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightStore, options: U
       for (let j = 0; j <= cfg.layersPerBlock; j++) {
         const skip = skips.pop()!;
         const p = `up_blocks.${i}`;
-        const r = resnet(ctx, `${p}.resnets.${j}`, g.op('Concat', [h, skip.value], { axis: 1 }), ch + skip.channels, out, res);
+        const r = resnet(
+          ctx,
+          `${p}.resnets.${j}`,
+          g.op('Concat', [h, skip.value], { axis: 1 }),
+          ch + skip.channels,
+          out,
+          res,
+        );
         taps.push(r.branch);
         h = r.out;
         ch = out;
-        if (type === 'CrossAttnUpBlock2D') h = transformer2d(ctx, `${p}.attentions.${j}`, h, context, ch, attn(upHeads[i]));
+        if (type === 'CrossAttnUpBlock2D')
+          h = transformer2d(ctx, `${p}.attentions.${j}`, h, context, ch, attn(upHeads[i]));
       }
       if (i < boc.length - 1) {
-        h = conv2d(ctx, `up_blocks.${i}.upsamplers.0.conv`, upsampleNearestLike(g, h, skips[skips.length - 1].value), ch, ch, 3);
+        h = conv2d(
+          ctx,
+          `up_blocks.${i}.upsamplers.0.conv`,
+          upsampleNearestLike(g, h, skips[skips.length - 1].value),
+          ch,
+          ch,
+          3,
+        );
       }
     });
   });
@@ -115,6 +164,7 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightStore, options: U
   h = silu(g, groupNorm(ctx, 'conv_norm_out', h, ch, cfg.normGroups, cfg.normEps));
   h = conv2d(ctx, 'conv_out', h, ch, cfg.outChannels, cfg.convOutKernel);
   g.output('noise_pred', h, ['batch', cfg.outChannels, 'height', 'width']);
-  if (options.taps !== false) taps.forEach((t, k) => g.output(`tap_l${k + 1}`, t, ['batch', 'channels', 'h', 'w']));
+  if (options.taps !== false)
+    taps.forEach((t, k) => g.output(`tap_l${k + 1}`, t, ['batch', 'channels', 'h', 'w']));
   return g;
 }

@@ -38,7 +38,13 @@ export function parseUNetConfig(path: string, raw: RawConfig): UNetConfig {
   c.oneOf('time_embedding_type', ['positional'], 'positional');
   c.oneOf('resnet_time_scale_shift', ['default'], 'default');
   c.oneOf('mid_block_type', ['UNetMidBlock2DCrossAttn'], 'UNetMidBlock2DCrossAttn');
-  for (const f of ['num_class_embeds', 'time_cond_proj_dim', 'timestep_post_act', 'addition_embed_type', 'encoder_hid_dim']) {
+  for (const f of [
+    'num_class_embeds',
+    'time_cond_proj_dim',
+    'timestep_post_act',
+    'addition_embed_type',
+    'encoder_hid_dim',
+  ]) {
     c.oneOf(f, [null], null);
   }
   for (const f of ['only_cross_attention', 'dual_cross_attention']) c.oneOf(f, [false], false);
@@ -72,8 +78,14 @@ export function parseUNetConfig(path: string, raw: RawConfig): UNetConfig {
     c.problems.push(`down_block_types and up_block_types need ${n} entries (one per block_out_channels)`);
   }
   for (const [i, ch] of blockOutChannels.entries()) {
-    if (ch % cfg.normGroups) c.problems.push(`block_out_channels[${i}] = ${ch} is not divisible by norm_num_groups ${cfg.normGroups}`);
-    if (ch % cfg.heads[i]) c.problems.push(`block_out_channels[${i}] = ${ch} is not divisible by its ${cfg.heads[i]} attention heads`);
+    if (ch % cfg.normGroups)
+      c.problems.push(
+        `block_out_channels[${i}] = ${ch} is not divisible by norm_num_groups ${cfg.normGroups}`,
+      );
+    if (ch % cfg.heads[i])
+      c.problems.push(
+        `block_out_channels[${i}] = ${ch} is not divisible by its ${cfg.heads[i]} attention heads`,
+      );
   }
   c.done('UNet2DConditionModel');
   return cfg;

@@ -3,9 +3,8 @@ import { ShapeError } from '../../core/errors.ts';
 import { fmtShape } from '../../core/messages.ts';
 import { Tensor } from '../../core/tensor.ts';
 import { resolveComponent, type ResolveOptions } from '../checkpoint.ts';
-import { cachedGraph, graphKey } from '../cache.ts';
+import { cachedGraph } from '../cache.ts';
 import { Session, type SessionOptions } from '../runtime.ts';
-import { WeightStore } from '../weights.ts';
 import { buildUNetGraph } from './build.ts';
 import { parseUNetConfig, tapCount, type UNetConfig } from './config.ts';
 
@@ -57,13 +56,14 @@ export class UNet {
     const files = resolveComponent(modelDir, 'unet', options);
     const config = parseUNetConfig(files.configPath, files.config);
     const taps = options.taps !== false;
-    const key = graphKey('unet', config, { taps }, files.weightFiles);
-    const path = await cachedGraph(key, 'unet', async () => {
-      const weights = await WeightStore.open(files.weightFiles);
-      const g = buildUNetGraph(config, weights, { taps });
-      weights.check('unet');
-      return g;
-    }, options.cacheDir);
+    const path = await cachedGraph({
+      component: 'unet',
+      config,
+      options: { taps },
+      weightFiles: files.weightFiles,
+      build: (weights) => buildUNetGraph(config, weights, { taps }),
+      cacheDir: options.cacheDir,
+    });
     return new UNet(config, await Session.create(path, options), taps);
   }
 
@@ -76,14 +76,25 @@ export class UNet {
     ctx.expectShape('encoder_hidden_states', [batch, -1, c.crossAttentionDim]);
     const ts = Array.isArray(input.timestep) ? input.timestep : [input.timestep];
     if (!(ts.length === 1 || ts.length === batch) || !ts.every(Number.isFinite)) {
-      throw new ShapeError(`timestep: expected 1 or ${batch} finite values, got ${JSON.stringify(input.timestep)}`);
+      throw new ShapeError(
+        `timestep: expected 1 or ${batch} finite values, got ${JSON.stringify(input.timestep)}`,
+      );
     }
-    const feeds: Record<string, Tensor> = { sample, timestep: Tensor.from(ts, [ts.length]), encoder_hidden_states: ctx };
+    const feeds: Record<string, Tensor> = {
+      sample,
+      timestep: Tensor.from(ts, [ts.length]),
+      encoder_hidden_states: ctx,
+    };
     if (c.classEmbedType === 'projection') {
-      if (!input.classLabels) throw new ShapeError(`class_labels: this UNet has a projection class embedding; expected [${batch}, ${c.classEmbedInputDim}], got none`);
+      if (!input.classLabels)
+        throw new ShapeError(
+          `class_labels: this UNet has a projection class embedding; expected [${batch}, ${c.classEmbedInputDim}], got none`,
+        );
       feeds.class_labels = input.classLabels.expectShape('class_labels', [batch, c.classEmbedInputDim]);
     } else if (input.classLabels) {
-      throw new ShapeError(`class_labels: this UNet has no class embedding, got ${fmtShape(input.classLabels.shape)}`);
+      throw new ShapeError(
+        `class_labels: this UNet has no class embedding, got ${fmtShape(input.classLabels.shape)}`,
+      );
     }
     const out = await this.session.run(feeds);
     const taps = this.withTaps ? Array.from({ length: tapCount(c) }, (_, k) => out[`tap_l${k + 1}`]) : [];

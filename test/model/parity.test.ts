@@ -1,0 +1,153 @@
+/**
+ * Parity with the PyTorch reference (diffusers 0.14 + transformers CLIP) in
+ * ../shared/reference, through the same public API a user calls. Tolerances come from the
+ * reference manifest.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UNet } from '../../sdk/model/unet/index.ts';
+import { Vae } from '../../sdk/model/vae/index.ts';
+import { TextEncoder, ClipTokenizer } from '../../sdk/model/clip/index.ts';
+import { SafetensorsReader, readAllSafetensors } from '../../sdk/core/safetensors.ts';
+import { loadImage } from '../../sdk/data/image.ts';
+import { FIXTURES, REFERENCE, assertClose, tolerance } from '../helpers.ts';
+
+const TINY = join(REFERENCE, 'tiny-sd15');
+const caseFile = (name: string) => join(REFERENCE, 'cases', `${name}.safetensors`);
+
+describe('model parity with diffusers 0.14 (tiny-sd15)', () => {
+  it('tokenizes prompts exactly like the SD CLIP tokenizer (padding, truncation)', () => {
+    const tok = ClipTokenizer.load(TINY);
+    const c = JSON.parse(readFileSync(join(REFERENCE, 'cases/tokenizer.json'), 'utf8')) as {
+      prompts: string[];
+      input_ids: number[][];
+    };
+    c.prompts.forEach((p, i) =>
+      assert.deepEqual(tok.encode(p), c.input_ids[i], `prompt ${JSON.stringify(p)}`),
+    );
+  });
+
+  it('encodes token ids like CLIPTextModel', async () => {
+    const te = await TextEncoder.load(TINY);
+    const r = await SafetensorsReader.open(caseFile('text_encoder'));
+    const ids = await r.readInt64('input_ids');
+    const rows = Array.from({ length: ids.shape[0] }, (_, i) =>
+      Array.from(ids.data.slice(i * 77, (i + 1) * 77), Number),
+    );
+    assertClose(
+      await te.encodeIds(rows),
+      await r.read('last_hidden_state'),
+      tolerance('text_encoder', 'last_hidden_state'),
+      'last_hidden_state',
+    );
+    await r.close();
+    await te.dispose();
+  });
+
+  describe('UNet noise prediction and the 12 decoder taps', () => {
+    let unet: UNet;
+    before(async () => {
+      unet = await UNet.load(TINY);
+    });
+    after(() => unet.dispose());
+    for (const c of ['unet_t-1', 'unet_t0', 'unet_t261', 'unet_t980', 'unet_nonsquare_t500']) {
+      it(c, async () => {
+        const { tensors: t } = await readAllSafetensors(caseFile(c));
+        const out = await unet.run({
+          sample: t.get('sample')!,
+          timestep: [...t.get('timestep')!.data],
+          encoderHiddenStates: t.get('encoder_hidden_states')!,
+        });
+        assertClose(out.noisePred, t.get('noise_pred')!, tolerance(c, 'noise_pred'), `${c} noise_pred`);
+        assert.equal(out.taps.length, 12);
+        out.taps.forEach((tap, k) =>
+          assertClose(tap, t.get(`tap_l${k + 1}`)!, tolerance(c, `tap_l${k + 1}`), `${c} tap_l${k + 1}`),
+        );
+      });
+    }
+  });
+
+  it('VAE posterior and decoder', async () => {
+    const vae = await Vae.load(TINY);
+    const { tensors: t } = await readAllSafetensors(caseFile('vae'));
+    const p = await vae.encode(t.get('image')!);
+    assertClose(p.mean, t.get('posterior_mean')!, tolerance('vae', 'posterior_mean'), 'posterior_mean');
+    assertClose(p.std, t.get('posterior_std')!, tolerance('vae', 'posterior_std'), 'posterior_std');
+    assertClose(
+      p.logvar,
+      t.get('posterior_logvar')!,
+      tolerance('vae', 'posterior_logvar'),
+      'posterior_logvar',
+    );
+    assertClose(
+      await vae.decode(t.get('latent')!),
+      t.get('decoded')!,
+      tolerance('vae', 'decoded'),
+      'decoded',
+    );
+    // image pipeline end to end: the photo loaded at 224 (PIL bilinear), interpolated to 512, encoded
+    const { tensors: ip } = await readAllSafetensors(caseFile('image_pipeline'));
+    const { pixels } = await loadImage(join(FIXTURES, 'photos/chelsea.png'), {
+      loadSize: 224,
+      modelSize: 512,
+    });
+    const post = await vae.encode(pixels);
+    assertClose(
+      post.mean,
+      ip.get('posterior_mean')!,
+      tolerance('image_pipeline', 'posterior_mean'),
+      'image_pipeline mean',
+    );
+    assertClose(
+      post.std,
+      ip.get('posterior_std')!,
+      tolerance('image_pipeline', 'posterior_std'),
+      'image_pipeline std',
+    );
+    await vae.dispose();
+  });
+});
+
+describe('model parity: Lotus-G topology (SD-2 layout, projection class embedding, odd latents)', () => {
+  const LOTUS = join(REFERENCE, 'lotus/tiny-lotus-g');
+  const lotusTol = (name: string) => {
+    const m = JSON.parse(readFileSync(join(REFERENCE, 'lotus/manifest.json'), 'utf8')) as Record<
+      string,
+      { tolerance: Record<string, number> }
+    >;
+    return m['lotus-g_inference'].tolerance[name];
+  };
+
+  it('matches the unpadded prompt embedding, posterior sample, both task switchers and the decode', async () => {
+    const r = await SafetensorsReader.open(join(REFERENCE, 'lotus/cases/lotus-g_inference.safetensors'));
+    const [unet, vae, te] = await Promise.all([UNet.load(LOTUS), Vae.load(LOTUS), TextEncoder.load(LOTUS)]);
+    const emb = await te.encode('', { padding: 'none' });
+    assertClose(emb, await r.read('prompt_embeds'), lotusTol('prompt_embeds'), 'prompt_embeds');
+    const post = await vae.encode(await r.read('rgb_resized'));
+    const latent = vae.latentFromPosterior(post, { eps: await r.read('posterior_eps') });
+    assertClose(latent, await r.read('rgb_latent'), lotusTol('rgb_latent'), 'rgb_latent');
+    for (const task of ['annotation', 'rgb']) {
+      const out = await unet.run({
+        sample: await r.read('unet_input'),
+        timestep: 999,
+        encoderHiddenStates: emb,
+        classLabels: await r.read(`task_emb_${task}`),
+      });
+      assertClose(
+        out.noisePred,
+        await r.read(`${task}_x0_latent`),
+        lotusTol(`${task}_x0_latent`),
+        `${task}_x0_latent`,
+      );
+      assertClose(
+        await vae.decodeLatents(out.noisePred),
+        await r.read(`${task}_decoded`),
+        lotusTol(`${task}_decoded`),
+        `${task}_decoded`,
+      );
+    }
+    await r.close();
+    await Promise.all([unet.dispose(), vae.dispose(), te.dispose()]);
+  });
+});
