@@ -11,22 +11,22 @@ export function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
-/** Write all chunks to `path` atomically (temp file, fsync, rename). */
-export async function writeFileAtomic(
+/** Atomic write where `produce` calls `write` chunk by chunk (large files never sit in memory). */
+export async function writeFileAtomicStreaming(
   path: string,
-  chunks: Uint8Array | readonly Uint8Array[],
+  produce: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>,
 ): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = tempPathFor(path);
   const handle = await open(tmp, 'w');
   try {
-    for (const chunk of chunks instanceof Uint8Array ? [chunks] : chunks) {
+    await produce(async (chunk) => {
       let written = 0;
       while (written < chunk.byteLength) {
         const { bytesWritten } = await handle.write(chunk, written, chunk.byteLength - written);
         written += bytesWritten;
       }
-    }
+    });
     await handle.sync();
     await handle.close();
     await rename(tmp, path);
@@ -35,4 +35,14 @@ export async function writeFileAtomic(
     await unlink(tmp).catch(() => undefined);
     throw e;
   }
+}
+
+/** Write all chunks to `path` atomically (temp file, fsync, rename). */
+export async function writeFileAtomic(
+  path: string,
+  chunks: Uint8Array | readonly Uint8Array[],
+): Promise<void> {
+  await writeFileAtomicStreaming(path, async (write) => {
+    for (const chunk of chunks instanceof Uint8Array ? [chunks] : chunks) await write(chunk);
+  });
 }

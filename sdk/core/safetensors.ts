@@ -8,8 +8,8 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { DataError } from './errors.ts';
 import { messages } from './messages.ts';
 import { Tensor, shapeSize } from './tensor.ts';
-import { bf16ToFloat, halfToFloat } from './half.ts';
-import { writeFileAtomic } from './fs.ts';
+import { bf16ToFloat, halfToFloat, floatToHalf } from './half.ts';
+import { writeFileAtomic, writeFileAtomicStreaming } from './fs.ts';
 
 export const DTYPE_BYTES = {
   F64: 8,
@@ -258,4 +258,54 @@ export async function readAllSafetensors(
   } finally {
     await reader.close();
   }
+}
+
+/** A tensor produced on demand, so large files are written one tensor at a time. */
+export interface LazyTensor {
+  shape: readonly number[];
+  values: () => Float32Array;
+}
+
+/**
+ * Stream tensors to `path` as F32 or F16 (round to nearest even), atomically: each tensor
+ * is produced, written and dropped before the next. Keys are written in sorted order.
+ */
+export async function writeSafetensorsStreaming(
+  path: string,
+  entries: ReadonlyMap<string, LazyTensor>,
+  options: { dtype?: 'F32' | 'F16'; metadata?: Record<string, string> } = {},
+): Promise<void> {
+  const dtype = options.dtype ?? 'F32';
+  const bytesPer = DTYPE_BYTES[dtype];
+  const names = [...entries.keys()].sort();
+  const header: Record<string, unknown> = {};
+  if (options.metadata && Object.keys(options.metadata).length) header.__metadata__ = options.metadata;
+  let offset = 0;
+  for (const name of names) {
+    const size = shapeSize(entries.get(name)!.shape) * bytesPer;
+    header[name] = { dtype, shape: [...entries.get(name)!.shape], data_offsets: [offset, offset + size] };
+    offset += size;
+  }
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const headerBytes = Buffer.concat([json, Buffer.alloc((8 - (json.byteLength % 8)) % 8, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(headerBytes.byteLength));
+  await writeFileAtomicStreaming(path, async (write) => {
+    await write(len);
+    await write(headerBytes);
+    for (const name of names) {
+      const values = entries.get(name)!.values();
+      await write(
+        dtype === 'F32'
+          ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
+          : toHalfBytes(values),
+      );
+    }
+  });
+}
+
+function toHalfBytes(values: Float32Array): Uint8Array {
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = floatToHalf(values[i]);
+  return new Uint8Array(out.buffer);
 }

@@ -18,7 +18,13 @@ export interface ParamOptions {
   reshape?: number[];
 }
 
-export class WeightStore {
+/** What graph builders need from weights: real files (WeightStore) or a shape recorder. */
+export interface WeightSource {
+  has(name: string): boolean;
+  param(g: GraphBuilder, name: string, expected: readonly number[], options?: ParamOptions): string;
+}
+
+export class WeightStore implements WeightSource {
   readonly files: readonly string[];
   private readonly readers: SafetensorsReader[];
   private readonly index = new Map<string, SafetensorsReader>();

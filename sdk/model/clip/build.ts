@@ -5,13 +5,13 @@
  */
 import { GraphBuilder } from '../onnx/graph.ts';
 import { attention, gelu, layerNorm, linear, quickGelu, type Ctx } from '../onnx/nn.ts';
-import type { WeightStore } from '../weights.ts';
+import type { WeightSource } from '../weights.ts';
 import type { ClipTextConfig } from './config.ts';
 
 /** Large negative instead of -inf: exp underflows to exactly 0 without NaN risk. */
 const MASKED = -1e9;
 
-export function buildClipTextGraph(cfg: ClipTextConfig, weights: WeightStore): GraphBuilder {
+export function buildClipTextGraph(cfg: ClipTextConfig, weights: WeightSource): GraphBuilder {
   const g = new GraphBuilder();
   const ctx: Ctx = { g, w: weights };
   const d = cfg.hiddenSize;

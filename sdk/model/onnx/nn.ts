@@ -4,11 +4,11 @@
  * are passed in so every weight's shape is checked against the config.
  */
 import type { GraphBuilder } from './graph.ts';
-import type { WeightStore } from '../weights.ts';
+import type { WeightSource } from '../weights.ts';
 
 export interface Ctx {
   g: GraphBuilder;
-  w: WeightStore;
+  w: WeightSource;
 }
 
 /** 2D convolution, NCHW. `pads` as ONNX [top, left, bottom, right]. */

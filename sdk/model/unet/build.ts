@@ -6,7 +6,7 @@
  */
 import { GraphBuilder } from '../onnx/graph.ts';
 import { conv2d, groupNorm, linear, silu, upsampleNearestLike, type Ctx } from '../onnx/nn.ts';
-import type { WeightStore } from '../weights.ts';
+import type { WeightSource } from '../weights.ts';
 import { resnet, transformer2d, type ResnetOptions } from './blocks.ts';
 import type { UNetConfig } from './config.ts';
 
@@ -54,7 +54,7 @@ function mlpEmbedding(ctx: Ctx, prefix: string, x: string, cin: number, dim: num
 
 export function buildUNetGraph(
   cfg: UNetConfig,
-  weights: WeightStore,
+  weights: WeightSource,
   options: UNetGraphOptions = {},
 ): GraphBuilder {
   const g = new GraphBuilder();

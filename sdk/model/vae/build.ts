@@ -15,7 +15,7 @@ import {
   upsampleNearest2x,
   type Ctx,
 } from '../onnx/nn.ts';
-import type { WeightStore } from '../weights.ts';
+import type { WeightSource } from '../weights.ts';
 import { resnet } from '../unet/blocks.ts';
 import type { VaeConfig } from './config.ts';
 
@@ -41,7 +41,7 @@ function midBlock(ctx: Ctx, prefix: string, h: string, ch: number, groups: numbe
 }
 
 /** Encoder graph: `image` [B, 3, H, W] in [-1, 1] -> posterior_mean, posterior_logvar, posterior_std. */
-export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightStore): GraphBuilder {
+export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource): GraphBuilder {
   const g = new GraphBuilder();
   const ctx: Ctx = { g, w: weights };
   const boc = cfg.blockOutChannels;
@@ -82,7 +82,7 @@ export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightStore): Grap
 }
 
 /** Decoder graph: `latent` [B, latent_channels, h, w] (already divided by the scaling factor) -> `decoded`. */
-export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightStore): GraphBuilder {
+export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource): GraphBuilder {
   const g = new GraphBuilder();
   const ctx: Ctx = { g, w: weights };
   const rev = [...cfg.blockOutChannels].reverse();

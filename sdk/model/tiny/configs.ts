@@ -1,0 +1,123 @@
+/**
+ * Configs of the checkpoints the generator writes: SD-1.5, SD-2.1-base and Lotus
+ * topologies, at tiny widths (tests, demo) or at the real widths (benchmarks).
+ */
+export const TINY_STYLES = ['sd15', 'sd21', 'lotus-g', 'lotus-d'] as const;
+export type TinyStyle = (typeof TINY_STYLES)[number];
+export const TINY_SIZES = ['tiny', 'full'] as const;
+export type TinySize = (typeof TINY_SIZES)[number];
+
+const DOWN = ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'];
+const UP = ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'];
+const META = { _diffusers_version: '0.14.0' };
+
+function isSd2(style: TinyStyle): boolean {
+  return style !== 'sd15';
+}
+
+export function unetConfig(style: TinyStyle, size: TinySize): Record<string, unknown> {
+  const full = size === 'full';
+  const sd2 = isSd2(style);
+  const lotus = style.startsWith('lotus');
+  return {
+    _class_name: 'UNet2DConditionModel',
+    ...META,
+    act_fn: 'silu',
+    // diffusers reads this as the number of heads (SD-1: 8 everywhere; SD-2: 64-dim heads)
+    attention_head_dim: full ? (sd2 ? [5, 10, 20, 20] : 8) : sd2 ? [1, 2, 3, 3] : 2,
+    block_out_channels: full ? [320, 640, 1280, 1280] : [32, 64, 96, 96],
+    center_input_sample: false,
+    class_embed_type: lotus ? 'projection' : null,
+    projection_class_embeddings_input_dim: lotus ? 4 : null,
+    cross_attention_dim: full ? (sd2 ? 1024 : 768) : 32,
+    down_block_types: DOWN,
+    up_block_types: UP,
+    downsample_padding: 1,
+    flip_sin_to_cos: true,
+    freq_shift: 0,
+    in_channels: style === 'lotus-g' ? 8 : 4,
+    out_channels: 4,
+    layers_per_block: 2,
+    mid_block_scale_factor: 1,
+    norm_eps: 1e-5,
+    norm_num_groups: 32,
+    sample_size: full ? (sd2 ? 96 : 64) : 32,
+    use_linear_projection: sd2,
+    upcast_attention: false,
+  };
+}
+
+export function vaeConfig(size: TinySize): Record<string, unknown> {
+  const full = size === 'full';
+  return {
+    _class_name: 'AutoencoderKL',
+    ...META,
+    act_fn: 'silu',
+    block_out_channels: full ? [128, 256, 512, 512] : [32, 32, 64, 64],
+    down_block_types: Array(4).fill('DownEncoderBlock2D'),
+    up_block_types: Array(4).fill('UpDecoderBlock2D'),
+    in_channels: 3,
+    out_channels: 3,
+    latent_channels: 4,
+    layers_per_block: full ? 2 : 1,
+    norm_num_groups: 32,
+    sample_size: full ? 512 : 64,
+    scaling_factor: 0.18215,
+  };
+}
+
+export function textEncoderConfig(style: TinyStyle, size: TinySize): Record<string, unknown> {
+  const full = size === 'full';
+  const sd2 = isSd2(style);
+  return {
+    architectures: ['CLIPTextModel'],
+    model_type: 'clip_text_model',
+    vocab_size: 49408,
+    hidden_size: full ? (sd2 ? 1024 : 768) : 32,
+    intermediate_size: full ? (sd2 ? 4096 : 3072) : 128,
+    num_hidden_layers: full ? (sd2 ? 23 : 12) : 2,
+    num_attention_heads: full ? (sd2 ? 16 : 12) : 4,
+    max_position_embeddings: 77,
+    hidden_act: sd2 ? 'gelu' : 'quick_gelu',
+    layer_norm_eps: 1e-5,
+    bos_token_id: 0,
+    eos_token_id: 2,
+    pad_token_id: 1,
+    torch_dtype: 'float32',
+  };
+}
+
+export function schedulerConfig(): Record<string, unknown> {
+  return {
+    _class_name: 'DDIMScheduler',
+    ...META,
+    beta_start: 0.00085,
+    beta_end: 0.012,
+    beta_schedule: 'scaled_linear',
+    num_train_timesteps: 1000,
+    clip_sample: false,
+    set_alpha_to_one: false,
+    steps_offset: 1,
+    prediction_type: 'epsilon',
+  };
+}
+
+export function modelIndex(): Record<string, unknown> {
+  return {
+    _class_name: 'StableDiffusionPipeline',
+    ...META,
+    scheduler: ['diffusers', 'DDIMScheduler'],
+    text_encoder: ['transformers', 'CLIPTextModel'],
+    tokenizer: ['transformers', 'CLIPTokenizer'],
+    unet: ['diffusers', 'UNet2DConditionModel'],
+    vae: ['diffusers', 'AutoencoderKL'],
+    safety_checker: [null, null],
+    feature_extractor: [null, null],
+    requires_safety_checker: false,
+  };
+}
+
+/** SD-1 pads with <|endoftext|>, SD-2 (OpenCLIP) with "!". */
+export function padToken(style: TinyStyle): string {
+  return isSd2(style) ? '!' : '<|endoftext|>';
+}
