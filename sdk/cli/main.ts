@@ -5,6 +5,8 @@
 import { isHyperfeaturesError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
 import { environmentReport } from './environment.ts';
+import { makeTiny } from './commands/make-tiny.ts';
+import { download } from './commands/download.ts';
 
 export interface Command {
   summary: string;
@@ -25,6 +27,8 @@ export const COMMANDS: Record<string, Command> = {
     usage: 'hyperfeatures demo [--model <dir|repo-id>]',
     run: async () => out(environmentReport()),
   },
+  'make-tiny': makeTiny,
+  download,
 };
 
 function help(): string {

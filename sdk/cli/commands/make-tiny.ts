@@ -1,0 +1,28 @@
+import { ConfigError } from '../../core/errors.ts';
+import { makeTinyCheckpoint, TINY_SIZES, TINY_STYLES } from '../../model/tiny/index.ts';
+import { choice, intOption, parse } from '../args.ts';
+import type { Command } from '../main.ts';
+
+export const makeTiny: Command = {
+  summary: 'write a diffusers checkpoint with SD topology and seeded random weights',
+  usage: `hyperfeatures make-tiny <dir> [--style ${TINY_STYLES.join('|')}] [--size ${TINY_SIZES.join('|')}] [--seed N] [--fp16]`,
+  async run(args) {
+    const { values, positionals } = parse(args, {
+      style: { type: 'string' },
+      size: { type: 'string' },
+      seed: { type: 'string' },
+      fp16: { type: 'boolean' },
+    });
+    if (positionals.length !== 1)
+      throw new ConfigError(`make-tiny: expected one output folder, got ${positionals.length}`);
+    const style = choice('style', values.style, TINY_STYLES, 'sd15');
+    const size = choice('size', values.size, TINY_SIZES, 'tiny');
+    await makeTinyCheckpoint(positionals[0], {
+      style,
+      size,
+      seed: intOption('seed', values.seed, 0),
+      fp16: values.fp16,
+    });
+    process.stdout.write(`wrote a ${size} ${style} checkpoint (random weights) to ${positionals[0]}\n`);
+  },
+};

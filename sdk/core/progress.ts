@@ -1,0 +1,85 @@
+/**
+ * A small progress bar for long work (downloads, extraction): label, bar, count, rate and
+ * ETA on stderr, redrawn in place on a TTY and as occasional lines otherwise. Tests and
+ * libraries can pass `silent` or their own sink.
+ */
+export interface ProgressOptions {
+  label: string;
+  total: number;
+  /** Format values, e.g. as bytes. */
+  format?: (v: number) => string;
+  sink?: (line: string, final: boolean) => void;
+  silent?: boolean;
+}
+
+export interface Progress {
+  update(done: number): void;
+  tick(n?: number): void;
+  done(): void;
+}
+
+export const formatBytes = (b: number): string => {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (b >= 1024 && i < units.length - 1) {
+    b /= 1024;
+    i++;
+  }
+  return `${b.toFixed(i ? 1 : 0)} ${units[i]}`;
+};
+
+const formatSeconds = (s: number): string =>
+  !Number.isFinite(s)
+    ? '?'
+    : s < 60
+      ? `${s.toFixed(0)}s`
+      : s < 3600
+        ? `${Math.floor(s / 60)}m${Math.round(s % 60)}s`
+        : `${(s / 3600).toFixed(1)}h`;
+
+function defaultSink(): (line: string, final: boolean) => void {
+  const tty = process.stderr.isTTY;
+  let lastPrint = 0;
+  return (line, final) => {
+    const now = Date.now();
+    if (tty) process.stderr.write(`\r${line}\x1b[K${final ? '\n' : ''}`);
+    else if (final || now - lastPrint > 10_000) {
+      process.stderr.write(line + '\n');
+      lastPrint = now;
+    }
+  };
+}
+
+export function createProgress(o: ProgressOptions): Progress {
+  const start = Date.now();
+  const fmt = o.format ?? ((v: number) => String(v));
+  const sink = o.silent ? () => undefined : (o.sink ?? defaultSink());
+  let current = 0;
+  let lastDraw = 0;
+  const draw = (final: boolean) => {
+    const elapsed = (Date.now() - start) / 1000;
+    const frac = o.total > 0 ? Math.min(current / o.total, 1) : 1;
+    const width = 24;
+    const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
+    const eta = frac > 0 ? (elapsed / frac) * (1 - frac) : Infinity;
+    sink(
+      `${o.label} [${bar}] ${fmt(current)}/${fmt(o.total)} ${(frac * 100).toFixed(0)}% ${final ? `in ${formatSeconds(elapsed)}` : `ETA ${formatSeconds(eta)}`}`,
+      final,
+    );
+  };
+  return {
+    update(done) {
+      current = done;
+      if (Date.now() - lastDraw > 200) {
+        lastDraw = Date.now();
+        draw(false);
+      }
+    },
+    tick(n = 1) {
+      this.update(current + n);
+    },
+    done() {
+      draw(true);
+    },
+  };
+}
