@@ -1,0 +1,47 @@
+/**
+ * One UNet benchmark case in its own process (so peak RSS is this case's): build + load
+ * time and memory, then warm ms per call with taps. Prints one JSON line.
+ * usage: tsx bench/unet-case.ts <modelDir> <latentSize> <calls> <cacheDir>
+ */
+import { performance } from 'node:perf_hooks';
+import { UNet } from '../sdk/model/unet/index.ts';
+import { unetFlops } from '../sdk/model/unet/flops.ts';
+import { Tensor } from '../sdk/core/tensor.ts';
+import { Rng } from '../sdk/core/rng.ts';
+
+const [dir, sizeArg, callsArg, cacheDir] = process.argv.slice(2);
+const size = Number(sizeArg);
+const calls = Number(callsArg);
+const rssMiB = () => process.resourceUsage().maxRSS / 1024;
+
+const t0 = performance.now();
+const unet = await UNet.load(dir, { cacheDir });
+const loadSeconds = (performance.now() - t0) / 1000;
+const loadPeakRssMiB = rssMiB();
+const c = unet.config;
+const rng = new Rng(0);
+const input = {
+  sample: new Tensor(rng.normalArray(c.inChannels * size * size), [1, c.inChannels, size, size]),
+  timestep: 500,
+  encoderHiddenStates: new Tensor(rng.normalArray(77 * c.crossAttentionDim), [1, 77, c.crossAttentionDim]),
+  classLabels: c.classEmbedType ? Tensor.from([Math.sin(1), 0, Math.cos(1), 1], [1, 4]) : undefined,
+};
+const times: number[] = [];
+for (let i = 0; i < calls + 1; i++) {
+  const s = performance.now();
+  await unet.run(input);
+  times.push(performance.now() - s);
+}
+await unet.dispose();
+const warm = times.slice(1).sort((a, b) => a - b);
+console.log(
+  JSON.stringify({
+    loadSeconds,
+    loadPeakRssMiB,
+    firstCallMs: times[0],
+    msPerCall: warm[Math.floor(warm.length / 2)],
+    minMsPerCall: warm[0],
+    gflopPerCall: unetFlops(c, size, size) / 1e9,
+    peakRssMiB: rssMiB(),
+  }),
+);
