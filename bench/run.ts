@@ -50,7 +50,12 @@ const machine = machineInfo();
 say(`machine: ${machine.cpu} x${machine.cores}, ${machine.memoryGiB} GiB`);
 const peak = await matmulPeak();
 say(`fp32 matmul peak: ${peak.toFixed(1)} GFLOP/s`);
-const results: Record<string, unknown> = { date: new Date().toISOString(), machine, matmulPeakGflops: peak, unet: {} };
+const results: Record<string, unknown> = {
+  date: new Date().toISOString(),
+  machine,
+  matmulPeakGflops: peak,
+  unet: {},
+};
 
 const cases: [string, 'tiny' | 'full', number][] = [['tiny-sd15', 'tiny', 5]];
 if (!quick) cases.push(['sd15-sized', 'full', 3]);

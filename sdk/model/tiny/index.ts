@@ -4,7 +4,7 @@
  * running the graph builders against a shape recorder, so the generator and the builders
  * can never disagree.
  */
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../core/errors.ts';
@@ -126,7 +126,8 @@ export async function makeTinyCheckpoint(dir: string, options: MakeTinyOptions =
 
   const tokDir = join(dir, 'tokenizer');
   mkdirSync(tokDir, { recursive: true });
-  for (const f of ['vocab.json', 'merges.txt']) copyFileSync(join(ASSETS, f), join(tokDir, f));
+  for (const f of ['vocab.json', 'merges.txt'])
+    await writeFileAtomic(join(tokDir, f), readFileSync(join(ASSETS, f)));
   const special = {
     bos_token: '<|startoftext|>',
     eos_token: '<|endoftext|>',

@@ -8,7 +8,8 @@ import type { UNetConfig } from './config.ts';
 export function unetFlops(cfg: UNetConfig, height: number, width: number, contextLength = 77): number {
   const boc = cfg.blockOutChannels;
   let flops = 0;
-  const conv = (cin: number, cout: number, k: number, h: number, w: number) => (flops += 2 * cin * cout * k * k * h * w);
+  const conv = (cin: number, cout: number, k: number, h: number, w: number) =>
+    (flops += 2 * cin * cout * k * k * h * w);
   const resnet = (cin: number, cout: number, h: number, w: number) => {
     conv(cin, cout, 3, h, w);
     conv(cout, cout, 3, h, w);
@@ -52,7 +53,8 @@ export function unetFlops(cfg: UNetConfig, height: number, width: number, contex
       const [sc] = skips.pop()!;
       resnet(ch + sc, out, h, w);
       ch = out;
-      if (cfg.upBlockTypes[i] === 'CrossAttnUpBlock2D') transformer(ch, h, w, cfg.transformerLayers[boc.length - 1 - i]);
+      if (cfg.upBlockTypes[i] === 'CrossAttnUpBlock2D')
+        transformer(ch, h, w, cfg.transformerLayers[boc.length - 1 - i]);
     }
     if (i < boc.length - 1) {
       [, h, w] = skips[skips.length - 1];

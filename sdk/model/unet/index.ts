@@ -27,12 +27,14 @@ export interface UNetInput {
   encoderHiddenStates: Tensor;
   /** [B, P] for projection class embeddings (Lotus' task switcher). */
   classLabels?: Tensor;
+  /** Which taps to fetch (1-based layers, in this order); default all. `[]` skips them. */
+  tapLayers?: number[];
 }
 
 export interface UNetOutput {
   /** [B, out_channels, h, w] */
   noisePred: Tensor;
-  /** Decoder taps, layer 1 first (empty when built without taps). */
+  /** Decoder taps in `tapLayers` order (all layers, layer 1 first, by default; empty when built without taps). */
   taps: Tensor[];
 }
 
@@ -96,9 +98,14 @@ export class UNet {
         `class_labels: this UNet has no class embedding, got ${fmtShape(input.classLabels.shape)}`,
       );
     }
-    const out = await this.session.run(feeds);
-    const taps = this.withTaps ? Array.from({ length: tapCount(c) }, (_, k) => out[`tap_l${k + 1}`]) : [];
-    return { noisePred: out.noise_pred, taps };
+    const layers = this.withTaps
+      ? (input.tapLayers ?? Array.from({ length: tapCount(c) }, (_, k) => k + 1))
+      : [];
+    const bad = layers.filter((l) => !Number.isInteger(l) || l < 1 || l > tapCount(c));
+    if (bad.length) throw new ShapeError(`tapLayers: ${JSON.stringify(bad)} outside 1..${tapCount(c)}`);
+    const names = layers.map((l) => `tap_l${l}`);
+    const out = await this.session.run(feeds, ['noise_pred', ...names]);
+    return { noisePred: out.noise_pred, taps: names.map((n) => out[n]) };
   }
 
   async dispose(): Promise<void> {

@@ -1,0 +1,56 @@
+/**
+ * On-disk feature cache: 50 UNet calls per image are worth keeping. Entries are
+ * FeatureStack safetensors files named by a hash of (model, input content, settings);
+ * a corrupt entry is detected on read, removed and rebuilt, never returned.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { hyperfeaturesCacheDir } from '../core/paths.ts';
+import { log } from '../core/logger.ts';
+import { FeatureStack } from './feature-stack.ts';
+
+export class FeatureCache {
+  readonly dir: string;
+  hits = 0;
+  misses = 0;
+
+  constructor(dir?: string) {
+    this.dir = dir ?? join(hyperfeaturesCacheDir(), 'features');
+  }
+
+  static key(modelHash: string, contentHash: string, settings: unknown): string {
+    return createHash('sha256')
+      .update(JSON.stringify({ modelHash, contentHash, settings }))
+      .digest('hex')
+      .slice(0, 32);
+  }
+
+  path(key: string): string {
+    return join(this.dir, `${key}.safetensors`);
+  }
+
+  async get(key: string): Promise<FeatureStack | undefined> {
+    const p = this.path(key);
+    if (!existsSync(p)) {
+      this.misses++;
+      return undefined;
+    }
+    try {
+      const stack = await FeatureStack.load(p);
+      this.hits++;
+      return stack;
+    } catch (e) {
+      log().warn(
+        `feature cache entry ${p} is unreadable (${(e as Error).message}); removing it and recomputing`,
+      );
+      unlinkSync(p);
+      this.misses++;
+      return undefined;
+    }
+  }
+
+  async put(key: string, stack: FeatureStack): Promise<void> {
+    await stack.save(this.path(key));
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * The hyperfeature extractor: real images through VAE + DDIM inversion, prompts through
+ * generation, each giving one FeatureStack per image. Images of a batch share UNet calls;
+ * results are cached on disk keyed by (model, input content, settings).
+ */
+import { createHash } from 'node:crypto';
+import { ConfigError } from '../core/errors.ts';
+import { messages } from '../core/messages.ts';
+import { Rng } from '../core/rng.ts';
+import { Tensor, concat } from '../core/tensor.ts';
+import { loadImage, pixelsToRgb, type ImageInput, type RgbImage } from '../data/image.ts';
+import { tapCount } from '../model/unet/index.ts';
+import { FeatureStack } from './feature-stack.ts';
+import { runDiffusion, type DiffusionMode } from './loop.ts';
+import { PAPER_SAVE_TIMESTEPS, validatePlan } from './plan.ts';
+import type { StableDiffusion } from './pipeline.ts';
+import { FeatureCache } from './cache.ts';
+
+export interface ExtractOptions {
+  /** DDIM steps (50 in the paper; 1 for the one-step variant). */
+  steps?: number;
+  /** Generation numbering; default the paper's [49, 45, ..., 0] (or [0] for 1 step). */
+  saveTimesteps?: number[];
+  /** 1-based decoder layers; default all. */
+  layers?: number[];
+  /** PIL-bilinear load size (the paper evaluated at 224), then interpolated to `imageSize`. */
+  loadSize?: number;
+  /** Pixels fed to the VAE (512 for SD). */
+  imageSize?: number;
+  /** VAE posterior: its mean (default, deterministic) or a seeded sample. */
+  posterior?: 'mean' | { seed: number };
+  /** Prompt for the inversion condition (the paper: ""). */
+  prompt?: string;
+  /** Images per UNet batch (default 2: a pair). */
+  batchSize?: number;
+  /** Feature cache folder; `false` disables the cache. */
+  cache?: string | false;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface GenerateOptions extends Omit<ExtractOptions, 'loadSize' | 'posterior' | 'prompt'> {
+  negativePrompt?: string;
+  /** Classifier-free guidance scale; omit for none. */
+  guidanceScale?: number;
+  /** Seed of the initial noise (one per prompt: seed + index). */
+  seed?: number;
+  /** Latent size in pixels (512 -> 64x64 latents). */
+  size?: number;
+}
+
+export const DEFAULT_EXTRACT = { steps: 50, loadSize: 224, imageSize: 512, batchSize: 2 } as const;
+
+function resolvePlan(
+  sd: StableDiffusion,
+  o: { steps?: number; saveTimesteps?: number[]; layers?: number[] },
+) {
+  const steps = o.steps ?? DEFAULT_EXTRACT.steps;
+  const L = tapCount(sd.unet.config);
+  const saveTimesteps =
+    o.saveTimesteps ?? (steps === 50 ? [...PAPER_SAVE_TIMESTEPS] : steps === 1 ? [0] : [steps - 1, 0]);
+  const layers = o.layers ?? Array.from({ length: L }, (_, i) => i + 1);
+  return { steps, plan: validatePlan({ saveTimesteps, layers }, steps, L) };
+}
+
+function checkPositive(name: string, v: number | undefined) {
+  if (v !== undefined && !(Number.isInteger(v) && v > 0))
+    throw new ConfigError(messages.invalidOption(name, 'a positive integer', v));
+}
+
+const batches = <T>(xs: T[], n: number): T[][] =>
+  Array.from({ length: Math.ceil(xs.length / n) }, (_, i) => xs.slice(i * n, (i + 1) * n));
+
+function rgbHash(img: RgbImage): string {
+  return createHash('sha256').update(`${img.width}x${img.height}:`).update(img.data).digest('hex');
+}
+
+/**
+ * Invert real images and capture their decoder features (DESIGN.md semantics 2, 4, 5).
+ * @example const [a, b] = await invertImages(sd, ['cat1.jpg', 'cat2.jpg']);
+ * @throws ConfigError for bad settings, DataError for unreadable images.
+ */
+export async function invertImages(
+  sd: StableDiffusion,
+  images: ImageInput[],
+  o: ExtractOptions = {},
+): Promise<FeatureStack[]> {
+  const { steps, plan } = resolvePlan(sd, o);
+  for (const k of ['loadSize', 'imageSize', 'batchSize'] as const) checkPositive(k, o[k]);
+  const loadSize = o.loadSize ?? DEFAULT_EXTRACT.loadSize;
+  const imageSize = o.imageSize ?? DEFAULT_EXTRACT.imageSize;
+  if (imageSize % 8)
+    throw new ConfigError(
+      messages.invalidOption('imageSize', 'a multiple of 8 (the VAE downsamples by 8)', imageSize),
+    );
+  const posterior = o.posterior ?? 'mean';
+  const prompt = o.prompt ?? '';
+  const settings = { kind: 'inversion', steps, plan, loadSize, imageSize, posterior, prompt };
+  const cache = o.cache === false ? undefined : new FeatureCache(o.cache);
+  const loaded = await Promise.all(images.map((img) => loadImage(img, { loadSize, modelSize: imageSize })));
+  const keys = loaded.map((l) => FeatureCache.key(sd.modelHash, rgbHash(pixelsToRgb(l.pixels)), settings));
+  const out: (FeatureStack | undefined)[] = await Promise.all(keys.map((k) => cache?.get(k)));
+  const todo = out.flatMap((s, i) => (s ? [] : [i]));
+  const cond = await sd.textEncoder.encode(prompt);
+  const total = todo.length * steps;
+  let done = 0;
+  for (const group of batches(todo, o.batchSize ?? DEFAULT_EXTRACT.batchSize)) {
+    const pixels = concat(
+      group.map((i) => loaded[i].pixels),
+      0,
+    );
+    const post = await sd.vae.encode(pixels);
+    const latent = sd.vae.latentFromPosterior(post, posterior === 'mean' ? 'mean' : { seed: posterior.seed });
+    const r = await runDiffusion(sd.unet, latent, {
+      mode: 'inversion',
+      steps,
+      plan,
+      cond,
+      onStep: () => o.onProgress?.(++done * group.length, total),
+    });
+    for (const [b, i] of group.entries()) {
+      const meta = {
+        model: sd.modelId,
+        mode: 'inversion' as DiffusionMode,
+        steps,
+        imageSize,
+        seed: posterior === 'mean' ? null : posterior.seed,
+        originalSize: loaded[i].originalSize,
+        prompt,
+      };
+      const stack = new FeatureStack(
+        plan.saveTimesteps,
+        plan.layers,
+        r.captures.map((row) => row.map((t) => t.sliceFirst(b))),
+        meta,
+      );
+      out[i] = stack;
+      await cache?.put(keys[i], stack);
+    }
+  }
+  return out as FeatureStack[];
+}
+
+/** Invert given latents [B, 4, h, w] with a given condition [1 or B, S, D] (exact-input path). */
+export async function invertLatents(
+  sd: StableDiffusion,
+  latents: Tensor,
+  cond: Tensor,
+  o: ExtractOptions = {},
+): Promise<FeatureStack[]> {
+  const { steps, plan } = resolvePlan(sd, o);
+  latents.expectShape('latent', [-1, sd.unet.config.inChannels, -1, -1]);
+  const r = await runDiffusion(sd.unet, latents, {
+    mode: 'inversion',
+    steps,
+    plan,
+    cond,
+    onStep: o.onProgress,
+  });
+  const meta = {
+    model: sd.modelId,
+    mode: 'inversion' as DiffusionMode,
+    steps,
+    imageSize: latents.shape[2] * 8,
+    seed: null,
+  };
+  return Array.from(
+    { length: latents.shape[0] },
+    (_, b) =>
+      new FeatureStack(
+        plan.saveTimesteps,
+        plan.layers,
+        r.captures.map((row) => row.map((t) => t.sliceFirst(b))),
+        meta,
+      ),
+  );
+}
+
+/**
+ * Generate images from prompts and capture generation features (save timestep i at step i;
+ * use `.flipped()` before an inversion-trained aggregation network).
+ */
+export async function generateImages(
+  sd: StableDiffusion,
+  prompts: string[],
+  o: GenerateOptions = {},
+): Promise<{ stacks: FeatureStack[]; images: Tensor[] }> {
+  const { steps, plan } = resolvePlan(sd, o);
+  checkPositive('size', o.size);
+  const size = o.size ?? 512;
+  if (size % 8) throw new ConfigError(messages.invalidOption('size', 'a multiple of 8', size));
+  if (!prompts.length)
+    throw new ConfigError(messages.invalidOption('prompts', 'at least one prompt', prompts));
+  const seed = o.seed ?? 0;
+  const h = size / 8;
+  const c = sd.unet.config.inChannels;
+  const stacks: FeatureStack[] = [];
+  const images: Tensor[] = [];
+  let done = 0;
+  const bs = o.batchSize ?? DEFAULT_EXTRACT.batchSize;
+  for (const [g, group] of batches(prompts, bs).entries()) {
+    const noise = concat(
+      group.map((_, k) => new Tensor(new Rng(seed + g * bs + k).normalArray(c * h * h), [1, c, h, h])),
+      0,
+    );
+    const cond = await sd.textEncoder.encode(group);
+    const guidance =
+      o.guidanceScale !== undefined
+        ? { scale: o.guidanceScale, uncond: await sd.textEncoder.encode(o.negativePrompt ?? '') }
+        : undefined;
+    const r = await runDiffusion(sd.unet, noise, {
+      mode: 'generation',
+      steps,
+      plan,
+      cond,
+      guidance,
+      onStep: () => o.onProgress?.(++done * group.length, prompts.length * steps),
+    });
+    const decoded = await sd.vae.decodeLatents(r.finalLatent);
+    group.forEach((prompt, b) => {
+      const meta = {
+        model: sd.modelId,
+        mode: 'generation' as DiffusionMode,
+        steps,
+        imageSize: size,
+        seed: seed + g * bs + b,
+        prompt,
+      };
+      stacks.push(
+        new FeatureStack(
+          plan.saveTimesteps,
+          plan.layers,
+          r.captures.map((row) => row.map((t) => t.sliceFirst(b))),
+          meta,
+        ),
+      );
+      images.push(decoded.sliceFirst(b));
+    });
+  }
+  return { stacks, images };
+}

@@ -1,0 +1,154 @@
+/**
+ * FeatureStack: the decoder maps captured for ONE image, indexed [save timestep][layer],
+ * each [1, C, h, w] at its raw resolution. Resizing (bilinear, align_corners false),
+ * timestep-major concatenation for the aggregation network, timestep flipping for
+ * generation features, and safetensors I/O with metadata.
+ */
+import { DataError, ShapeError } from '../core/errors.ts';
+import { readAllSafetensors, writeSafetensors } from '../core/safetensors.ts';
+import { Tensor, concat, resizeBilinear } from '../core/tensor.ts';
+import type { DiffusionMode } from './loop.ts';
+
+export interface FeatureMeta {
+  model: string;
+  mode: DiffusionMode;
+  steps: number;
+  /** Square size the image was loaded at (pixels fed to the VAE). */
+  imageSize: number;
+  seed: number | null;
+  /** Original image size, for mapping points back. */
+  originalSize?: { width: number; height: number };
+  prompt?: string;
+}
+
+export class FeatureStack {
+  readonly saveTimesteps: readonly number[];
+  readonly layers: readonly number[];
+  /** maps[s][l]: [1, C, h, w] */
+  readonly maps: readonly (readonly Tensor[])[];
+  readonly meta: FeatureMeta;
+
+  /** @throws ShapeError when the maps do not form a timestep x layer grid of single images. */
+  constructor(
+    saveTimesteps: readonly number[],
+    layers: readonly number[],
+    maps: Tensor[][],
+    meta: FeatureMeta,
+  ) {
+    if (maps.length !== saveTimesteps.length || maps.some((row) => row.length !== layers.length)) {
+      throw new ShapeError(
+        `FeatureStack: expected ${saveTimesteps.length} x ${layers.length} maps, got ${maps.length} x ${maps[0]?.length ?? 0}`,
+      );
+    }
+    maps.forEach((row) =>
+      row.forEach((m, l) => {
+        m.expectShape(`layer ${layers[l]} map`, [1, -1, -1, -1]);
+        if (m.shape[1] !== maps[0][l].shape[1])
+          throw new ShapeError(`layer ${layers[l]}: channel count differs across timesteps`);
+      }),
+    );
+    this.saveTimesteps = [...saveTimesteps];
+    this.layers = [...layers];
+    this.maps = maps;
+    this.meta = meta;
+  }
+
+  /** Channels per layer, in layer order. */
+  channels(): number[] {
+    return this.maps[0].map((m) => m.shape[1]);
+  }
+
+  /** Total float count (memory accounting). */
+  size(): number {
+    return this.maps.flat().reduce((a, m) => a + m.size, 0);
+  }
+
+  map(saveTimestep: number, layer: number): Tensor {
+    const s = this.saveTimesteps.indexOf(saveTimestep);
+    const l = this.layers.indexOf(layer);
+    if (s < 0 || l < 0)
+      throw new ShapeError(
+        `no map for save timestep ${saveTimestep}, layer ${layer} (have timesteps ${this.saveTimesteps.join(',')}, layers ${this.layers.join(',')})`,
+      );
+    return this.maps[s][l];
+  }
+
+  /** Every map resized to resolution x resolution. */
+  resized(resolution: number): FeatureStack {
+    return new FeatureStack(
+      this.saveTimesteps,
+      this.layers,
+      this.maps.map((row) => row.map((m) => resizeBilinear(m, resolution, resolution))),
+      this.meta,
+    );
+  }
+
+  /** A sub-stack with the given timesteps and layers (in the given order). */
+  select(saveTimesteps: readonly number[], layers: readonly number[]): FeatureStack {
+    return new FeatureStack(
+      saveTimesteps,
+      layers,
+      saveTimesteps.map((s) => layers.map((l) => this.map(s, l))),
+      this.meta,
+    );
+  }
+
+  /** Timestep order reversed: generation features ordered like inversion (DESIGN.md semantics 10). */
+  flipped(): FeatureStack {
+    return new FeatureStack(
+      [...this.saveTimesteps].reverse(),
+      this.layers,
+      [...this.maps].reverse().map((r) => [...r]),
+      this.meta,
+    );
+  }
+
+  /** [1, S * sum(C), R, R], timestep-major (t0 l1..lL, t1 l1..lL, ...): the aggregation input. */
+  concat(resolution: number): Tensor {
+    return concat(this.resized(resolution).maps.flat(), 1);
+  }
+
+  /** Tensors named `t{saveTimestep}_l{layer}` plus metadata, written atomically. */
+  async save(path: string): Promise<void> {
+    const tensors: Record<string, Tensor> = {};
+    this.saveTimesteps.forEach((s, i) =>
+      this.layers.forEach((l, j) => (tensors[`t${s}_l${l}`] = this.maps[i][j])),
+    );
+    await writeSafetensors(path, tensors, {
+      format: 'hyperfeatures-feature-stack',
+      save_timesteps: JSON.stringify(this.saveTimesteps),
+      layers: JSON.stringify(this.layers),
+      meta: JSON.stringify(this.meta),
+    });
+  }
+
+  /** @throws DataError for files that are not feature stacks or miss maps. */
+  static async load(path: string): Promise<FeatureStack> {
+    const { tensors, metadata } = await readAllSafetensors(path);
+    let saveTimesteps: number[];
+    let layers: number[];
+    let meta: FeatureMeta;
+    try {
+      saveTimesteps = JSON.parse(metadata.save_timesteps);
+      layers = JSON.parse(metadata.layers);
+      meta = JSON.parse(metadata.meta);
+    } catch {
+      throw new DataError(
+        `${path}: not a hyperfeatures feature stack (metadata save_timesteps/layers/meta missing)`,
+      );
+    }
+    const missing = saveTimesteps
+      .flatMap((s) => layers.map((l) => `t${s}_l${l}`))
+      .filter((n) => !tensors.has(n));
+    if (missing.length)
+      throw new DataError(
+        `${path}: missing maps ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ', ...' : ''}`,
+      );
+    return new FeatureStack(
+      saveTimesteps,
+      layers,
+      saveTimesteps.map((s) => layers.map((l) => tensors.get(`t${s}_l${l}`)!)),
+      meta,
+    );
+  }
+}

@@ -1,0 +1,51 @@
+/** A loaded Stable Diffusion checkpoint: UNet with taps, VAE, text encoder + tokenizer. */
+import { resolveModel, type HubOptions } from '../model/hub.ts';
+import { resolveComponent } from '../model/checkpoint.ts';
+import { graphKey } from '../model/cache.ts';
+import { UNet, type LoadOptions } from '../model/unet/index.ts';
+import { Vae } from '../model/vae/index.ts';
+import { TextEncoder } from '../model/clip/index.ts';
+
+export interface PipelineOptions extends LoadOptions, Omit<HubOptions, 'fp16'> {
+  /** Download from the hub when the id is not cached (default false: offline-first). */
+  allowDownload?: boolean;
+}
+
+export interface StableDiffusion {
+  /** What the user passed (folder or hub id). */
+  modelId: string;
+  dir: string;
+  /** Identity of the weights + config, for feature cache keys. */
+  modelHash: string;
+  unet: UNet;
+  vae: Vae;
+  textEncoder: TextEncoder;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Load every component of a diffusers checkpoint (local folder or hub id).
+ * @throws ModelError / ConfigError / NetworkError / DeviceError
+ */
+export async function loadStableDiffusion(
+  model: string,
+  options: PipelineOptions = {},
+): Promise<StableDiffusion> {
+  const dir = await resolveModel(model, { ...options, fp16: options.variant === 'fp16' });
+  const unetFiles = resolveComponent(dir, 'unet', options);
+  const modelHash = graphKey('model', unetFiles.config, {}, unetFiles.weightFiles);
+  const unet = await UNet.load(dir, options);
+  const vae = await Vae.load(dir, options);
+  const textEncoder = await TextEncoder.load(dir, options);
+  return {
+    modelId: model,
+    dir,
+    modelHash,
+    unet,
+    vae,
+    textEncoder,
+    async dispose() {
+      await Promise.all([unet.dispose(), vae.dispose(), textEncoder.dispose()]);
+    },
+  };
+}
