@@ -11,6 +11,7 @@ import { Vae } from '../../sdk/model/vae/index.ts';
 import { TextEncoder, ClipTokenizer } from '../../sdk/model/clip/index.ts';
 import { SafetensorsReader, readAllSafetensors } from '../../sdk/core/safetensors.ts';
 import { loadImage } from '../../sdk/data/image.ts';
+import { captureLogs } from '../../sdk/core/logger.ts';
 import { FIXTURES, REFERENCE, assertClose, tolerance } from '../helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
