@@ -18,15 +18,19 @@ const TINY = join(REFERENCE, 'tiny-sd15');
 const caseFile = (name: string) => join(REFERENCE, 'cases', `${name}.safetensors`);
 
 describe('model parity with diffusers 0.14 (tiny-sd15)', () => {
-  it('tokenizes prompts exactly like the SD CLIP tokenizer (padding, truncation)', () => {
+  it('tokenizes prompts exactly like the SD CLIP tokenizer (padding, truncation with a warning)', async () => {
     const tok = ClipTokenizer.load(TINY);
     const c = JSON.parse(readFileSync(join(REFERENCE, 'cases/tokenizer.json'), 'utf8')) as {
       prompts: string[];
       input_ids: number[][];
     };
-    c.prompts.forEach((p, i) =>
-      assert.deepEqual(tok.encode(p), c.input_ids[i], `prompt ${JSON.stringify(p)}`),
+    const { records } = await captureLogs(() =>
+      c.prompts.forEach((p, i) =>
+        assert.deepEqual(tok.encode(p), c.input_ids[i], `prompt ${JSON.stringify(p)}`),
+      ),
     );
+    assert.equal(records.length, 1);
+    assert.match(records[0].message, /prompt has 92 tokens; truncated to 75/);
   });
 
   it('encodes token ids like CLIPTextModel', async () => {
