@@ -34,3 +34,23 @@ export function choice<T extends string>(
     throw new ConfigError(messages.invalidOption(`--${name}`, allowed.join(' | '), value));
   return value as T;
 }
+
+/**
+ * Let a list option take several space-separated values (`--images a.jpg b.jpg`): rewrite
+ * the tokens after it, up to the next option, as repeated `--name value` pairs.
+ */
+export function spreadList(args: string[], name: string): string[] {
+  const out: string[] = [];
+  let inList = false;
+  for (const a of args) {
+    if (a.startsWith('--')) {
+      inList = a === `--${name}`;
+      if (inList) continue;
+    } else if (inList) {
+      out.push(`--${name}`, a);
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}

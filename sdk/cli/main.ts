@@ -7,6 +7,8 @@ import { messages } from '../core/messages.ts';
 import { environmentReport } from './environment.ts';
 import { makeTiny } from './commands/make-tiny.ts';
 import { download } from './commands/download.ts';
+import { extract } from './commands/extract.ts';
+import { demo } from './commands/demo.ts';
 
 export interface Command {
   summary: string;
@@ -22,13 +24,10 @@ export const COMMANDS: Record<string, Command> = {
     usage: 'hyperfeatures env',
     run: async () => out(environmentReport()),
   },
-  demo: {
-    summary: 'the main job on a fixture pair (prints the environment until the extractor lands)',
-    usage: 'hyperfeatures demo [--model <dir|repo-id>]',
-    run: async () => out(environmentReport()),
-  },
+  demo,
   'make-tiny': makeTiny,
   download,
+  extract,
 };
 
 function help(): string {

@@ -13,7 +13,8 @@ export interface ProgressOptions {
 }
 
 export interface Progress {
-  update(done: number): void;
+  /** Set the count done (and the total, when it becomes known). */
+  update(done: number, total?: number): void;
   tick(n?: number): void;
   done(): void;
 }
@@ -55,21 +56,23 @@ export function createProgress(o: ProgressOptions): Progress {
   const fmt = o.format ?? ((v: number) => String(v));
   const sink = o.silent ? () => undefined : (o.sink ?? defaultSink());
   let current = 0;
+  let total = o.total;
   let lastDraw = 0;
   const draw = (final: boolean) => {
     const elapsed = (Date.now() - start) / 1000;
-    const frac = o.total > 0 ? Math.min(current / o.total, 1) : 1;
+    const frac = total > 0 ? Math.min(current / total, 1) : 1;
     const width = 24;
     const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
     const eta = frac > 0 ? (elapsed / frac) * (1 - frac) : Infinity;
     sink(
-      `${o.label} [${bar}] ${fmt(current)}/${fmt(o.total)} ${(frac * 100).toFixed(0)}% ${final ? `in ${formatSeconds(elapsed)}` : `ETA ${formatSeconds(eta)}`}`,
+      `${o.label} [${bar}] ${fmt(current)}/${fmt(total)} ${(frac * 100).toFixed(0)}% ${final ? `in ${formatSeconds(elapsed)}` : `ETA ${formatSeconds(eta)}`}`,
       final,
     );
   };
   return {
-    update(done) {
+    update(done, newTotal) {
       current = done;
+      if (newTotal !== undefined) total = newTotal;
       if (Date.now() - lastDraw > 200) {
         lastDraw = Date.now();
         draw(false);

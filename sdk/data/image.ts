@@ -10,12 +10,9 @@ import { Tensor, resizeBilinear } from '../core/tensor.ts';
 import { writeFileAtomic } from '../core/fs.ts';
 import { pilResizeBilinear } from './pil-resize.ts';
 
-/** 8-bit interleaved RGB pixels. */
-export interface RgbImage {
-  data: Uint8Array; // [H, W, 3]
-  width: number;
-  height: number;
-}
+import type { RgbImage } from '../core/rgb.ts';
+
+export type { RgbImage } from '../core/rgb.ts';
 
 /** Anything `loadImage` accepts: a path, encoded bytes, a sharp instance or decoded RGB. */
 export type ImageInput = string | Buffer | Uint8Array | Sharp | RgbImage;

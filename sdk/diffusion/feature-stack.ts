@@ -8,6 +8,8 @@ import { DataError, ShapeError } from '../core/errors.ts';
 import { readAllSafetensors, writeSafetensors } from '../core/safetensors.ts';
 import { Tensor, concat, resizeBilinear } from '../core/tensor.ts';
 import type { DiffusionMode } from './loop.ts';
+import type { RgbImage } from '../core/rgb.ts';
+import { pcaRgb } from './pca.ts';
 
 export interface FeatureMeta {
   model: string;
@@ -106,6 +108,14 @@ export class FeatureStack {
   /** [1, S * sum(C), R, R], timestep-major (t0 l1..lL, t1 l1..lL, ...): the aggregation input. */
   concat(resolution: number): Tensor {
     return concat(this.resized(resolution).maps.flat(), 1);
+  }
+
+  /**
+   * The first three principal components of one map as RGB, with the basis shared with
+   * the same map of `others` (Figure 2 of the paper); returns this stack's image first.
+   */
+  pca(layer: number, saveTimestep: number, others: readonly FeatureStack[] = []): RgbImage[] {
+    return pcaRgb([this, ...others].map((s) => s.map(saveTimestep, layer)));
   }
 
   /** Tensors named `t{saveTimestep}_l{layer}` plus metadata, written atomically. */

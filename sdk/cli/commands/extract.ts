@@ -1,0 +1,165 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, extname, join } from 'node:path';
+import { ConfigError, DataError } from '../../core/errors.ts';
+import { createProgress } from '../../core/progress.ts';
+import { SafetensorsReader } from '../../core/safetensors.ts';
+import { saveImage } from '../../data/image.ts';
+import { generateImages, invertImages, invertLatents, DEFAULT_EXTRACT } from '../../diffusion/extract.ts';
+import type { FeatureStack } from '../../diffusion/feature-stack.ts';
+import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
+import { parseIndexList } from '../../diffusion/plan.ts';
+import { choice, intOption, parse, spreadList } from '../args.ts';
+import { DEVICES } from '../../model/runtime.ts';
+import type { Command } from '../main.ts';
+
+const IMAGE_EXT = ['.jpg', '.jpeg', '.png', '.webp'];
+
+/** Files as given; folders expand to their images (sorted). Missing paths are reported together. */
+export function expandImages(paths: string[]): string[] {
+  const missing = paths.filter((p) => !existsSync(p));
+  if (missing.length) throw new DataError(`images not found: ${missing.join(', ')}`);
+  return paths.flatMap((p) =>
+    statSync(p).isDirectory()
+      ? readdirSync(p)
+          .filter((f) => IMAGE_EXT.includes(extname(f).toLowerCase()))
+          .sort()
+          .map((f) => join(p, f))
+      : [p],
+  );
+}
+
+async function readTensor(path: string, name: string) {
+  const r = await SafetensorsReader.open(path);
+  try {
+    return r.has(name) ? await r.read(name) : undefined;
+  } finally {
+    await r.close();
+  }
+}
+
+export const extract: Command = {
+  summary: 'invert images (or generate from prompts) and save their diffusion features',
+  usage: [
+    'hyperfeatures extract --model <dir|repo-id> --images <files or folder>... --out <dir>',
+    '  [--steps 50] [--save-timesteps 49,45,...,0] [--layers 1-12] [--output-resolution 64] [--resize]',
+    '  [--load-size 224] [--image-size 512] [--seed N (posterior sample; default: mean)] [--prompt ""]',
+    '  [--latent <file.safetensors: latent [1,4,h,w]>] [--embeddings <file.safetensors: cond [, uncond]>]',
+    '  [--prompts <json list or file> [--guidance-scale 7.5] [--negative-prompt ""]]  (generation: features + PNG)',
+    `  [--device ${DEVICES.join('|')}] [--threads N] [--no-cache] [--allow-download]`,
+  ].join('\n'),
+  async run(args) {
+    const { values: v } = parse(
+      spreadList(args, 'images'),
+      {
+        model: { type: 'string' },
+        images: { type: 'string', multiple: true },
+        out: { type: 'string' },
+        steps: { type: 'string' },
+        'save-timesteps': { type: 'string' },
+        layers: { type: 'string' },
+        'output-resolution': { type: 'string' },
+        resize: { type: 'boolean' },
+        'load-size': { type: 'string' },
+        'image-size': { type: 'string' },
+        seed: { type: 'string' },
+        prompt: { type: 'string' },
+        latent: { type: 'string' },
+        embeddings: { type: 'string' },
+        prompts: { type: 'string' },
+        'guidance-scale': { type: 'string' },
+        'negative-prompt': { type: 'string' },
+        device: { type: 'string' },
+        threads: { type: 'string' },
+        'no-cache': { type: 'boolean' },
+        'allow-download': { type: 'boolean' },
+      },
+      false,
+    );
+    if (!v.model) throw new ConfigError('extract: --model is required (a diffusers folder or a hub id)');
+    if (!v.out) throw new ConfigError('extract: --out is required');
+    const sources = [v.images?.length, v.latent, v.prompts].filter(Boolean).length;
+    if (sources !== 1) throw new ConfigError('extract: give exactly one of --images, --latent or --prompts');
+    const resolution = intOption('output-resolution', v['output-resolution'], 64, 1);
+    const steps = intOption('steps', v.steps, DEFAULT_EXTRACT.steps, 1);
+    const common = {
+      steps,
+      saveTimesteps: v['save-timesteps']
+        ? parseIndexList(v['save-timesteps'], '--save-timesteps')
+        : undefined,
+      layers: v.layers ? parseIndexList(v.layers, '--layers') : undefined,
+      cache: v['no-cache'] ? (false as const) : undefined,
+    };
+    const images = v.images ? expandImages(v.images) : [];
+    const sd = await loadStableDiffusion(v.model, {
+      device: choice('device', v.device, DEVICES, 'cpu'),
+      threads: v.threads ? intOption('threads', v.threads, 1, 1) : undefined,
+      allowDownload: v['allow-download'],
+    });
+    const units = v.prompts ? 'prompts' : v.latent ? 'latents' : 'images';
+    const bar = createProgress({ label: `extract (${units})`, total: 1 });
+    const onProgress = (done: number, total: number) => bar.update(done, total);
+    const save = async (stack: FeatureStack, name: string) => {
+      const path = join(v.out!, `${name}.safetensors`);
+      await (v.resize ? stack.resized(resolution) : stack).save(path);
+      return path;
+    };
+    try {
+      const written: string[] = [];
+      if (v.prompts) {
+        const text = existsSync(v.prompts) ? readFileSync(v.prompts, 'utf8') : v.prompts;
+        let prompts: unknown;
+        try {
+          prompts = JSON.parse(text);
+        } catch {
+          throw new ConfigError(
+            `--prompts: expected a JSON list of strings (or a file holding one), got ${JSON.stringify(text.slice(0, 80))}`,
+          );
+        }
+        if (!Array.isArray(prompts) || !prompts.every((p) => typeof p === 'string'))
+          throw new ConfigError('--prompts: expected a JSON list of strings');
+        const gs = v['guidance-scale'] !== undefined ? Number(v['guidance-scale']) : undefined;
+        if (gs !== undefined && !Number.isFinite(gs))
+          throw new ConfigError(`--guidance-scale: expected a number, got ${v['guidance-scale']}`);
+        const r = await generateImages(sd, prompts, {
+          ...common,
+          size: intOption('image-size', v['image-size'], 512, 8),
+          guidanceScale: gs,
+          negativePrompt: v['negative-prompt'],
+          seed: intOption('seed', v.seed, 0),
+          onProgress,
+        });
+        for (const [i, stack] of r.stacks.entries()) {
+          written.push(await save(stack, `prompt_${i}`));
+          await saveImage(join(v.out, `prompt_${i}.png`), r.images[i]);
+        }
+      } else if (v.latent) {
+        const latent = await readTensor(v.latent, 'latent');
+        if (!latent) throw new DataError(`${v.latent}: no tensor "latent"`);
+        const cond = v.embeddings
+          ? await readTensor(v.embeddings, 'cond')
+          : await sd.textEncoder.encode(v.prompt ?? '');
+        if (!cond) throw new DataError(`${v.embeddings}: no tensor "cond"`);
+        const stacks = await invertLatents(sd, latent, cond, { ...common, onProgress });
+        for (const [i, s] of stacks.entries())
+          written.push(
+            await save(s, `${basename(v.latent, '.safetensors')}${stacks.length > 1 ? `_${i}` : ''}`),
+          );
+      } else {
+        const stacks = await invertImages(sd, images, {
+          ...common,
+          loadSize: intOption('load-size', v['load-size'], DEFAULT_EXTRACT.loadSize, 1),
+          imageSize: intOption('image-size', v['image-size'], DEFAULT_EXTRACT.imageSize, 8),
+          posterior: v.seed !== undefined ? { seed: intOption('seed', v.seed, 0) } : 'mean',
+          prompt: v.prompt,
+          onProgress,
+        });
+        for (const [i, s] of stacks.entries())
+          written.push(await save(s, basename(images[i], extname(images[i]))));
+      }
+      bar.done();
+      process.stdout.write(`wrote ${written.length} feature file(s) to ${v.out}\n`);
+    } finally {
+      await sd.dispose();
+    }
+  },
+};
