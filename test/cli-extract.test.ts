@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { main } from '../sdk/cli/main.ts';
+import { FeatureStack } from '../sdk/diffusion/feature-stack.ts';
+import { decodeImage } from '../sdk/data/image.ts';
+import { readAllSafetensors } from '../sdk/core/safetensors.ts';
+import { relativeError } from '../sdk/core/tensor.ts';
+import { FIXTURES, REFERENCE, tempDir, tolerance } from './helpers.ts';
+
+async function quiet(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const [o, e] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
+  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(argv), out, err };
+  } finally {
+    process.stdout.write = o;
+    process.stderr.write = e;
+  }
+}
+
+const TINY = join(REFERENCE, 'tiny-sd15');
+
+describe('cli: extract and demo', () => {
+  it('extracts a folder of images into t{s}_l{l} files, resized on request', async () => {
+    const out = tempDir();
+    const r = await quiet(['extract', '--model', TINY, '--images', join(FIXTURES, 'spair/JPEGImages/cow'), '--out', out, '--steps', '3', '--save-timesteps', '2,0', '--layers', '1,12', '--load-size', '64', '--image-size', '64', '--resize', '--output-resolution', '16', '--no-cache']);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(readdirSync(out).sort(), ['2007_005797.safetensors', '2009_003189.safetensors']);
+    const s = await FeatureStack.load(join(out, '2007_005797.safetensors'));
+    assert.deepEqual(s.saveTimesteps, [2, 0]);
+    assert.deepEqual([...s.map(0, 1).shape], [1, 96, 16, 16]);
+    assert.match(r.err, /extract \(images\) \[#+\] 6\/6/);
+  });
+
+  it('reproduces the reference one-step inversion from --latent and --embeddings', async () => {
+    const out = tempDir();
+    const ref = join(REFERENCE, 'cases/inversion_1.safetensors');
+    const r = await quiet(['extract', '--model', TINY, '--latent', ref, '--embeddings', ref, '--steps', '1', '--out', out]);
+    assert.equal(r.code, 0, r.err);
+    const { tensors: want } = await readAllSafetensors(ref);
+    const got = await FeatureStack.load(join(out, 'inversion_1.safetensors'));
+    for (const l of [1, 7, 12]) assert.ok(relativeError(got.map(0, l).data, want.get(`t0_l${l}`)!.data) <= tolerance('inversion_1', `t0_l${l}`));
+  });
+
+  it('generates from --prompts, writing features and the image', async () => {
+    const out = tempDir();
+    const r = await quiet(['extract', '--model', TINY, '--prompts', '["a cat"]', '--steps', '2', '--image-size', '64', '--guidance-scale', '7.5', '--out', out]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(readdirSync(out).sort(), ['prompt_0.png', 'prompt_0.safetensors']);
+    assert.equal((await decodeImage(join(out, 'prompt_0.png'))).width, 64);
+  });
+
+  it('reports bad arguments with exit code 2 and what was expected', async () => {
+    const cases: [string[], RegExp][] = [
+      [['extract', '--model', TINY, '--out', tempDir()], /exactly one of --images, --latent or --prompts/],
+      [['extract', '--model', TINY, '--images', 'missing1.jpg', 'missing2.jpg', '--out', tempDir()], /images not found: missing1.jpg, missing2.jpg/],
+      [['extract', '--model', TINY, '--images', join(FIXTURES, 'photos/chelsea.png'), '--layers', '0-3', '--out', tempDir()], /layers \[0\] are outside 1..12/],
+      [['extract', '--model', TINY, '--images', join(FIXTURES, 'photos/chelsea.png'), '--output-resolution', '0', '--out', tempDir()], /--output-resolution: expected an integer >= 1/],
+    ];
+    for (const [argv, pattern] of cases) {
+      const r = await quiet(argv);
+      assert.equal(r.code, 2);
+      assert.match(r.err, pattern);
+    }
+  });
+
+  it('demo writes the PCA figure (a short run)', async () => {
+    const out = tempDir();
+    const r = await quiet(['demo', '--model', TINY, '--steps', '2', '--out', out]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /FeatureStack: 2 save timesteps x 12 layers/);
+    const fig = await decodeImage(join(out, 'demo_pca.png'));
+    assert.ok(fig.width > 800 && fig.height > 300);
+  });
+});
