@@ -2,7 +2,8 @@
  * `npm run bench`: UNet timing on the tiny model and on an SD-1.5-sized random model at
  * 64x64 latents (CPU), against the machine's measured matmul peak. Writes
  * bench/results/<timestamp>.json and bench/results/latest.json. `--quick` skips the
- * SD-1.5-sized model (its 3.4 GB checkpoint is generated once and reused).
+ * SD-1.5-sized model (its 3.4 GB checkpoint is generated once and reused); `--no-sd15-50` skips
+ * only the ~6 minute 50-step extraction at SD-1.5 size.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
@@ -35,15 +36,25 @@ async function ensureModel(name: string, size: 'tiny' | 'full'): Promise<string>
   return dir;
 }
 
-function unetCase(dir: string, latent: number, calls: number) {
-  const cacheDir = mkdtempSync(join(tmpdir(), 'hf-bench-graphs-')); // fresh: measures build + load
+function child(script: string, args: string[]) {
   const tsx = join(HERE, '..', 'node_modules', '.bin', 'tsx');
-  const out = execFileSync(tsx, [join(HERE, 'unet-case.ts'), dir, String(latent), String(calls), cacheDir], {
+  const out = execFileSync(tsx, [join(HERE, script), ...args], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 1 << 20,
   });
   return JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>;
+}
+
+function unetCase(dir: string, latent: number, calls: number) {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'hf-bench-graphs-')); // fresh: measures build + load
+  return child('unet-case.ts', [dir, String(latent), String(calls), cacheDir]);
+}
+
+const PHOTO = join(HERE, '..', 'notebooks/data/photos/chelsea.png');
+const graphCache = mkdtempSync(join(tmpdir(), 'hf-bench-extract-'));
+function extractCase(dir: string, steps: number) {
+  return child('extract-case.ts', [dir, String(steps), PHOTO, graphCache]);
 }
 
 const machine = machineInfo();
@@ -76,6 +87,30 @@ for (const [name, size, calls] of cases) {
   (results.unet as Record<string, unknown>)[name] = summary;
   say(`  ${JSON.stringify(summary)}`);
 }
+
+// Extraction: seconds per image at 512x512 (50 steps and one step), UNet share of time.
+results.extract = {};
+const extractCases: [string, number][] = [['tiny-sd15', 50], ['tiny-sd15', 1]];
+if (!quick) extractCases.push(['sd15-sized', 1], ...(process.argv.includes('--no-sd15-50') ? [] : [['sd15-sized', 50] as [string, number]]));
+for (const [name, steps] of extractCases) {
+  say(`${name}: ${steps}-step extraction of one 512x512 image`);
+  const r = extractCase(join(hyperfeaturesCacheDir(), 'bench-models', name), steps);
+  (results.extract as Record<string, unknown>)[`${name}/${steps}-step`] = r;
+  say(`  ${JSON.stringify(r)}`);
+}
+
+// FeatureStack memory at SD-1.5 size: 11 timesteps x 12 layers of a 64x64 latent.
+const SD15_TAPS = [1280, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320].map((c, i) => ({ c, s: [8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64][i] }));
+const rawFloats = 11 * SD15_TAPS.reduce((a, { c, s }) => a + c * s * s, 0);
+const resizedFloats = 11 * SD15_TAPS.reduce((a, { c }) => a + c * 64 * 64, 0);
+results.featureStackSd15 = {
+  maps: 132,
+  rawFloat32MiB: (rawFloats * 4) / 2 ** 20,
+  rawFloat16MiB: (rawFloats * 2) / 2 ** 20,
+  resized64Float32MiB: (resizedFloats * 4) / 2 ** 20,
+  resized64Float16MiB: (resizedFloats * 2) / 2 ** 20,
+};
+say(`FeatureStack at SD-1.5 size: ${JSON.stringify(results.featureStackSd15)}`);
 
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const json = Buffer.from(JSON.stringify(results, null, 2) + '\n');
