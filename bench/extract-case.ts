@@ -25,7 +25,13 @@ const timed = {
   },
 };
 const t0 = performance.now();
-const [stack] = await invertImages({ ...sd, unet: timed as unknown as UNet }, [image], { steps, loadSize: 512, imageSize: 512, batchSize: 1, cache: false });
+const [stack] = await invertImages({ ...sd, unet: timed as unknown as UNet }, [image], {
+  steps,
+  loadSize: 512,
+  imageSize: 512,
+  batchSize: 1,
+  cache: false,
+});
 const totalMs = performance.now() - t0;
 await sd.dispose();
 console.log(

@@ -90,8 +90,15 @@ for (const [name, size, calls] of cases) {
 
 // Extraction: seconds per image at 512x512 (50 steps and one step), UNet share of time.
 results.extract = {};
-const extractCases: [string, number][] = [['tiny-sd15', 50], ['tiny-sd15', 1]];
-if (!quick) extractCases.push(['sd15-sized', 1], ...(process.argv.includes('--no-sd15-50') ? [] : [['sd15-sized', 50] as [string, number]]));
+const extractCases: [string, number][] = [
+  ['tiny-sd15', 50],
+  ['tiny-sd15', 1],
+];
+if (!quick)
+  extractCases.push(
+    ['sd15-sized', 1],
+    ...(process.argv.includes('--no-sd15-50') ? [] : [['sd15-sized', 50] as [string, number]]),
+  );
 for (const [name, steps] of extractCases) {
   say(`${name}: ${steps}-step extraction of one 512x512 image`);
   const r = extractCase(join(hyperfeaturesCacheDir(), 'bench-models', name), steps);
@@ -100,7 +107,10 @@ for (const [name, steps] of extractCases) {
 }
 
 // FeatureStack memory at SD-1.5 size: 11 timesteps x 12 layers of a 64x64 latent.
-const SD15_TAPS = [1280, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320].map((c, i) => ({ c, s: [8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64][i] }));
+const SD15_TAPS = [1280, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320].map((c, i) => ({
+  c,
+  s: [8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64][i],
+}));
 const rawFloats = 11 * SD15_TAPS.reduce((a, { c, s }) => a + c * s * s, 0);
 const resizedFloats = 11 * SD15_TAPS.reduce((a, { c }) => a + c * 64 * 64, 0);
 results.featureStackSd15 = {

@@ -27,7 +27,29 @@ const TINY = join(REFERENCE, 'tiny-sd15');
 describe('cli: extract and demo', () => {
   it('extracts a folder of images into t{s}_l{l} files, resized on request', async () => {
     const out = tempDir();
-    const r = await quiet(['extract', '--model', TINY, '--images', join(FIXTURES, 'spair/JPEGImages/cow'), '--out', out, '--steps', '3', '--save-timesteps', '2,0', '--layers', '1,12', '--load-size', '64', '--image-size', '64', '--resize', '--output-resolution', '16', '--no-cache']);
+    const r = await quiet([
+      'extract',
+      '--model',
+      TINY,
+      '--images',
+      join(FIXTURES, 'spair/JPEGImages/cow'),
+      '--out',
+      out,
+      '--steps',
+      '3',
+      '--save-timesteps',
+      '2,0',
+      '--layers',
+      '1,12',
+      '--load-size',
+      '64',
+      '--image-size',
+      '64',
+      '--resize',
+      '--output-resolution',
+      '16',
+      '--no-cache',
+    ]);
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(readdirSync(out).sort(), ['2007_005797.safetensors', '2009_003189.safetensors']);
     const s = await FeatureStack.load(join(out, '2007_005797.safetensors'));
@@ -39,16 +61,45 @@ describe('cli: extract and demo', () => {
   it('reproduces the reference one-step inversion from --latent and --embeddings', async () => {
     const out = tempDir();
     const ref = join(REFERENCE, 'cases/inversion_1.safetensors');
-    const r = await quiet(['extract', '--model', TINY, '--latent', ref, '--embeddings', ref, '--steps', '1', '--out', out]);
+    const r = await quiet([
+      'extract',
+      '--model',
+      TINY,
+      '--latent',
+      ref,
+      '--embeddings',
+      ref,
+      '--steps',
+      '1',
+      '--out',
+      out,
+    ]);
     assert.equal(r.code, 0, r.err);
     const { tensors: want } = await readAllSafetensors(ref);
     const got = await FeatureStack.load(join(out, 'inversion_1.safetensors'));
-    for (const l of [1, 7, 12]) assert.ok(relativeError(got.map(0, l).data, want.get(`t0_l${l}`)!.data) <= tolerance('inversion_1', `t0_l${l}`));
+    for (const l of [1, 7, 12])
+      assert.ok(
+        relativeError(got.map(0, l).data, want.get(`t0_l${l}`)!.data) <= tolerance('inversion_1', `t0_l${l}`),
+      );
   });
 
   it('generates from --prompts, writing features and the image', async () => {
     const out = tempDir();
-    const r = await quiet(['extract', '--model', TINY, '--prompts', '["a cat"]', '--steps', '2', '--image-size', '64', '--guidance-scale', '7.5', '--out', out]);
+    const r = await quiet([
+      'extract',
+      '--model',
+      TINY,
+      '--prompts',
+      '["a cat"]',
+      '--steps',
+      '2',
+      '--image-size',
+      '64',
+      '--guidance-scale',
+      '7.5',
+      '--out',
+      out,
+    ]);
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(readdirSync(out).sort(), ['prompt_0.png', 'prompt_0.safetensors']);
     assert.equal((await decodeImage(join(out, 'prompt_0.png'))).width, 64);
@@ -57,9 +108,38 @@ describe('cli: extract and demo', () => {
   it('reports bad arguments with exit code 2 and what was expected', async () => {
     const cases: [string[], RegExp][] = [
       [['extract', '--model', TINY, '--out', tempDir()], /exactly one of --images, --latent or --prompts/],
-      [['extract', '--model', TINY, '--images', 'missing1.jpg', 'missing2.jpg', '--out', tempDir()], /images not found: missing1.jpg, missing2.jpg/],
-      [['extract', '--model', TINY, '--images', join(FIXTURES, 'photos/chelsea.png'), '--layers', '0-3', '--out', tempDir()], /layers \[0\] are outside 1..12/],
-      [['extract', '--model', TINY, '--images', join(FIXTURES, 'photos/chelsea.png'), '--output-resolution', '0', '--out', tempDir()], /--output-resolution: expected an integer >= 1/],
+      [
+        ['extract', '--model', TINY, '--images', 'missing1.jpg', 'missing2.jpg', '--out', tempDir()],
+        /images not found: missing1.jpg, missing2.jpg/,
+      ],
+      [
+        [
+          'extract',
+          '--model',
+          TINY,
+          '--images',
+          join(FIXTURES, 'photos/chelsea.png'),
+          '--layers',
+          '0-3',
+          '--out',
+          tempDir(),
+        ],
+        /layers \[0\] are outside 1..12/,
+      ],
+      [
+        [
+          'extract',
+          '--model',
+          TINY,
+          '--images',
+          join(FIXTURES, 'photos/chelsea.png'),
+          '--output-resolution',
+          '0',
+          '--out',
+          tempDir(),
+        ],
+        /--output-resolution: expected an integer >= 1/,
+      ],
     ];
     for (const [argv, pattern] of cases) {
       const r = await quiet(argv);

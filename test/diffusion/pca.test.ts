@@ -24,7 +24,10 @@ describe('diffusion/pca', () => {
     const { mean, components } = pcaBasis(maps, 3);
     assert.ok(Math.abs(mean[0]) < 3.5 && Math.abs(mean[3] - 3) < 0.01);
     components.forEach((v, j) => {
-      assert.ok(Math.abs(Math.abs(v[j]) - 1) < 1e-3, `component ${j} is e${j}: ${Array.from(v).map((x) => x.toFixed(3))}`);
+      assert.ok(
+        Math.abs(Math.abs(v[j]) - 1) < 1e-3,
+        `component ${j} is e${j}: ${Array.from(v).map((x) => x.toFixed(3))}`,
+      );
       assert.ok(v[j] > 0, 'sign fixed: largest entry positive');
     });
   });

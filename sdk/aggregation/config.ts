@@ -1,0 +1,163 @@
+/**
+ * The aggregation network's configuration (DESIGN.md semantics 7), inferred from a state
+ * dict's keys and shapes and checked against the checkpoint's own config when it has one.
+ */
+import { ConfigError, ModelError, ShapeError } from '../core/errors.ts';
+import type { Tensor } from '../core/tensor.ts';
+import { PAPER_SAVE_TIMESTEPS } from '../diffusion/plan.ts';
+
+export interface AggregationConfig {
+  /** Channels of each decoder layer's features, in layer order. */
+  featureDims: number[];
+  /** Save timesteps in stacking order (generation numbering). */
+  saveTimesteps: number[];
+  projectionDim: number;
+  numNormGroups: number;
+}
+
+export const DEFAULT_PROJECTION_DIM = 384;
+export const LOGIT_SCALE = 1 / 0.07;
+const KNOWN_CONFIG_KEYS = new Set([
+  'projection_dim',
+  'save_timestep',
+  'num_timesteps',
+  'dims',
+  'diffusion_mode',
+  'output_resolution',
+  'load_resolution',
+  'lr',
+  'weight_decay',
+  'model_id',
+  'batch_size',
+  'prompt',
+  'negative_prompt',
+  'guidance_scale',
+  'weights_path',
+  'idxs',
+  'max_epochs',
+  'max_steps_per_epoch',
+  'val_every_n_steps',
+  'plot_every_n_steps',
+  'pck_threshold',
+  'image_path',
+  'train_path',
+  'val_path',
+  'results_folder',
+  'wandb_project',
+  'wandb_run',
+  'device',
+  'seed',
+  'flip_timesteps',
+  'use_paper_size',
+  'num_norm_groups',
+  'feature_dims',
+]);
+
+export function layerKey(l: number, part: string): string {
+  return `bottleneck_layers.${l}.0.${part}`;
+}
+
+/** Parameter names and shapes of a network with this config, in state-dict order. */
+export function parameterShapes(c: AggregationConfig): Map<string, number[]> {
+  const p = c.projectionDim;
+  const b = p / 4;
+  const shapes = new Map<string, number[]>([
+    ['mixing_weights', [c.featureDims.length * c.saveTimesteps.length]],
+  ]);
+  c.featureDims.forEach((dim, l) => {
+    const conv = (name: string, shape: number[]) => {
+      shapes.set(layerKey(l, `${name}.weight`), shape);
+      shapes.set(layerKey(l, `${name}.norm.weight`), [shape[0]]);
+      shapes.set(layerKey(l, `${name}.norm.bias`), [shape[0]]);
+    };
+    if (dim !== p) conv('shortcut', [p, dim, 1, 1]);
+    conv('conv1', [b, dim, 1, 1]);
+    conv('conv2', [b, b, 3, 3]);
+    conv('conv3', [p, b, 1, 1]);
+  });
+  return shapes;
+}
+
+/**
+ * Infer the config from a state dict (+ the checkpoint's config dict, if any) and check
+ * that every parameter is present with the right shape; collects all problems.
+ * @throws ModelError naming the file and each problem; ConfigError for unknown config fields.
+ */
+export function inferConfig(
+  file: string,
+  params: Map<string, Tensor>,
+  saved?: Record<string, unknown>,
+): AggregationConfig {
+  const problems: string[] = [];
+  if (saved) {
+    const unknown = Object.keys(saved).filter((k) => !KNOWN_CONFIG_KEYS.has(k));
+    if (unknown.length) throw new ConfigError(`${file}: unknown config fields ${unknown.join(', ')}`);
+  }
+  const featureDims: number[] = [];
+  while (params.has(layerKey(featureDims.length, 'conv1.weight')))
+    featureDims.push(params.get(layerKey(featureDims.length, 'conv1.weight'))!.shape[1]);
+  if (!featureDims.length)
+    throw new ModelError(
+      `${file}: not an aggregation network state dict (no bottleneck_layers.0.0.conv1.weight; keys: ${[...params.keys()].slice(0, 5).join(', ')})`,
+    );
+  const conv3 = params.get(layerKey(0, 'conv3.weight'));
+  const projectionDim = conv3?.shape[0] ?? DEFAULT_PROJECTION_DIM;
+  const mixing = params.get('mixing_weights');
+  if (!mixing) throw new ModelError(`${file}: missing mixing_weights`);
+  const S = mixing.size / featureDims.length;
+  let saveTimesteps = Array.isArray(saved?.save_timestep) ? (saved!.save_timestep as number[]) : undefined;
+  if (!saveTimesteps)
+    saveTimesteps = S === PAPER_SAVE_TIMESTEPS.length ? [...PAPER_SAVE_TIMESTEPS] : S === 1 ? [0] : undefined;
+  if (!Number.isInteger(S) || !saveTimesteps || saveTimesteps.length !== S) {
+    problems.push(
+      `mixing_weights has ${mixing.size} entries for ${featureDims.length} layers; the save timesteps (${JSON.stringify(saveTimesteps)}) do not account for them`,
+    );
+  }
+  if (Array.isArray(saved?.dims) && JSON.stringify(saved!.dims) !== JSON.stringify(featureDims)) {
+    problems.push(
+      `config dims ${JSON.stringify(saved!.dims)} differ from the weights' ${JSON.stringify(featureDims)}`,
+    );
+  }
+  const config: AggregationConfig = {
+    featureDims,
+    saveTimesteps: saveTimesteps ?? [],
+    projectionDim,
+    numNormGroups: 32,
+  };
+  if (projectionDim % 4 || (projectionDim / 4) % config.numNormGroups)
+    problems.push(
+      `projection_dim ${projectionDim} must be a multiple of 4 x 32 (GroupNorm(32) on projection_dim / 4)`,
+    );
+  for (const [name, shape] of parameterShapes(config)) {
+    const t = params.get(name);
+    if (!t) problems.push(`missing parameter ${name} [${shape.join(', ')}]`);
+    else if (t.shape.join() !== shape.join())
+      problems.push(`${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+  }
+  const extra = [...params.keys()].filter((k) => !parameterShapes(config).has(k));
+  if (extra.length) problems.push(`unexpected parameters: ${extra.slice(0, 5).join(', ')}`);
+  if (problems.length)
+    throw new ModelError(`${file}: aggregation network does not load:\n  ${problems.join('\n  ')}`);
+  return config;
+}
+
+/**
+ * Check that a feature stack fits the network: same layers' channels and save timesteps.
+ * @throws ShapeError saying exactly what differs.
+ */
+export function checkStackFits(
+  c: AggregationConfig,
+  stack: { saveTimesteps: readonly number[]; channels(): number[] },
+): void {
+  const problems: string[] = [];
+  if (JSON.stringify(stack.saveTimesteps) !== JSON.stringify(c.saveTimesteps)) {
+    problems.push(
+      `save timesteps [${stack.saveTimesteps.join(', ')}] but the network was trained on [${c.saveTimesteps.join(', ')}] (generation features: use .flipped())`,
+    );
+  }
+  const ch = stack.channels();
+  if (JSON.stringify(ch) !== JSON.stringify(c.featureDims))
+    problems.push(`layer channels [${ch.join(', ')}] but the network expects [${c.featureDims.join(', ')}]`);
+  if (problems.length)
+    throw new ShapeError(`feature stack does not fit the aggregation network: ${problems.join('; ')}`);
+}

@@ -1,0 +1,155 @@
+/**
+ * The aggregation network: load the authors' `.pt` releases or safetensors, run the
+ * forward graph on FeatureStacks, expose the mixing weights, save as safetensors.
+ */
+import { extname } from 'node:path';
+import { DataError, ShapeError } from '../core/errors.ts';
+import { readAllSafetensors, writeSafetensors } from '../core/safetensors.ts';
+import { Rng } from '../core/rng.ts';
+import { Tensor, concat } from '../core/tensor.ts';
+import type { FeatureStack } from '../diffusion/feature-stack.ts';
+import { Session, type SessionOptions } from '../model/runtime.ts';
+import { checkStackFits, inferConfig, parameterShapes, type AggregationConfig } from './config.ts';
+import { buildAggregationGraph } from './graph.ts';
+import { isTorchTensor, toPlain, torchLoad } from './torch-load.ts';
+
+export interface MixingWeight {
+  saveTimestep: number;
+  layer: number;
+  weight: number;
+}
+
+/** Read parameters (+ saved config) from `.pt` (torch.save) or `.safetensors`. @throws DataError / ModelError */
+export async function readAggregationCheckpoint(
+  path: string,
+): Promise<{ params: Map<string, Tensor>; saved?: Record<string, unknown> }> {
+  if (extname(path) === '.safetensors') {
+    const { tensors, metadata } = await readAllSafetensors(path);
+    let saved: Record<string, unknown> | undefined;
+    if (metadata.config) {
+      try {
+        saved = JSON.parse(metadata.config);
+      } catch {
+        throw new DataError(`${path}: __metadata__.config is not JSON`);
+      }
+    }
+    return { params: tensors, saved };
+  }
+  const obj = torchLoad(path);
+  const root = obj instanceof Map ? obj : undefined;
+  const sd = root?.get('aggregation_network') ?? root;
+  if (!(sd instanceof Map) || ![...sd.values()].every(isTorchTensor)) {
+    throw new DataError(
+      `${path}: expected a state dict (or a dict with "aggregation_network"), found ${root ? `a dict with keys ${[...root.keys()].join(', ')}` : typeof obj}`,
+    );
+  }
+  const params = new Map<string, Tensor>();
+  for (const [k, t] of sd as Map<string, ReturnType<typeof torchLoad>>) {
+    if (!isTorchTensor(t) || !(t.data instanceof Float32Array))
+      throw new DataError(`${path}: parameter ${String(k)} is not a float tensor`);
+    params.set(String(k), new Tensor(t.data, t.shape));
+  }
+  const saved = root?.get('config');
+  return { params, saved: saved instanceof Map ? (toPlain(saved) as Record<string, unknown>) : undefined };
+}
+
+/** detectron2's init: c2_msra_fill convs (kaiming normal, fan_out), GN 1/0, mixing weights ones. */
+export function initParameters(c: AggregationConfig, seed = 0): Map<string, Tensor> {
+  const rng = new Rng(seed);
+  const params = new Map<string, Tensor>();
+  for (const [name, shape] of parameterShapes(c)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    let values: Float32Array;
+    if (name === 'mixing_weights' || name.endsWith('norm.weight')) values = new Float32Array(n).fill(1);
+    else if (name.endsWith('norm.bias')) values = new Float32Array(n);
+    else values = rng.normalArray(n, 0, Math.sqrt(2 / (shape[0] * shape[2] * shape[3])));
+    params.set(name, new Tensor(values, shape));
+  }
+  return params;
+}
+
+export class AggregationNetwork {
+  readonly config: AggregationConfig;
+  params: Map<string, Tensor>;
+  private session?: Session;
+  private readonly sessionOptions: SessionOptions;
+
+  constructor(config: AggregationConfig, params: Map<string, Tensor>, options: SessionOptions = {}) {
+    this.config = config;
+    this.params = params;
+    this.sessionOptions = options;
+  }
+
+  /** Load the authors' `.pt` or a safetensors checkpoint. @throws DataError / ModelError / ConfigError */
+  static async load(path: string, options: SessionOptions = {}): Promise<AggregationNetwork> {
+    const { params, saved } = await readAggregationCheckpoint(path);
+    return new AggregationNetwork(inferConfig(path, params, saved), params, options);
+  }
+
+  /** A freshly initialised network for training. */
+  static create(config: AggregationConfig, seed = 0, options: SessionOptions = {}): AggregationNetwork {
+    return new AggregationNetwork(config, initParameters(config, seed), options);
+  }
+
+  private async getSession(): Promise<Session> {
+    this.session ??= await Session.create(
+      await buildAggregationGraph(this.config).serialize(),
+      this.sessionOptions,
+    );
+    return this.session;
+  }
+
+  /** Descriptors [B, P, R, R] from stacked features [B, S*sum(C), R, R]. @throws ShapeError */
+  async forward(features: Tensor): Promise<Tensor> {
+    const total = this.config.saveTimesteps.length * this.config.featureDims.reduce((a, b) => a + b, 0);
+    features.expectShape('aggregation features', [-1, total, -1, -1]);
+    const feeds: Record<string, Tensor> = { features, ...Object.fromEntries(this.params) };
+    return (await (await this.getSession()).run(feeds)).descriptors;
+  }
+
+  /** Diffusion hyperfeatures of feature stacks at `resolution` (default 64): [N, P, R, R]. */
+  async aggregate(stacks: readonly FeatureStack[], resolution = 64): Promise<Tensor> {
+    if (!stacks.length) throw new ShapeError('aggregate: expected at least one feature stack');
+    for (const s of stacks) checkStackFits(this.config, s);
+    return this.forward(
+      concat(
+        stacks.map((s) => s.concat(resolution)),
+        0,
+      ),
+    );
+  }
+
+  /** Softmaxed mixing weights with their (save timestep, layer), timestep-major. */
+  mixingWeights(): MixingWeight[] {
+    const m = this.params.get('mixing_weights')!.data;
+    const max = Math.max(...m);
+    const e = Array.from(m, (v) => Math.exp(v - max));
+    const sum = e.reduce((a, b) => a + b, 0);
+    const L = this.config.featureDims.length;
+    return e.map((v, k) => ({
+      saveTimestep: this.config.saveTimesteps[Math.floor(k / L)],
+      layer: (k % L) + 1,
+      weight: v / sum,
+    }));
+  }
+
+  /** The k largest (timestep, layer) pairs: a pruned extraction plan. */
+  topMixingWeights(k: number): MixingWeight[] {
+    return [...this.mixingWeights()].sort((a, b) => b.weight - a.weight).slice(0, k);
+  }
+
+  /** Save parameters as safetensors with the same key names and the config in metadata. */
+  async save(path: string): Promise<void> {
+    const config = {
+      dims: this.config.featureDims,
+      save_timestep: this.config.saveTimesteps,
+      projection_dim: this.config.projectionDim,
+    };
+    await writeSafetensors(path, Object.fromEntries(this.params), { config: JSON.stringify(config) });
+  }
+
+  async dispose(): Promise<void> {
+    await this.session?.dispose();
+    this.session = undefined;
+  }
+}
