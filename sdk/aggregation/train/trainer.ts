@@ -1,0 +1,129 @@
+/**
+ * One AdamW training step at a time on the onnxruntime training-step graph: holds the
+ * optimizer state (m, v, step) beside the network's parameters, converts keypoints to grid
+ * indices as the original code does, and refuses to apply a non-finite step.
+ */
+import { ConfigError, ShapeError } from '../../core/errors.ts';
+import { messages } from '../../core/messages.ts';
+import { Tensor } from '../../core/tensor.ts';
+import { Session } from '../../model/runtime.ts';
+import type { AggregationNetwork } from '../network.ts';
+import { buildTrainStepGraph } from './graph.ts';
+import { adamwScalarFeeds } from './adamw.ts';
+
+export interface AdamWOptions {
+  lr?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+}
+
+export const ADAMW_DEFAULTS = { lr: 1e-3, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 } as const;
+
+/** numpy's round: half to even. */
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * (y, x) points on an H x W grid -> flat indices H*y + x after clipping and rounding, like
+ * the original `points_to_idxs` (which multiplies by the height: square grids in practice).
+ */
+export function pointsToIndices(
+  points: readonly (readonly [number, number])[],
+  height: number,
+  width: number,
+): number[] {
+  return points.map(([y, x]) => {
+    if (!Number.isFinite(y) || !Number.isFinite(x))
+      throw new ShapeError(`keypoint (${y}, ${x}) is not finite`);
+    const yy = roundHalfEven(Math.min(Math.max(y, 0), height - 1));
+    const xx = roundHalfEven(Math.min(Math.max(x, 0), width - 1));
+    return height * yy + xx;
+  });
+}
+
+export interface StepResult {
+  loss: number;
+  grads: Map<string, Tensor>;
+  /** False when the loss or a gradient was not finite: the parameters were left unchanged. */
+  applied: boolean;
+}
+
+export class Trainer {
+  readonly network: AggregationNetwork;
+  readonly options: Required<AdamWOptions>;
+  step = 0;
+  private m = new Map<string, Tensor>();
+  private v = new Map<string, Tensor>();
+  private session?: Session;
+
+  constructor(network: AggregationNetwork, options: AdamWOptions = {}) {
+    this.network = network;
+    this.options = { ...ADAMW_DEFAULTS, ...options };
+    for (const [k, val] of Object.entries(this.options)) {
+      if (!(Number.isFinite(val) && val >= 0))
+        throw new ConfigError(messages.invalidOption(k, 'a finite non-negative number', val));
+    }
+    for (const [name, p] of network.params) {
+      this.m.set(name, Tensor.zeros(p.shape));
+      this.v.set(name, Tensor.zeros(p.shape));
+    }
+  }
+
+  /**
+   * Loss and gradients of a pair, then one AdamW update (unless non-finite).
+   * @param features [2, S*sum(C), R, R]: the two images' stacked features
+   * @param sourcePoints (y, x) in the R x R grid of image 0; targetPoints in image 1
+   */
+  async trainStep(
+    features: Tensor,
+    sourcePoints: [number, number][],
+    targetPoints: [number, number][],
+  ): Promise<StepResult> {
+    features.expectShape('training features', [2, -1, -1, -1]);
+    if (!sourcePoints.length || sourcePoints.length !== targetPoints.length) {
+      throw new ShapeError(
+        `training keypoints: expected equal, non-empty source and target lists, got ${sourcePoints.length} and ${targetPoints.length}`,
+      );
+    }
+    const [, , H, W] = features.shape;
+    const idx = (pts: [number, number][]) => ({
+      int64: BigInt64Array.from(pointsToIndices(pts, H, W).map(BigInt)),
+      shape: [pts.length],
+    });
+    this.session ??= await Session.create(await buildTrainStepGraph(this.network.config).serialize());
+    const o = this.options;
+    const t = this.step + 1;
+    const feeds: Record<string, Tensor | { int64: BigInt64Array; shape: number[] }> = {
+      features,
+      source_idx: idx(sourcePoints),
+      target_idx: idx(targetPoints),
+      ...adamwScalarFeeds(o, t),
+    };
+    for (const [name, p] of this.network.params) {
+      feeds[name] = p;
+      feeds[`m.${name}`] = this.m.get(name)!;
+      feeds[`v.${name}`] = this.v.get(name)!;
+    }
+    const out = await this.session.run(feeds);
+    const loss = out.loss.data[0];
+    const grads = new Map([...this.network.params.keys()].map((n) => [n, out[`grad.${n}`]]));
+    const finite = Number.isFinite(loss) && [...grads.values()].every((gr) => gr.data.every(Number.isFinite));
+    if (finite) {
+      for (const name of this.network.params.keys()) {
+        this.network.params.set(name, out[`new.${name}`]);
+        this.m.set(name, out[`new_m.${name}`]);
+        this.v.set(name, out[`new_v.${name}`]);
+      }
+      this.step = t;
+    }
+    return { loss, grads, applied: finite };
+  }
+
+  async dispose(): Promise<void> {
+    await this.session?.dispose();
+  }
+}
