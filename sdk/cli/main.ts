@@ -9,6 +9,7 @@ import { makeTiny } from './commands/make-tiny.ts';
 import { download } from './commands/download.ts';
 import { extract } from './commands/extract.ts';
 import { demo } from './commands/demo.ts';
+import { aggregate } from './commands/aggregate.ts';
 
 export interface Command {
   summary: string;
@@ -28,6 +29,7 @@ export const COMMANDS: Record<string, Command> = {
   'make-tiny': makeTiny,
   download,
   extract,
+  aggregate,
 };
 
 function help(): string {

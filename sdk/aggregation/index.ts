@@ -1,0 +1,18 @@
+export {
+  AggregationNetwork,
+  readAggregationCheckpoint,
+  initParameters,
+  type MixingWeight,
+} from './network.ts';
+export {
+  inferConfig,
+  checkStackFits,
+  parameterShapes,
+  DEFAULT_PROJECTION_DIM,
+  LOGIT_SCALE,
+  type AggregationConfig,
+} from './config.ts';
+export { torchLoad, type TorchTensor } from './torch-load.ts';
+export { Trainer, pointsToIndices, ADAMW_DEFAULTS, type AdamWOptions } from './train/trainer.ts';
+export { trainNetwork, type TrainingPair, type TrainOptions, type TrainHistory } from './train/loop.ts';
+export { buildAggregationGraph } from './graph.ts';

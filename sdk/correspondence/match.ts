@@ -1,0 +1,167 @@
+/**
+ * Nearest-neighbour correspondences on cosine similarity, with the original code's
+ * coordinate conventions (find_nn_source_correspondences): both descriptor maps are
+ * upsampled (bilinear) to the load size, source points (y, x) at load size are clipped and
+ * rounded half-to-even to pixels, and the argmax pixel of the target map is the match.
+ */
+import { ShapeError } from '../core/errors.ts';
+import { fmtShape } from '../core/messages.ts';
+import { Tensor, resizeBilinear } from '../core/tensor.ts';
+
+export type PointYX = [number, number];
+
+export interface Match {
+  /** The source point as given (y, x). */
+  source: PointYX;
+  /** Best target pixel (y, x) at load size. */
+  target: PointYX;
+  /** Cosine similarity of the match. */
+  score: number;
+}
+
+function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** Pixel index of (y, x) on an H x W grid: clip, round half to even, y * W + x. */
+export function pointIndex([y, x]: PointYX, height: number, width: number): number {
+  return (
+    roundHalfEven(Math.min(Math.max(y, 0), height - 1)) * width +
+    roundHalfEven(Math.min(Math.max(x, 0), width - 1))
+  );
+}
+
+/** [1, P, H, W] -> unit-norm pixel descriptors, pixel-major [H*W][P] in one Float32Array. */
+export function unitPixels(d: Tensor): Float32Array {
+  const [, P, H, W] = d.shape;
+  const n = H * W;
+  const out = new Float32Array(n * P);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let c = 0; c < P; c++) {
+      const v = d.data[c * n + i];
+      out[i * P + c] = v;
+      s += v * v;
+    }
+    const inv = 1 / Math.sqrt(s || 1);
+    for (let c = 0; c < P; c++) out[i * P + c] *= inv;
+  }
+  return out;
+}
+
+function checkPair(a: Tensor, b: Tensor): void {
+  a.expectShape('source descriptors', [1, -1, -1, -1]);
+  b.expectShape('target descriptors', [1, -1, -1, -1]);
+  if (a.shape[1] !== b.shape[1])
+    throw new ShapeError(`descriptor dims differ: source ${fmtShape(a.shape)}, target ${fmtShape(b.shape)}`);
+}
+
+/**
+ * Cosine similarity of selected source pixels against every target pixel: [K][H*W] rows,
+ * one blocked dot-product loop (the same work as one matrix product).
+ */
+export function similarityRows(
+  srcUnit: Float32Array,
+  rows: readonly number[],
+  tgtUnit: Float32Array,
+  dim: number,
+): Float32Array[] {
+  const n = tgtUnit.length / dim;
+  return rows.map((r) => {
+    const q = srcUnit.subarray(r * dim, (r + 1) * dim);
+    const out = new Float32Array(n);
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      const off = j * dim;
+      for (let c = 0; c < dim; c++) s += q[c] * tgtUnit[off + c];
+      out[j] = s;
+    }
+    return out;
+  });
+}
+
+function argmax(a: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
+  return best;
+}
+
+export interface MatchOptions {
+  /** Square size the descriptors are upsampled to; points are in this frame. Default: descriptor size. */
+  loadSize?: number;
+}
+
+/**
+ * Nearest neighbours in `target` of `points` (y, x at load size) of `source`.
+ * @throws ShapeError for mismatched descriptors or points outside the load frame.
+ */
+export function matchPoints(
+  source: Tensor,
+  target: Tensor,
+  points: readonly PointYX[],
+  o: MatchOptions = {},
+): Match[] {
+  checkPair(source, target);
+  const size = o.loadSize ?? source.shape[2];
+  const up = (t: Tensor) => (t.shape[2] === size && t.shape[3] === size ? t : resizeBilinear(t, size, size));
+  const [a, b] = [unitPixels(up(source)), unitPixels(up(target))];
+  const dim = source.shape[1];
+  const rows = similarityRows(
+    a,
+    points.map((p) => pointIndex(p, size, size)),
+    b,
+    dim,
+  );
+  return rows.map((row, k) => {
+    const j = argmax(row);
+    return { source: [...points[k]] as PointYX, target: [Math.floor(j / size), j % size], score: row[j] };
+  });
+}
+
+/**
+ * Mutual nearest neighbours over all pixels at descriptor resolution: pairs (i -> j) with
+ * j's nearest neighbour back in the source being i. Sorted by score, best first.
+ */
+export function mutualNearestNeighbours(source: Tensor, target: Tensor): Match[] {
+  checkPair(source, target);
+  const [, P, H, W] = source.shape;
+  const [, , H2, W2] = target.shape;
+  const a = unitPixels(source);
+  const b = unitPixels(target);
+  const n = H * W;
+  const fwd = similarityRows(
+    a,
+    Array.from({ length: n }, (_, i) => i),
+    b,
+    P,
+  );
+  const best = fwd.map(argmax);
+  const back = similarityRows(
+    b,
+    Array.from({ length: H2 * W2 }, (_, j) => j),
+    a,
+    P,
+  ).map(argmax);
+  const out: Match[] = [];
+  best.forEach((j, i) => {
+    if (back[j] === i)
+      out.push({
+        source: [Math.floor(i / W), i % W],
+        target: [Math.floor(j / W2), j % W2],
+        score: fwd[i][j],
+      });
+  });
+  return out.sort((x, y) => y.score - x.score);
+}
+
+/** Rescale (y, x) points from one (w, h) frame to another (original `rescale_points`). */
+export function rescalePoints(
+  points: readonly PointYX[],
+  from: { width: number; height: number },
+  to: { width: number; height: number },
+): PointYX[] {
+  return points.map(([y, x]) => [(y * to.height) / from.height, (x * to.width) / from.width]);
+}
+
+export { Tensor };

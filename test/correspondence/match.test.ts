@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  matchPoints,
+  mutualNearestNeighbours,
+  rescalePoints,
+  pointIndex,
+  type PointYX,
+} from '../../sdk/correspondence/match.ts';
+import { computePck, distances } from '../../sdk/correspondence/pck.ts';
+import { readAllSafetensors } from '../../sdk/core/safetensors.ts';
+import { Tensor } from '../../sdk/core/tensor.ts';
+import { ShapeError } from '../../sdk/core/errors.ts';
+import { REFERENCE } from '../helpers.ts';
+
+interface CorrCase {
+  load_size_wh: [number, number];
+  target_size_wh: [number, number];
+  source_points_yx: PointYX[];
+  predicted_points_yx_load: PointYX[];
+  predicted_points_yx_target: PointYX[];
+  target_points_yx_target: PointYX[];
+  distances: number[];
+  pck_img: boolean[];
+  pck_img_mean: number;
+  bbox_ltrb: [number, number, number, number];
+  pck_bbox_mean: number;
+}
+
+describe('correspondence: matching and PCK', () => {
+  it('matches the original nearest neighbours, rescaling and PCK (incl. a distance exactly on the threshold)', async () => {
+    const c = JSON.parse(readFileSync(join(REFERENCE, 'cases/correspondence.json'), 'utf8')) as CorrCase;
+    const { tensors } = await readAllSafetensors(join(REFERENCE, 'cases/aggregation.safetensors'));
+    const d = tensors.get('descriptors')!;
+    const [a, b] = [d.sliceFirst(0), d.sliceFirst(1)];
+    const matches = matchPoints(a, b, c.source_points_yx, { loadSize: c.load_size_wh[0] });
+    assert.deepEqual(
+      matches.map((m) => m.target),
+      c.predicted_points_yx_load,
+    );
+    const [lw, lh] = c.load_size_wh;
+    const [tw, th] = c.target_size_wh;
+    const pred = rescalePoints(
+      matches.map((m) => m.target),
+      { width: lw, height: lh },
+      { width: tw, height: th },
+    );
+    pred.forEach((p, i) =>
+      p.forEach((v, k) => assert.ok(Math.abs(v - c.predicted_points_yx_target[i][k]) < 1e-9)),
+    );
+    const dist = distances(pred, c.target_points_yx_target);
+    dist.forEach((v, i) => assert.ok(Math.abs(v - c.distances[i]) < 1e-9));
+    const pair = {
+      predicted: pred,
+      groundTruth: c.target_points_yx_target,
+      imageSize: { width: tw, height: th },
+      bbox: c.bbox_ltrb,
+    };
+    assert.equal(computePck([pair], 0.1, 'img').perKeypoint, c.pck_img_mean);
+    assert.equal(computePck([pair], 0.1, 'bbox').perKeypoint, c.pck_bbox_mean);
+  });
+
+  it('finds planted matches by construction; mutual NN keeps only consistent pairs', () => {
+    // one-hot descriptors: source pixel i carries feature i; target is the source shifted right by one column
+    const H = 4;
+    const W = 4;
+    const P = H * W;
+    const src = Tensor.zeros([1, P, H, W]).map((_, idx) =>
+      Math.floor(idx / (H * W)) === idx % (H * W) ? 1 : 0,
+    );
+    const tgt = Tensor.zeros([1, P, H, W]).map((_, idx) => {
+      const c = Math.floor(idx / (H * W));
+      const pix = idx % (H * W);
+      const [y, x] = [Math.floor(pix / W), pix % W];
+      return x > 0 && c === y * W + (x - 1) ? 1 : 0;
+    });
+    const m = matchPoints(src, tgt, [
+      [1, 1],
+      [2, 0],
+      [3, 2],
+    ]);
+    assert.deepEqual(
+      m.map((x) => x.target),
+      [
+        [1, 2],
+        [2, 1],
+        [3, 3],
+      ],
+    );
+    assert.ok(m.every((x) => Math.abs(x.score - 1) < 1e-6));
+    const mnn = mutualNearestNeighbours(src, tgt);
+    assert.equal(mnn.length, H * (W - 1), 'every pixel but the last column has its shifted twin');
+    assert.ok(mnn.every((x) => x.target[1] === x.source[1] + 1 && x.target[0] === x.source[0]));
+  });
+
+  it('computes PCK per keypoint, per image and per category', () => {
+    const mk = (ok: number, n: number, category: string) => ({
+      predicted: Array.from({ length: n }, (_, i): PointYX => [i < ok ? 0 : 50, 0]),
+      groundTruth: Array.from({ length: n }, (): PointYX => [0, 0]),
+      imageSize: { width: 100, height: 80 },
+      category,
+    });
+    const r = computePck([mk(1, 1, 'cat'), mk(1, 3, 'dog')], 0.1, 'img');
+    assert.equal(r.perKeypoint, 2 / 4);
+    assert.equal(r.perImage, (1 + 1 / 3) / 2);
+    assert.deepEqual(r.byCategory.cat, { perKeypoint: 1, perImage: 1, keypoints: 1 });
+  });
+
+  it('rounds points to pixels like points_to_idxs and rejects mismatched descriptors', () => {
+    assert.equal(pointIndex([2.5, 1.5], 8, 8), 2 * 8 + 2);
+    assert.equal(pointIndex([-3, 99], 8, 8), 7);
+    assert.throws(
+      () => matchPoints(Tensor.zeros([1, 4, 2, 2]), Tensor.zeros([1, 5, 2, 2]), [[0, 0]]),
+      ShapeError,
+    );
+  });
+});
