@@ -106,6 +106,14 @@ for (const [name, steps] of extractCases) {
   say(`  ${JSON.stringify(r)}`);
 }
 
+// Aggregation network at SD-1.5 size: forward per image and a training step on a pair.
+if (!quick) {
+  say('aggregation network at SD-1.5 size (132 maps, 64x64, projection 384)');
+  const r = child('aggregation-case.ts', []);
+  results.aggregation = { ...r, forwardRatioToFlopBound: r.forwardSeconds / (r.forwardGflopPerImage / peak), trainRatioToFlopBound: r.trainStepSeconds / (r.trainStepGflop / peak) };
+  say(`  ${JSON.stringify(results.aggregation)}`);
+}
+
 // FeatureStack memory at SD-1.5 size: 11 timesteps x 12 layers of a 64x64 latent.
 const SD15_TAPS = [1280, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320].map((c, i) => ({
   c,

@@ -62,7 +62,14 @@ export class Trainer {
 
   constructor(network: AggregationNetwork, options: AdamWOptions = {}) {
     this.network = network;
-    this.options = { ...ADAMW_DEFAULTS, ...options };
+    const d = ADAMW_DEFAULTS;
+    this.options = {
+      lr: options.lr ?? d.lr,
+      weightDecay: options.weightDecay ?? d.weightDecay,
+      beta1: options.beta1 ?? d.beta1,
+      beta2: options.beta2 ?? d.beta2,
+      eps: options.eps ?? d.eps,
+    };
     for (const [k, val] of Object.entries(this.options)) {
       if (!(Number.isFinite(val) && val >= 0))
         throw new ConfigError(messages.invalidOption(k, 'a finite non-negative number', val));
