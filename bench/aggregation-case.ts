@@ -19,8 +19,14 @@ const config: AggregationConfig = {
   numNormGroups: 32,
 };
 const b = config.projectionDim / 4;
-const perPixel = (c: number) => 2 * (c * b + b * b * 9 + b * config.projectionDim + (c !== config.projectionDim ? c * config.projectionDim : 0));
-const forwardFlops = config.saveTimesteps.length * config.featureDims.reduce((a, c) => a + perPixel(c), 0) * R * R;
+const perPixel = (c: number) =>
+  2 *
+  (c * b +
+    b * b * 9 +
+    b * config.projectionDim +
+    (c !== config.projectionDim ? c * config.projectionDim : 0));
+const forwardFlops =
+  config.saveTimesteps.length * config.featureDims.reduce((a, c) => a + perPixel(c), 0) * R * R;
 const total = config.saveTimesteps.length * config.featureDims.reduce((a, c) => a + c, 0);
 const rng = new Rng(0);
 const net = AggregationNetwork.create(config, 0);
@@ -34,7 +40,10 @@ await net.forward(one); // warm-up: graph build + first run
 const forwardSeconds = await time(() => net.forward(one));
 const pair = new Tensor(new Float32Array(2 * one.size), [2, total, R, R]);
 pair.data.set(one.data);
-pair.data.set(one.data.map((v) => v * 0.9), one.size);
+pair.data.set(
+  one.data.map((v) => v * 0.9),
+  one.size,
+);
 const src: [number, number][] = Array.from({ length: 20 }, () => [rng.int(R), rng.int(R)]);
 const trainer = new Trainer(net);
 await trainer.trainStep(pair, src, src); // warm-up

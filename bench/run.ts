@@ -110,7 +110,11 @@ for (const [name, steps] of extractCases) {
 if (!quick) {
   say('aggregation network at SD-1.5 size (132 maps, 64x64, projection 384)');
   const r = child('aggregation-case.ts', []);
-  results.aggregation = { ...r, forwardRatioToFlopBound: r.forwardSeconds / (r.forwardGflopPerImage / peak), trainRatioToFlopBound: r.trainStepSeconds / (r.trainStepGflop / peak) };
+  results.aggregation = {
+    ...r,
+    forwardRatioToFlopBound: r.forwardSeconds / (r.forwardGflopPerImage / peak),
+    trainRatioToFlopBound: r.trainStepSeconds / (r.trainStepGflop / peak),
+  };
   say(`  ${JSON.stringify(results.aggregation)}`);
 }
 

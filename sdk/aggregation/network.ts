@@ -138,6 +138,25 @@ export class AggregationNetwork {
     return [...this.mixingWeights()].sort((a, b) => b.weight - a.weight).slice(0, k);
   }
 
+  /**
+   * A copy restricted to the k largest mixing weights (the others get zero weight, the
+   * softmax renormalises over the kept ones): the pruned network of the paper's ablation.
+   */
+  pruned(k: number): AggregationNetwork {
+    const keep = new Set(
+      this.topMixingWeights(k).map(
+        (w) =>
+          this.config.saveTimesteps.indexOf(w.saveTimestep) * this.config.featureDims.length + w.layer - 1,
+      ),
+    );
+    const logits = this.params.get('mixing_weights')!.map((v, i) => (keep.has(i) ? v : -1e30));
+    return new AggregationNetwork(
+      this.config,
+      new Map([...this.params, ['mixing_weights', logits]]),
+      this.sessionOptions,
+    );
+  }
+
   /** Save parameters as safetensors with the same key names and the config in metadata. */
   async save(path: string): Promise<void> {
     const config = {

@@ -7,6 +7,7 @@
 import { ShapeError } from '../core/errors.ts';
 import { fmtShape } from '../core/messages.ts';
 import { Tensor, resizeBilinear } from '../core/tensor.ts';
+import { batchedArgmax } from './similarity.ts';
 
 export type PointYX = [number, number];
 
@@ -92,9 +93,19 @@ export interface MatchOptions {
   loadSize?: number;
 }
 
+function prepare(source: Tensor, target: Tensor, points: readonly PointYX[], o: MatchOptions) {
+  checkPair(source, target);
+  if (!points.length) throw new ShapeError('matchPoints: expected at least one source point, got none');
+  const size = o.loadSize ?? source.shape[2];
+  const up = (t: Tensor) => (t.shape[2] === size && t.shape[3] === size ? t : resizeBilinear(t, size, size));
+  const [a, b] = [unitPixels(up(source)), unitPixels(up(target))];
+  return { size, a, b, dim: source.shape[1], rows: points.map((p) => pointIndex(p, size, size)) };
+}
+
 /**
- * Nearest neighbours in `target` of `points` (y, x at load size) of `source`.
- * @throws ShapeError for mismatched descriptors or points outside the load frame.
+ * Nearest neighbours in `target` of `points` (y, x at load size) of `source` (JS loop:
+ * small maps and few points).
+ * @throws ShapeError for mismatched descriptors or no points.
  */
 export function matchPoints(
   source: Tensor,
@@ -102,21 +113,29 @@ export function matchPoints(
   points: readonly PointYX[],
   o: MatchOptions = {},
 ): Match[] {
-  checkPair(source, target);
-  const size = o.loadSize ?? source.shape[2];
-  const up = (t: Tensor) => (t.shape[2] === size && t.shape[3] === size ? t : resizeBilinear(t, size, size));
-  const [a, b] = [unitPixels(up(source)), unitPixels(up(target))];
-  const dim = source.shape[1];
-  const rows = similarityRows(
-    a,
-    points.map((p) => pointIndex(p, size, size)),
-    b,
-    dim,
-  );
-  return rows.map((row, k) => {
+  const { size, a, b, dim, rows } = prepare(source, target, points, o);
+  return similarityRows(a, rows, b, dim).map((row, k) => {
     const j = argmax(row);
     return { source: [...points[k]] as PointYX, target: [Math.floor(j / size), j % size], score: row[j] };
   });
+}
+
+/** The same as `matchPoints`, as one onnxruntime matrix product (large maps, many points). */
+export async function matchPointsBatched(
+  source: Tensor,
+  target: Tensor,
+  points: readonly PointYX[],
+  o: MatchOptions = {},
+): Promise<Match[]> {
+  const { size, a, b, dim, rows } = prepare(source, target, points, o);
+  const queries = new Float32Array(rows.length * dim);
+  rows.forEach((r, k) => queries.set(a.subarray(r * dim, (r + 1) * dim), k * dim));
+  const { best, score } = await batchedArgmax(queries, b, dim);
+  return best.map((j, k) => ({
+    source: [...points[k]] as PointYX,
+    target: [Math.floor(j / size), j % size] as PointYX,
+    score: score[k],
+  }));
 }
 
 /**
@@ -163,5 +182,3 @@ export function rescalePoints(
 ): PointYX[] {
   return points.map(([y, x]) => [(y * to.height) / from.height, (x * to.width) / from.width]);
 }
-
-export { Tensor };

@@ -271,3 +271,48 @@ export async function resolveModel(
   }
   return downloadModel(model, options);
 }
+
+/**
+ * One file of a hub repository (e.g. the authors' aggregation network weights), from the
+ * cache or downloaded when allowed, with the same resume and checksum checks.
+ * @throws NetworkError when absent offline or the download fails.
+ */
+export async function hubFile(
+  repoId: string,
+  filename: string,
+  options: HubOptions & { allowDownload?: boolean } = {},
+): Promise<string> {
+  const s = settings(options);
+  const repoDir = repoCacheDir(repoId, s.cache);
+  const ref = join(repoDir, 'refs', s.revision);
+  const commit = existsSync(ref) ? readFileSync(ref, 'utf8').trim() : undefined;
+  if (commit && existsSync(join(repoDir, 'snapshots', commit, filename)))
+    return join(repoDir, 'snapshots', commit, filename);
+  if (s.offline || !options.allowDownload) {
+    throw new NetworkError(
+      `${repoId}/${filename} is not in the Hugging Face cache (${repoDir}); allow downloads (--allow-download) or pass a local file`,
+    );
+  }
+  const infoUrl = `${s.endpoint}/api/models/${repoId}/revision/${encodeURIComponent(s.revision)}?blobs=true`;
+  const info = (await (await request(infoUrl, s.token)).json()) as { sha?: string; siblings?: Sibling[] };
+  const sib = info.siblings?.find((x) => x.rfilename === filename);
+  if (!info.sha || !sib) throw new NetworkError(`${repoId}@${s.revision} has no file ${filename}`);
+  const blobPath = join(
+    repoDir,
+    'blobs',
+    sib.lfs?.sha256 ?? sib.blobId ?? `${info.sha}-${filename.replace(/\//g, '_')}`,
+  );
+  if (!existsSync(blobPath))
+    await downloadBlob(
+      `${s.endpoint}/${repoId}/resolve/${info.sha}/${filename}`,
+      blobPath,
+      sib,
+      s.token,
+      options.silent ?? false,
+    );
+  const snapshotPath = join(repoDir, 'snapshots', info.sha, filename);
+  linkSnapshot(snapshotPath, blobPath);
+  mkdirSync(join(repoDir, 'refs'), { recursive: true });
+  writeFileSync(join(repoDir, 'refs', s.revision), info.sha);
+  return snapshotPath;
+}

@@ -22,7 +22,10 @@ const R = 16;
 
 async function mirrored(path: string): Promise<RgbImage> {
   const d = await decodeImage(path);
-  const { data, info } = await sharp(d.data, { raw: { width: d.width, height: d.height, channels: 3 } }).flop().raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(d.data, { raw: { width: d.width, height: d.height, channels: 3 } })
+    .flop()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
   return { data: new Uint8Array(data), width: info.width, height: info.height };
 }
 
@@ -50,7 +53,10 @@ describe('aggregation training on mirrored real photos', () => {
     const mirror = (p: PointYX[]) => p.map(([y, x]): PointYX => [y, R - 1 - x]);
     const [train, held] = [feats.slice(0, 12), feats.slice(12)];
     const heldPoints = held.map(() => points(30));
-    const net = AggregationNetwork.create({ featureDims: dims, saveTimesteps: [0], projectionDim: 128, numNormGroups: 32 }, 0);
+    const net = AggregationNetwork.create(
+      { featureDims: dims, saveTimesteps: [0], projectionDim: 128, numNormGroups: 32 },
+      0,
+    );
     const pck = async () => {
       let ok = 0;
       let n = 0;
@@ -68,7 +74,9 @@ describe('aggregation training on mirrored real photos', () => {
       const s = points(40);
       return { features, source: s, target: mirror(s) };
     });
-    const { result: h } = await captureLogs(() => trainNetwork(net, pairs, { steps: 100, validate: pck, validateEvery: 100 }));
+    const { result: h } = await captureLogs(() =>
+      trainNetwork(net, pairs, { steps: 100, validate: pck, validateEvery: 100 }),
+    );
     const [before, after] = [h.validations[0].score, h.validations[h.validations.length - 1].score];
     assert.ok(before < 0.25, `untrained PCK ${before}`);
     assert.ok(after > before + 0.3, `trained PCK ${after} vs untrained ${before}`);
@@ -76,7 +84,10 @@ describe('aggregation training on mirrored real photos', () => {
   });
 
   it('stops on a non-finite loss, keeps the last good parameters and says which step', async () => {
-    const net = AggregationNetwork.create({ featureDims: dims, saveTimesteps: [0], projectionDim: 128, numNormGroups: 32 }, 0);
+    const net = AggregationNetwork.create(
+      { featureDims: dims, saveTimesteps: [0], projectionDim: 128, numNormGroups: 32 },
+      0,
+    );
     const good = feats[0];
     const bad = good.map((v, i) => (i === 7 ? NaN : v));
     const before = new Map([...net.params].map(([k, v]) => [k, v.data.slice()]));
@@ -84,7 +95,9 @@ describe('aggregation training on mirrored real photos', () => {
       trainNetwork(net, [{ features: bad, source: [[1, 1]], target: [[1, 14]] }], { steps: 3 }),
     );
     assert.equal(h.stoppedAt, 1);
-    assert.ok(records.some((r) => r.level === 'error' && /stopped at step 1: non-finite loss/.test(r.message)));
+    assert.ok(
+      records.some((r) => r.level === 'error' && /stopped at step 1: non-finite loss/.test(r.message)),
+    );
     for (const [k, v] of net.params) assert.deepEqual(v.data, before.get(k));
   });
 });

@@ -1,0 +1,40 @@
+/**
+ * Batched nearest neighbours in onnxruntime: unit query rows [K, P] against unit target
+ * pixels [P, N] as ONE matrix product, then argmax/max per row. Used when the JS loop would
+ * be slow (hundreds of queries, 64x64 maps and larger).
+ */
+import { GraphBuilder } from '../model/onnx/graph.ts';
+import { Session } from '../model/runtime.ts';
+import { Tensor } from '../core/tensor.ts';
+
+let session: Promise<Session> | undefined;
+
+function buildGraph(): GraphBuilder {
+  const g = new GraphBuilder();
+  const q = g.input('queries', ['k', 'p']);
+  const t = g.input('targets', ['p', 'n']);
+  const sims = g.op('MatMul', [q, t]);
+  g.output('best', g.op('Cast', [g.op('ArgMax', [sims], { axis: 1, keepdims: 0 })], { to: 1 }), ['k']);
+  g.output('score', g.op('ReduceMax', [sims], { axes: [1], keepdims: 0 }), ['k']);
+  return g;
+}
+
+/** For each query row, the index and value of its largest dot product with the target columns. */
+export async function batchedArgmax(
+  queries: Float32Array,
+  targets: Float32Array,
+  dim: number,
+): Promise<{ best: number[]; score: number[] }> {
+  session ??= buildGraph()
+    .serialize()
+    .then((b) => Session.create(b));
+  const k = queries.length / dim;
+  const n = targets.length / dim;
+  // targets arrive pixel-major [N, P]; the product wants [P, N]
+  const tp = new Float32Array(targets.length);
+  for (let j = 0; j < n; j++) for (let c = 0; c < dim; c++) tp[c * n + j] = targets[j * dim + c];
+  const out = await (
+    await session
+  ).run({ queries: new Tensor(queries, [k, dim]), targets: new Tensor(tp, [dim, n]) });
+  return { best: Array.from(out.best.data), score: Array.from(out.score.data) };
+}

@@ -1,0 +1,265 @@
+/**
+ * Keypoint pair datasets: SPair-71k (official layout and the paper's pair lists), CUB-200-2011,
+ * PF-PASCAL and a documented custom JSON. All loaders return the same `KeypointPair`, with
+ * points [x, y] in original image pixels, and check every referenced image up front,
+ * reporting all missing files at once.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, DataError } from '../core/errors.ts';
+import { Rng } from '../core/rng.ts';
+
+export type PointXY = [number, number];
+
+export interface KeypointPair {
+  source: string;
+  target: string;
+  sourcePoints: PointXY[];
+  targetPoints: PointXY[];
+  category: string;
+  /** [left, top, right, bottom] of the target object, for PCK by bbox. */
+  targetBbox?: [number, number, number, number];
+  sourceBbox?: [number, number, number, number];
+}
+
+export const DATASETS = ['spair', 'cub', 'pfpascal', 'custom'] as const;
+export type DatasetName = (typeof DATASETS)[number];
+
+function readJsonFile(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new DataError(`${path}: cannot read JSON (${(e as Error).message})`, { cause: e });
+  }
+}
+
+/** @throws DataError listing every missing image. */
+export function checkImagesExist(pairs: readonly KeypointPair[], what: string): void {
+  const missing = [...new Set(pairs.flatMap((p) => [p.source, p.target]).filter((f) => !existsSync(f)))];
+  if (missing.length) {
+    throw new DataError(
+      `${what}: ${missing.length} image(s) missing:\n  ${missing.slice(0, 20).join('\n  ')}${missing.length > 20 ? `\n  ... and ${missing.length - 20} more` : ''}`,
+    );
+  }
+}
+
+function checkPoints(p: KeypointPair, where: string): KeypointPair {
+  if (!p.sourcePoints.length || p.sourcePoints.length !== p.targetPoints.length) {
+    throw new DataError(
+      `${where}: expected equal, non-empty source and target point lists, got ${p.sourcePoints.length} and ${p.targetPoints.length}`,
+    );
+  }
+  return p;
+}
+
+/**
+ * The paper's SPair pair lists: `spair_71k_test-360.json` name images "category/file.jpg",
+ * `spair_71k_test-6.json` names "file.jpg" with a `category` field; both resolve under
+ * `<root>/JPEGImages/`.
+ */
+export function loadSpairPairList(listPath: string, root: string): KeypointPair[] {
+  const list = readJsonFile(listPath);
+  if (!Array.isArray(list)) throw new DataError(`${listPath}: expected a JSON list of pairs`);
+  const resolve = (name: string, category: string) =>
+    join(root, 'JPEGImages', name.includes('/') ? name : `${category}/${name}`);
+  const pairs = list.map((a: Record<string, unknown>, i) => {
+    const category = String(a.category ?? String(a.source_path).split('/')[0]);
+    return checkPoints(
+      {
+        source: resolve(String(a.source_path), category),
+        target: resolve(String(a.target_path), category),
+        sourcePoints: a.source_points as PointXY[],
+        targetPoints: a.target_points as PointXY[],
+        category,
+        targetBbox: a.target_bounding_box as KeypointPair['targetBbox'],
+        sourceBbox: a.source_bounding_box as KeypointPair['sourceBbox'],
+      },
+      `${listPath} pair ${i}`,
+    );
+  });
+  checkImagesExist(pairs, listPath);
+  return pairs;
+}
+
+/** SPair-71k's own `PairAnnotation/<split>/*.json` files. */
+export function loadSpairOfficial(root: string, split: 'trn' | 'val' | 'test'): KeypointPair[] {
+  const dir = join(root, 'PairAnnotation', split);
+  if (!existsSync(dir))
+    throw new DataError(
+      `${dir}: SPair-71k pair annotations not found (expected <root>/PairAnnotation/${split}/)`,
+    );
+  const pairs = readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => {
+      const a = readJsonFile(join(dir, f)) as Record<string, unknown>;
+      const category = String(a.category);
+      return checkPoints(
+        {
+          source: join(root, 'JPEGImages', category, String(a.src_imname)),
+          target: join(root, 'JPEGImages', category, String(a.trg_imname)),
+          sourcePoints: a.src_kps as PointXY[],
+          targetPoints: a.trg_kps as PointXY[],
+          category,
+          targetBbox: a.trg_bndbox as KeypointPair['targetBbox'],
+          sourceBbox: a.src_bndbox as KeypointPair['sourceBbox'],
+        },
+        join(dir, f),
+      );
+    });
+  checkImagesExist(pairs, dir);
+  return pairs;
+}
+
+/** PF-PASCAL `test_pairs.csv`: image paths relative to `root`, keypoints as `;`-separated XA, YA, XB, YB. */
+export function loadPfPascal(csvPath: string, root: string): KeypointPair[] {
+  let text: string;
+  try {
+    text = readFileSync(csvPath, 'utf8');
+  } catch (e) {
+    throw new DataError(`${csvPath}: cannot read (${(e as Error).message})`, { cause: e });
+  }
+  const [header, ...rows] = text.trim().split(/\r?\n/);
+  const cols = header.split(',');
+  const at = (name: string) => {
+    const i = cols.indexOf(name);
+    if (i < 0) throw new DataError(`${csvPath}: missing column "${name}" (header: ${header})`);
+    return i;
+  };
+  const [sa, ta, cl, xa, ya, xb, yb] = ['source_image', 'target_image', 'class', 'XA', 'YA', 'XB', 'YB'].map(
+    at,
+  );
+  const nums = (s: string) => s.split(';').map(Number);
+  const zip = (xs: number[], ys: number[]) => xs.map((x, i): PointXY => [x, ys[i]]);
+  const pairs = rows.map((r, i) => {
+    const c = r.split(',');
+    return checkPoints(
+      {
+        source: join(root, c[sa]),
+        target: join(root, c[ta]),
+        sourcePoints: zip(nums(c[xa]), nums(c[ya])),
+        targetPoints: zip(nums(c[xb]), nums(c[yb])),
+        category: `class-${c[cl]}`,
+      },
+      `${csvPath} row ${i + 2}`,
+    );
+  });
+  checkImagesExist(pairs, csvPath);
+  return pairs;
+}
+
+/**
+ * CUB-200-2011 (`images.txt`, `parts/part_locs.txt`, `bounding_boxes.txt`): `count` pairs of
+ * different images of the same species drawn with a seeded RNG, keeping the parts visible in
+ * both (at least `minParts`).
+ */
+export function loadCub(
+  root: string,
+  options: { count?: number; seed?: number; minParts?: number } = {},
+): KeypointPair[] {
+  const lines = (rel: string) => {
+    const p = join(root, rel);
+    if (!existsSync(p)) throw new DataError(`${p}: CUB-200-2011 file not found`);
+    return readFileSync(p, 'utf8')
+      .trim()
+      .split(/\r?\n/)
+      .map((l) => l.trim().split(/\s+/));
+  };
+  const images = new Map(lines('images.txt').map(([id, path]) => [id, path]));
+  const parts = new Map<string, Map<string, PointXY>>();
+  for (const [img, part, x, y, visible] of lines('parts/part_locs.txt')) {
+    if (visible !== '1') continue;
+    if (!parts.has(img)) parts.set(img, new Map());
+    parts.get(img)!.set(part, [Number(x), Number(y)]);
+  }
+  const boxes = new Map(
+    lines('bounding_boxes.txt').map(([id, x, y, w, h]) => [
+      id,
+      [Number(x), Number(y), Number(x) + Number(w), Number(y) + Number(h)] as [
+        number,
+        number,
+        number,
+        number,
+      ],
+    ]),
+  );
+  const byClass = new Map<string, string[]>();
+  for (const [id, path] of images) {
+    if (!parts.has(id)) continue;
+    const cls = path.split('/')[0];
+    byClass.set(cls, [...(byClass.get(cls) ?? []), id]);
+  }
+  const classes = [...byClass.keys()].filter((c) => byClass.get(c)!.length > 1).sort();
+  if (!classes.length) throw new DataError(`${root}: no species with two annotated images`);
+  const rng = new Rng(options.seed ?? 0);
+  const count = options.count ?? 360;
+  const pairs: KeypointPair[] = [];
+  for (let tries = 0; pairs.length < count && tries < count * 50; tries++) {
+    const cls = classes[rng.int(classes.length)];
+    const ids = byClass.get(cls)!;
+    const a = ids[rng.int(ids.length)];
+    const b = ids[rng.int(ids.length)];
+    if (a === b) continue;
+    const shared = [...parts.get(a)!.keys()]
+      .filter((k) => parts.get(b)!.has(k))
+      .sort((x, y) => Number(x) - Number(y));
+    if (shared.length < (options.minParts ?? 3)) continue;
+    pairs.push({
+      source: join(root, 'images', images.get(a)!),
+      target: join(root, 'images', images.get(b)!),
+      sourcePoints: shared.map((k) => parts.get(a)!.get(k)!),
+      targetPoints: shared.map((k) => parts.get(b)!.get(k)!),
+      category: cls.replace(/^\d+\./, ''),
+      targetBbox: boxes.get(b),
+      sourceBbox: boxes.get(a),
+    });
+  }
+  checkImagesExist(pairs, join(root, 'images'));
+  return pairs;
+}
+
+/**
+ * Custom pairs: a JSON list of {"source": path, "target": path, "source_points": [[x, y], ...],
+ * "target_points": [[x, y], ...], "category"?: string, "target_bbox"?: [l, t, r, b]}; paths
+ * are relative to the list's folder (or `root`).
+ */
+export function loadCustomPairs(listPath: string, root?: string): KeypointPair[] {
+  const list = readJsonFile(listPath);
+  if (!Array.isArray(list)) throw new DataError(`${listPath}: expected a JSON list of pairs`);
+  const base = root ?? join(listPath, '..');
+  const pairs = list.map((a: Record<string, unknown>, i) => {
+    for (const k of ['source', 'target', 'source_points', 'target_points']) {
+      if (!(k in a)) throw new DataError(`${listPath} pair ${i}: missing "${k}"`);
+    }
+    return checkPoints(
+      {
+        source: join(base, String(a.source)),
+        target: join(base, String(a.target)),
+        sourcePoints: a.source_points as PointXY[],
+        targetPoints: a.target_points as PointXY[],
+        category: String(a.category ?? 'all'),
+        targetBbox: a.target_bbox as KeypointPair['targetBbox'],
+      },
+      `${listPath} pair ${i}`,
+    );
+  });
+  checkImagesExist(pairs, listPath);
+  return pairs;
+}
+
+/** Dispatch by dataset name (CLI). */
+export function loadPairs(dataset: string, root: string, pairs?: string): KeypointPair[] {
+  switch (dataset) {
+    case 'spair':
+      return pairs ? loadSpairPairList(pairs, root) : loadSpairOfficial(root, 'test');
+    case 'cub':
+      return loadCub(root);
+    case 'pfpascal':
+      return loadPfPascal(pairs ?? join(root, 'test_pairs.csv'), root);
+    case 'custom':
+      if (!pairs) throw new ConfigError('custom dataset: --pairs <list.json> is required');
+      return loadCustomPairs(pairs, root);
+    default:
+      throw new ConfigError(`unknown dataset "${dataset}"; valid: ${DATASETS.join(', ')}`);
+  }
+}
