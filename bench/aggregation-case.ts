@@ -1,7 +1,8 @@
 /**
- * Aggregation network at SD-1.5 size (11 timesteps x 12 layers = 132 maps at 64x64,
- * projection 384): forward time per image and training-step time for a pair (batch 2),
- * with analytic FLOPs. Prints one JSON line.
+ * Aggregation network at SD-1.5 size (11 timesteps x 12 layers = 132 maps, projection 384):
+ * forward time per image at 64x64 and training-step time for a pair (batch 2) at 32x32
+ * (the one-graph training step keeps every activation: ~22 GB at 64x64, more than this
+ * 24 GB machine can spare), with analytic FLOPs. Prints one JSON line.
  */
 import { performance } from 'node:perf_hooks';
 import { AggregationNetwork } from '../sdk/aggregation/network.ts';
@@ -12,6 +13,7 @@ import { Rng } from '../sdk/core/rng.ts';
 import { PAPER_SAVE_TIMESTEPS } from '../sdk/diffusion/plan.ts';
 
 const R = 64;
+const TRAIN_R = Number(process.argv[2] ?? 32);
 const config: AggregationConfig = {
   featureDims: [1280, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320],
   saveTimesteps: [...PAPER_SAVE_TIMESTEPS],
@@ -25,8 +27,9 @@ const perPixel = (c: number) =>
     b * b * 9 +
     b * config.projectionDim +
     (c !== config.projectionDim ? c * config.projectionDim : 0));
-const forwardFlops =
-  config.saveTimesteps.length * config.featureDims.reduce((a, c) => a + perPixel(c), 0) * R * R;
+const flopsAt = (r: number) =>
+  config.saveTimesteps.length * config.featureDims.reduce((a, c) => a + perPixel(c), 0) * r * r;
+const forwardFlops = flopsAt(R);
 const total = config.saveTimesteps.length * config.featureDims.reduce((a, c) => a + c, 0);
 const rng = new Rng(0);
 const net = AggregationNetwork.create(config, 0);
@@ -49,12 +52,13 @@ const trainer = new Trainer(net);
 await trainer.trainStep(pair, src, src); // warm-up
 const stepSeconds = await time(() => trainer.trainStep(pair, src, src));
 // backward of each conv is two convs of the same size (dx, dw) -> ~3x the forward, on 2 images
-const stepFlops = 2 * 3 * forwardFlops;
+const stepFlops = 2 * 3 * flopsAt(TRAIN_R);
 console.log(
   JSON.stringify({
     forwardGflopPerImage: forwardFlops / 1e9,
     forwardSeconds,
     forwardGflops: forwardFlops / 1e9 / forwardSeconds,
+    trainResolution: TRAIN_R,
     trainStepGflop: stepFlops / 1e9,
     trainStepSeconds: stepSeconds,
     trainStepGflops: stepFlops / 1e9 / stepSeconds,

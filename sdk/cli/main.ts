@@ -10,6 +10,8 @@ import { download } from './commands/download.ts';
 import { extract } from './commands/extract.ts';
 import { demo } from './commands/demo.ts';
 import { aggregate } from './commands/aggregate.ts';
+import { evaluate } from './commands/evaluate.ts';
+import { match } from './commands/match.ts';
 
 export interface Command {
   summary: string;
@@ -30,6 +32,8 @@ export const COMMANDS: Record<string, Command> = {
   download,
   extract,
   aggregate,
+  eval: evaluate,
+  match,
 };
 
 function help(): string {

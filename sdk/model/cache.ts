@@ -13,7 +13,7 @@ import type { GraphBuilder } from './onnx/graph.ts';
 import { WeightStore } from './weights.ts';
 
 /** Bump when any graph builder changes what it emits. */
-export const BUILDER_VERSION = 1;
+export const BUILDER_VERSION = 2;
 /** Graphs above this size keep weights as external data (protobuf limit is 2 GB). */
 const EXTERNAL_DATA_BYTES = 64 * 1024 * 1024;
 

@@ -8,7 +8,7 @@ import { basename, dirname } from 'node:path';
 import { ProtoWriter } from './protobuf.ts';
 import { tempPathFor } from '../../core/fs.ts';
 
-export const DATA_TYPES = { float: 1, int64: 7, bool: 9, float16: 10 } as const;
+export const DATA_TYPES = { float: 1, int64: 7, bool: 9, float16: 10, double: 11 } as const;
 export type DataType = keyof typeof DATA_TYPES;
 
 export type AttrValue = number | string | number[] | { floats: number[] } | { float: number };
@@ -94,6 +94,12 @@ export class GraphBuilder {
     const name = this.initializer(this.fresh(hint), dims, 'float', bytes.byteLength, async () => bytes);
     this.constCache.set(key, name);
     return name;
+  }
+
+  /** A float64 constant (for the few places that need double precision, e.g. timestep phases). */
+  constDouble(values: ArrayLike<number>, dims: number[], hint = 'const64'): string {
+    const bytes = new Uint8Array(Float64Array.from(values).buffer);
+    return this.initializer(this.fresh(hint), dims, 'double', bytes.byteLength, async () => bytes);
   }
 
   /** An int64 vector constant (shapes, axes), deduplicated. */

@@ -29,15 +29,15 @@ function timestepEmbedding(
   freqShift: number,
 ): string {
   const half = dim >> 1;
-  const freqs = Float32Array.from({ length: half }, (_, i) =>
+  // phases t * f reach ~1000 rad: in float32 their rounding alone moves sin/cos by ~1e-4, so
+  // the phases are formed and wrapped in float64 (the exact maths), then cast to float32
+  const freqs = Float64Array.from({ length: half }, (_, i) =>
     Math.exp((-Math.log(10000) * i) / (half - freqShift)),
   );
-  const args = g.op('Mul', [
-    g.op('Unsqueeze', [t, g.constInt64([1])]),
-    g.constFloat(freqs, [1, half], 'freqs'),
-  ]);
-  const sin = g.op('Sin', [args]);
-  const cos = g.op('Cos', [args]);
+  const t64 = g.op('Cast', [g.op('Unsqueeze', [t, g.constInt64([1])])], { to: 11 });
+  const args = g.op('Mul', [t64, g.constDouble(freqs, [1, half], 'freqs')]);
+  const sin = g.op('Cast', [g.op('Sin', [args])], { to: 1 });
+  const cos = g.op('Cast', [g.op('Cos', [args])], { to: 1 });
   return g.op('Concat', flipSinToCos ? [cos, sin] : [sin, cos], { axis: 1 });
 }
 

@@ -1,0 +1,112 @@
+import { join } from 'node:path';
+import { ConfigError } from '../../core/errors.ts';
+import { writeFileAtomic } from '../../core/fs.ts';
+import { createProgress } from '../../core/progress.ts';
+import { DATASETS, loadPairs } from '../../data/pairs.ts';
+import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
+import { parseIndexList } from '../../diffusion/plan.ts';
+import { AggregationNetwork } from '../../aggregation/network.ts';
+import { officialNetwork } from '../../aggregation/official.ts';
+import {
+  TABLE1_METHODS,
+  evaluatePairs,
+  parseMethods,
+  table1Markdown,
+} from '../../correspondence/evaluate.ts';
+import { DEVICES } from '../../model/runtime.ts';
+import { choice, intOption, parse } from '../args.ts';
+import type { Command } from '../main.ts';
+
+async function network(
+  path: string | undefined,
+  model: string,
+  variant: 'multi-step' | 'one-step',
+  allowDownload: boolean,
+) {
+  if (path) return AggregationNetwork.load(path);
+  const official = await officialNetwork(model, variant, { allowDownload }).catch(() => undefined);
+  return official ? AggregationNetwork.load(official) : undefined;
+}
+
+export const evaluate: Command = {
+  summary: "the paper's Table 1: PCK of each method on a keypoint dataset, beside the paper's numbers",
+  usage: [
+    `hyperfeatures eval --model <m> --dataset ${DATASETS.join('|')} --root <dataset folder> [--pairs <list>] --out <dir>`,
+    `  [--methods ${TABLE1_METHODS.join(',')}] [--aggregator <ckpt>] [--one-step-aggregator <ckpt>]`,
+    '  [--load-size 224] [--output-resolution 64] [--steps 50] [--save-timesteps ...] [--image-size 512] [--limit N]',
+    `  [--pruned-k 10] [--device ${DEVICES.join('|')}] [--allow-download] [--no-cache]`,
+  ].join('\n'),
+  async run(args) {
+    const { values: v } = parse(
+      args,
+      {
+        model: { type: 'string' },
+        dataset: { type: 'string' },
+        root: { type: 'string' },
+        pairs: { type: 'string' },
+        out: { type: 'string' },
+        methods: { type: 'string' },
+        aggregator: { type: 'string' },
+        'one-step-aggregator': { type: 'string' },
+        'load-size': { type: 'string' },
+        'output-resolution': { type: 'string' },
+        steps: { type: 'string' },
+        'save-timesteps': { type: 'string' },
+        'image-size': { type: 'string' },
+        limit: { type: 'string' },
+        'pruned-k': { type: 'string' },
+        device: { type: 'string' },
+        'allow-download': { type: 'boolean' },
+        'no-cache': { type: 'boolean' },
+      },
+      false,
+    );
+    for (const k of ['model', 'dataset', 'root', 'out'] as const)
+      if (!v[k]) throw new ConfigError(`eval: --${k} is required`);
+    const dataset = choice('dataset', v.dataset, DATASETS, 'spair');
+    const methods = parseMethods(v.methods ?? TABLE1_METHODS.join(','));
+    let pairs = loadPairs(dataset, v.root!, v.pairs); // all missing images reported before any work
+    if (v.limit) pairs = pairs.slice(0, intOption('limit', v.limit, pairs.length, 1));
+    const allow = v['allow-download'] ?? false;
+    const net = await network(v.aggregator, v.model!, 'multi-step', allow);
+    const oneStep = methods.includes('one-step')
+      ? await network(v['one-step-aggregator'], v.model!, 'one-step', allow)
+      : undefined;
+    const sd = await loadStableDiffusion(v.model!, {
+      device: choice('device', v.device, DEVICES, 'cpu'),
+      allowDownload: allow,
+    });
+    const bar = createProgress({ label: `eval ${dataset} (pairs)`, total: pairs.length });
+    try {
+      const results = await evaluatePairs(sd, pairs, {
+        methods,
+        network: net,
+        oneStepNetwork: oneStep,
+        loadSize: intOption('load-size', v['load-size'], 224, 1),
+        outputResolution: intOption('output-resolution', v['output-resolution'], 64, 1),
+        prunedK: intOption('pruned-k', v['pruned-k'], 10, 1),
+        extract: {
+          steps: v.steps ? intOption('steps', v.steps, 50, 1) : undefined,
+          saveTimesteps: v['save-timesteps']
+            ? parseIndexList(v['save-timesteps'], '--save-timesteps')
+            : undefined,
+          imageSize: v['image-size'] ? intOption('image-size', v['image-size'], 512, 8) : undefined,
+          cache: v['no-cache'] ? false : undefined,
+        },
+        onProgress: (d) => bar.update(d),
+      });
+      bar.done();
+      const table = table1Markdown(results, dataset, v.model!);
+      await writeFileAtomic(
+        join(v.out!, 'results.json'),
+        Buffer.from(JSON.stringify({ dataset, model: v.model, ...results }, null, 2)),
+      );
+      await writeFileAtomic(join(v.out!, 'table1.md'), Buffer.from(table));
+      process.stdout.write(table + `\nwrote ${join(v.out!, 'results.json')} and table1.md\n`);
+    } finally {
+      await sd.dispose();
+      await net?.dispose();
+      await oneStep?.dispose();
+    }
+  },
+};

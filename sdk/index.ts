@@ -1,0 +1,27 @@
+/** hyperfeatures: the public API. */
+export * from './core/errors.ts';
+export { Tensor, concat, resizeBilinear, relativeError } from './core/tensor.ts';
+export { Rng } from './core/rng.ts';
+export { setLogger, captureLogs, type Logger } from './core/logger.ts';
+export { SafetensorsReader, writeSafetensors, readAllSafetensors } from './core/safetensors.ts';
+export { loadImage, decodeImage, saveImage, type ImageInput, type RgbImage } from './data/image.ts';
+export * from './data/pairs.ts';
+export { UNet } from './model/unet/index.ts';
+export { Vae } from './model/vae/index.ts';
+export { TextEncoder, ClipTokenizer } from './model/clip/index.ts';
+export { makeTinyCheckpoint } from './model/tiny/index.ts';
+export { downloadModel, resolveModel, hubFile } from './model/hub.ts';
+export { DEVICES, deviceStatus, type Device } from './model/runtime.ts';
+export { loadStableDiffusion, type StableDiffusion } from './diffusion/pipeline.ts';
+export { invertImages, invertLatents, generateImages } from './diffusion/extract.ts';
+export { FeatureStack } from './diffusion/feature-stack.ts';
+export { DdimScheduler } from './diffusion/scheduler.ts';
+export { PAPER_SAVE_TIMESTEPS } from './diffusion/plan.ts';
+export * from './aggregation/index.ts';
+export { matchPoints, matchPointsBatched, mutualNearestNeighbours } from './correspondence/match.ts';
+export { matchImagePoints, type Correspondence } from './correspondence/points.ts';
+export { computePck, PCK_ALPHAS } from './correspondence/pck.ts';
+export { evaluatePairs, table1Markdown, TABLE1_METHODS, PAPER_TABLE1 } from './correspondence/evaluate.ts';
+export { drawCorrespondences } from './viz/correspondences.ts';
+export { imageGridPng } from './viz/grid.ts';
+export { Hyperfeatures, HyperfeatureImage } from './facade/hyperfeatures.ts';

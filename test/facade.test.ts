@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { readFileSync, existsSync } from 'node:fs';
+import { Hyperfeatures } from '../sdk/facade/hyperfeatures.ts';
+import { AggregationNetwork } from '../sdk/aggregation/network.ts';
+import { main } from '../sdk/cli/main.ts';
+import { decodeImage } from '../sdk/data/image.ts';
+import { ShapeError } from '../sdk/core/errors.ts';
+import { FIXTURES, REFERENCE, rejectsWith, tempDir } from './helpers.ts';
+
+const TINY = join(REFERENCE, 'tiny-sd15');
+const DIMS = [96, 96, 96, 96, 96, 96, 64, 64, 64, 32, 32, 32];
+const A = join(FIXTURES, 'spair/JPEGImages/aeroplane/2008_007604.jpg');
+const B = join(FIXTURES, 'spair/JPEGImages/aeroplane/2009_001056.jpg');
+
+async function quiet(argv: string[]) {
+  let out = '';
+  let err = '';
+  const [o, e] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
+  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(argv), out, err };
+  } finally {
+    process.stdout.write = o;
+    process.stderr.write = e;
+  }
+}
+
+describe('fluent SDK, eval and match', () => {
+  const dir = tempDir();
+  const net = join(dir, 'net.safetensors');
+  const oneStepNet = join(dir, 'net1.safetensors');
+  const extract = { steps: 2, saveTimesteps: [1, 0], imageSize: 64, loadSize: 64 };
+  before(async () => {
+    await AggregationNetwork.create(
+      { featureDims: DIMS, saveTimesteps: [1, 0], projectionDim: 128, numNormGroups: 32 },
+      1,
+    ).save(net);
+    await AggregationNetwork.create(
+      { featureDims: DIMS, saveTimesteps: [0], projectionDim: 128, numNormGroups: 32 },
+      2,
+    ).save(oneStepNet);
+  });
+
+  it('matches an image with itself onto the same points (known by construction), in image pixels', async () => {
+    const hf = await Hyperfeatures.fromModel(TINY, { network: net, extract, outputResolution: 16 });
+    const img = hf.invert(A);
+    const { width, height } = await img.size();
+    const points: [number, number][] = [
+      [10, 20],
+      [width / 2, height / 2],
+      [width - 5, height - 7],
+    ];
+    const m = await img.aggregate().match(hf.invert(A), { points });
+    const cell = Math.max(width, height) / 64; // one load-size pixel in image pixels
+    m.forEach((c, i) => {
+      assert.ok(
+        Math.abs(c.target[0] - points[i][0]) <= cell && Math.abs(c.target[1] - points[i][1]) <= cell,
+        JSON.stringify(c),
+      );
+      assert.ok(c.score > 0.999);
+    });
+    await rejectsWith(img.match(hf.invert(B), { points: [[-1, 5]] }), ShapeError);
+    await rejectsWith(img.match(hf.invert(B), { points: [] }), ShapeError);
+    await hf.dispose();
+  });
+
+  it('chains invert -> aggregate -> match across two images, and gives features, descriptors, PCA and mutual matches', async () => {
+    const hf = await Hyperfeatures.fromModel(TINY, { network: net, extract, outputResolution: 16 });
+    const [a, b] = [hf.invert(A), hf.invert(B)];
+    const matches = await a.aggregate().match(b, {
+      points: [
+        [100, 200],
+        [300, 150],
+      ],
+    });
+    const sizeB = await b.size();
+    assert.ok(
+      matches.every(
+        (m) =>
+          m.target[0] >= 0 && m.target[0] <= sizeB.width && m.target[1] >= 0 && m.target[1] <= sizeB.height,
+      ),
+    );
+    assert.deepEqual([...(await a.descriptors()).shape], [1, 128, 16, 16]);
+    assert.equal((await a.features()).layers.length, 12);
+    assert.equal((await a.pca(4, 1, [b])).length, 2);
+    const mutual = await a.match(b, { limit: 5 });
+    assert.ok(mutual.length > 0 && mutual.length <= 5);
+    const gen = hf.generate('a photo of a cat', { size: 64 });
+    assert.deepEqual(
+      (await gen.features()).saveTimesteps,
+      [1, 0],
+      'generation features are flipped into inversion order',
+    );
+    assert.deepEqual([...(await gen.image()).shape], [1, 3, 64, 64]);
+    await hf.dispose();
+  });
+
+  it("eval writes results.json and a Table 1 markdown beside the paper's numbers", async () => {
+    const out = tempDir();
+    const r = await quiet([
+      'eval',
+      '--model',
+      TINY,
+      '--dataset',
+      'spair',
+      '--root',
+      join(FIXTURES, 'spair'),
+      '--pairs',
+      join(FIXTURES, 'spair/spair_71k_test-6.json'),
+      '--limit',
+      '2',
+      '--steps',
+      '2',
+      '--save-timesteps',
+      '1,0',
+      '--image-size',
+      '64',
+      '--load-size',
+      '64',
+      '--output-resolution',
+      '16',
+      '--aggregator',
+      net,
+      '--one-step-aggregator',
+      oneStepNet,
+      '--pruned-k',
+      '4',
+      '--out',
+      out,
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    assert.deepEqual(Object.keys(results.methods).sort(), [
+      'one-step',
+      'ours',
+      'ours-pruned',
+      'sd-concat-all',
+      'sd-layer-4',
+      'sd-layer-pruned',
+    ]);
+    const p = results.methods.ours.pck['0.1'];
+    assert.ok(
+      p.img.perKeypoint >= 0 && p.img.perKeypoint <= 1 && p.bbox.perKeypoint >= 0 && p.bbox.perKeypoint <= 1,
+    );
+    const list = JSON.parse(readFileSync(join(FIXTURES, 'spair/spair_71k_test-6.json'), 'utf8')) as {
+      source_points: unknown[];
+    }[];
+    assert.equal(results.keypoints, list[0].source_points.length + list[1].source_points.length);
+    const table = readFileSync(join(out, 'table1.md'), 'utf8');
+    assert.match(table, /\| ours \| [\d.]+ \| [\d.]+ \| 72.56 \| 64.61 \|/);
+    assert.match(r.out, /PCK@0.1 on spair \(2 pairs/);
+  });
+
+  it('eval fails before any work for unknown methods and missing networks', async () => {
+    const base = [
+      'eval',
+      '--model',
+      TINY,
+      '--dataset',
+      'spair',
+      '--root',
+      join(FIXTURES, 'spair'),
+      '--pairs',
+      join(FIXTURES, 'spair/spair_71k_test-6.json'),
+      '--out',
+      tempDir(),
+    ];
+    const a = await quiet([...base, '--methods', 'ours,dino']);
+    assert.equal(a.code, 2);
+    assert.match(a.err, /unknown method\(s\) dino; valid: ours, one-step, sd-layer-4/);
+    const b = await quiet([...base, '--methods', 'ours']);
+    assert.equal(b.code, 2);
+    assert.match(b.err, /need an aggregation network: pass --aggregator/);
+  });
+
+  it('match draws the correspondences side by side', async () => {
+    const out = join(tempDir(), 'm.png');
+    const r = await quiet([
+      'match',
+      '--model',
+      TINY,
+      A,
+      B,
+      '--points',
+      '100,200;300,150',
+      '--aggregator',
+      net,
+      '--steps',
+      '2',
+      '--save-timesteps',
+      '1,0',
+      '--image-size',
+      '64',
+      '--load-size',
+      '64',
+      '--out',
+      out,
+    ]);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(existsSync(out));
+    const img = await decodeImage(out);
+    assert.ok(img.width > img.height);
+  });
+});
