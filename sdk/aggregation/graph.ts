@@ -53,29 +53,60 @@ export function bottleneck(ctx: Ctx, l: number, x: string, dim: number, c: Aggre
 }
 
 /** Graph: `features` [B, S*sum(C), R, R] + parameters -> `descriptors` [B, P, R, R]. */
+/**
+ * For layer l, the S timestep slices of `features` stacked on the batch axis, so the shared
+ * bottleneck runs once per layer on [S*B, C_l, R, R] (order: timestep-major, then image).
+ */
+export function layerBatch(g: GraphBuilder, features: string, c: AggregationConfig, l: number): string {
+  const sumC = c.featureDims.reduce((a, b) => a + b, 0);
+  const offset = c.featureDims.slice(0, l).reduce((a, b) => a + b, 0);
+  const dim = c.featureDims[l];
+  const slices = c.saveTimesteps.map((_, s) =>
+    g.op('Slice', [
+      features,
+      g.constInt64([s * sumC + offset]),
+      g.constInt64([s * sumC + offset + dim]),
+      g.constInt64([1]),
+    ]),
+  );
+  return slices.length === 1 ? slices[0] : g.op('Concat', slices, { axis: 0 });
+}
+
+/** [S*B, P, R, R] -> [S, B, P, R, R]. */
+export function splitTimesteps(g: GraphBuilder, y: string, S: number): string {
+  const rest = g.op('Slice', [g.op('Shape', [y]), g.constInt64([1]), g.constInt64([4])]);
+  return g.op('Reshape', [y, g.op('Concat', [g.constInt64([S, -1]), rest], { axis: 0 })]);
+}
+
+/** The softmaxed mixing weights of layer l across timesteps, shaped [S, 1, 1, 1, 1]. */
+export function layerWeights(g: GraphBuilder, weights: string, c: AggregationConfig, l: number): string {
+  const L = c.featureDims.length;
+  const idx = c.saveTimesteps.map((_, s) => s * L + l);
+  return g.op('Reshape', [
+    g.op('Gather', [weights, g.constInt64(idx)], { axis: 0 }),
+    g.constInt64([idx.length, 1, 1, 1, 1]),
+  ]);
+}
+
+/** Graph: `features` [B, S*sum(C), R, R] + parameters -> `descriptors` [B, P, R, R]. */
 export function buildAggregationGraph(c: AggregationConfig): GraphBuilder {
   const g = new GraphBuilder();
   const ctx: Ctx = { g, w: new InputParams(parameterShapes(c)) };
   const L = c.featureDims.length;
-  const total = c.saveTimesteps.length * c.featureDims.reduce((a, b) => a + b, 0);
+  const S = c.saveTimesteps.length;
+  const total = S * c.featureDims.reduce((a, b) => a + b, 0);
   const features = g.input('features', ['batch', total, 'height', 'width']);
-  const weights = g.op('Softmax', [ctx.w.param(g, 'mixing_weights', [L * c.saveTimesteps.length])], {
-    axis: 0,
-  });
+  const weights = g.op('Softmax', [ctx.w.param(g, 'mixing_weights', [L * S])], { axis: 0 });
   let out: string | undefined;
-  let start = 0;
-  for (let k = 0; k < L * c.saveTimesteps.length; k++) {
-    const l = k % L;
-    const dim = c.featureDims[l];
-    const x = g.op('Slice', [
-      features,
-      g.constInt64([start]),
-      g.constInt64([start + dim]),
-      g.constInt64([1]),
-    ]);
-    start += dim;
-    const y = g.scope(`k${k}`, () => bottleneck(ctx, l, x, dim, c));
-    const weighted = g.op('Mul', [y, g.op('Gather', [weights, g.constInt64([k])], { axis: 0 })]);
+  for (let l = 0; l < L; l++) {
+    const y = g.scope(`layer${l}`, () =>
+      bottleneck(ctx, l, layerBatch(g, features, c, l), c.featureDims[l], c),
+    );
+    const weighted = g.op(
+      'ReduceSum',
+      [g.op('Mul', [splitTimesteps(g, y, S), layerWeights(g, weights, c, l)]), g.constInt64([0])],
+      { keepdims: 0 },
+    );
     out = out ? g.op('Add', [out, weighted]) : weighted;
   }
   g.output('descriptors', out!, ['batch', c.projectionDim, 'height', 'width']);

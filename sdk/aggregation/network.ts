@@ -92,10 +92,10 @@ export class AggregationNetwork {
   }
 
   private async getSession(): Promise<Session> {
-    this.session ??= await Session.create(
-      await buildAggregationGraph(this.config).serialize(),
-      this.sessionOptions,
-    );
+    this.session ??= await Session.create(await buildAggregationGraph(this.config).serialize(), {
+      memoryArena: false,
+      ...this.sessionOptions,
+    });
     return this.session;
   }
 

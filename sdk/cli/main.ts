@@ -12,6 +12,7 @@ import { demo } from './commands/demo.ts';
 import { aggregate } from './commands/aggregate.ts';
 import { evaluate } from './commands/evaluate.ts';
 import { match } from './commands/match.ts';
+import { lotus } from './commands/lotus.ts';
 
 export interface Command {
   summary: string;
@@ -34,6 +35,7 @@ export const COMMANDS: Record<string, Command> = {
   aggregate,
   eval: evaluate,
   match,
+  lotus,
 };
 
 function help(): string {

@@ -21,6 +21,8 @@ export interface FeatureMeta {
   /** Original image size, for mapping points back. */
   originalSize?: { width: number; height: number };
   prompt?: string;
+  /** Maps are in reversed timestep order (see `flipped()`). */
+  flipped?: boolean;
 }
 
 export class FeatureStack {
@@ -95,14 +97,18 @@ export class FeatureStack {
     );
   }
 
-  /** Timestep order reversed: generation features ordered like inversion (DESIGN.md semantics 10). */
+  /**
+   * The maps in reverse timestep order under the SAME save-timestep labels: what the original
+   * synthetic demo feeds an inversion-trained network from generation features
+   * (`torch.flip(feats, dims=(1,))`; DESIGN.md semantics 3 and 10). `meta.flipped` records it;
+   * flipping twice restores the stack.
+   */
   flipped(): FeatureStack {
-    return new FeatureStack(
-      [...this.saveTimesteps].reverse(),
-      this.layers,
-      [...this.maps].reverse().map((r) => [...r]),
-      this.meta,
-    );
+    const maps = [...this.maps].reverse().map((r) => [...r]);
+    return new FeatureStack(this.saveTimesteps, this.layers, maps, {
+      ...this.meta,
+      flipped: !this.meta.flipped,
+    });
   }
 
   /** [1, S * sum(C), R, R], timestep-major (t0 l1..lL, t1 l1..lL, ...): the aggregation input. */

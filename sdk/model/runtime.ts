@@ -56,6 +56,13 @@ export const ORT_VERSION: string = ort.env.versions.node ?? 'unknown';
 
 export interface SessionOptions {
   device?: Device;
+  /**
+   * onnxruntime's CPU memory arena (default on: fastest for fixed shapes). Off keeps memory
+   * flat for graphs fed large inputs of varying shapes (the aggregation network).
+   */
+  memoryArena?: boolean;
+  /** onnxruntime graph optimisation; "basic" builds very large graphs (training) much faster. */
+  optimization?: 'all' | 'basic' | 'disabled';
   /** Intra-op threads; default: onnxruntime's choice (all cores). */
   threads?: number;
 }
@@ -99,7 +106,8 @@ export class Session {
     }
     const opts: ort.InferenceSession.SessionOptions = {
       executionProviders: providers,
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: options.optimization ?? 'all',
+      enableCpuMemArena: options.memoryArena ?? true,
       ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
     };
     try {

@@ -41,8 +41,19 @@ describe('data: keypoint pair datasets', () => {
     );
   });
 
-  it('reads the official PairAnnotation layout', () => {
-    const pairs = loadSpairOfficial(SPAIR, 'test').filter((p) => p.source.endsWith('2008_007604.jpg'));
+  it("reads the official PairAnnotation layout (and names the fixture's one missing image)", () => {
+    assert.throws(
+      () => loadSpairOfficial(SPAIR, 'test'),
+      /1 image\(s\) missing:\s+\S+JPEGImages\/aeroplane\/2008_004100.jpg/,
+    );
+    const root = tempDir();
+    mkdirSync(join(root, 'PairAnnotation/test'), { recursive: true });
+    mkdirSync(join(root, 'JPEGImages/aeroplane'), { recursive: true });
+    const file = '000167-2008_007604-2009_001056:aeroplane.json';
+    copyFileSync(join(SPAIR, 'PairAnnotation/test', file), join(root, 'PairAnnotation/test', file));
+    for (const f of ['2008_007604.jpg', '2009_001056.jpg'])
+      copyFileSync(join(SPAIR, 'JPEGImages/aeroplane', f), join(root, 'JPEGImages/aeroplane', f));
+    const pairs = loadSpairOfficial(root, 'test');
     assert.equal(pairs.length, 1);
     assert.equal(pairs[0].sourcePoints.length, 7);
     assert.deepEqual(pairs[0].targetBbox, [14, 71, 483, 220]);

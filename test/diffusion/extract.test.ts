@@ -111,7 +111,10 @@ describe('diffusion extractor on tiny-sd15', () => {
     });
     assert.equal(stacks.length, 2);
     assert.deepEqual([...images[0].shape], [1, 3, 64, 64]);
-    assert.deepEqual(stacks[0].flipped().saveTimesteps, [1, 0]);
+    const flipped = stacks[0].flipped();
+    assert.deepEqual(flipped.saveTimesteps, [0, 1], 'labels stay; maps swap');
+    assert.equal(flipped.map(0, 4), stacks[0].map(1, 4));
+    assert.ok(flipped.meta.flipped && !flipped.flipped().meta.flipped);
     assert.notDeepEqual(stacks[0].map(0, 4).data, stacks[1].map(0, 4).data);
   });
 

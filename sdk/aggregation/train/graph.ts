@@ -10,6 +10,7 @@ import { GraphBuilder } from '../../model/onnx/graph.ts';
 import { LOGIT_SCALE, layerKey, parameterShapes, type AggregationConfig } from '../config.ts';
 import * as ops from './ops.ts';
 import { adamwScalarInputs, adamwUpdate } from './adamw.ts';
+import { layerBatch, layerWeights, splitTimesteps } from '../graph.ts';
 
 const GN_EPS = 1e-5;
 
@@ -26,29 +27,21 @@ export function buildTrainStepGraph(c: AggregationConfig): GraphBuilder {
   const shapes = parameterShapes(c);
   const P = new Map([...shapes].map(([n, s]) => [n, g.input(n, s)]));
   const L = c.featureDims.length;
-  const KS = L * c.saveTimesteps.length;
-  const total = c.saveTimesteps.length * c.featureDims.reduce((a, b) => a + b, 0);
+  const S = c.saveTimesteps.length;
+  const total = S * c.featureDims.reduce((a, b) => a + b, 0);
   const features = g.input('features', [2, total, 'height', 'width']);
   const sourceIdx = g.input('source_idx', ['points'], 'int64');
   const targetIdx = g.input('target_idx', ['points'], 'int64');
   const p = (l: number, part: string) => P.get(layerKey(l, part))!;
   const G = c.numNormGroups;
 
-  // ---- forward, keeping what the backward needs
+  // ---- forward, one bottleneck run per layer on all timesteps at once ([S*2, C, R, R])
   const w = g.op('Softmax', [P.get('mixing_weights')!], { axis: 0 });
   const saved: BlockSaved[] = [];
   let D: string | undefined;
-  let start = 0;
-  for (let k = 0; k < KS; k++) {
-    const l = k % L;
+  for (let l = 0; l < L; l++) {
     const dim = c.featureDims[l];
-    const x = g.op('Slice', [
-      features,
-      g.constInt64([start]),
-      g.constInt64([start + dim]),
-      g.constInt64([1]),
-    ]);
-    start += dim;
+    const x = layerBatch(g, features, c, l);
     const cbn = (name: 'conv1' | 'conv2' | 'conv3' | 'shortcut', v: string, kk: number) =>
       ops.groupNormForward(
         g,
@@ -66,7 +59,11 @@ export function buildTrainStepGraph(c: AggregationConfig): GraphBuilder {
     const gns = dim !== c.projectionDim ? cbn('shortcut', x, 1) : undefined;
     const y = g.op('Relu', [g.op('Add', [gn3.out, gns ? gns.out : x])]);
     saved.push({ x, r1, r2, y, gn: { conv1: gn1, conv2: gn2, conv3: gn3, shortcut: gns } });
-    const weighted = g.op('Mul', [y, g.op('Gather', [w, g.constInt64([k])], { axis: 0 })]);
+    const weighted = g.op(
+      'ReduceSum',
+      [g.op('Mul', [splitTimesteps(g, y, S), layerWeights(g, w, c, l)]), g.constInt64([0])],
+      { keepdims: 0 },
+    );
     D = D ? g.op('Add', [D, weighted]) : weighted;
   }
   g.output('descriptors', D!, [2, c.projectionDim, 'height', 'width']);
@@ -126,20 +123,15 @@ export function buildTrainStepGraph(c: AggregationConfig): GraphBuilder {
     { axis: 0 },
   );
 
-  // ---- backward through mixing and the bottlenecks; shared parameters sum over timesteps
+  // ---- backward through mixing and the bottlenecks (batched timesteps sum into shared parameters)
   const grads = new Map<string, string[]>();
   const add = (name: string, v: string) => grads.set(name, [...(grads.get(name) ?? []), v]);
-  const gk: string[] = [];
-  saved.forEach((s, k) => {
-    const l = k % L;
-    gk.push(
-      g.op('Reshape', [g.op('ReduceSum', [g.op('Mul', [dD, s.y])], { keepdims: 0 }), g.constInt64([1])]),
-    );
-    const ds = ops.reluBackward(
-      g,
-      s.y,
-      g.op('Mul', [dD, g.op('Gather', [w, g.constInt64([k])], { axis: 0 })]),
-    );
+  const gl: string[] = [];
+  saved.forEach((s, l) => {
+    const y5 = splitTimesteps(g, s.y, S); // [S, 2, P, R, R]
+    gl.push(g.op('ReduceSum', [g.op('Mul', [y5, dD]), g.constInt64([1, 2, 3, 4])], { keepdims: 0 })); // [S]
+    const dy = g.op('Reshape', [g.op('Mul', [layerWeights(g, w, c, l), dD]), g.op('Shape', [s.y])]);
+    const ds = ops.reluBackward(g, s.y, dy);
     const convBn = (
       name: 'conv1' | 'conv2' | 'conv3' | 'shortcut',
       input: string,
@@ -159,7 +151,22 @@ export function buildTrainStepGraph(c: AggregationConfig): GraphBuilder {
     convBn('conv1', s.x, ops.reluBackward(g, s.r1, dr1), 1, false);
     if (s.gn.shortcut) convBn('shortcut', s.x, ds, 1, false);
   });
-  add('mixing_weights', ops.softmaxBackward(g, w, g.op('Concat', gk, { axis: 0 })));
+  // gradient w.r.t. the softmaxed weights, back in timestep-major [S * L] order
+  const dwMix = g.op('Reshape', [
+    g.op(
+      'Transpose',
+      [
+        g.op(
+          'Concat',
+          gl.map((v) => g.op('Unsqueeze', [v, g.constInt64([0])])),
+          { axis: 0 },
+        ),
+      ],
+      { perm: [1, 0] },
+    ),
+    g.constInt64([-1]),
+  ]);
+  add('mixing_weights', ops.softmaxBackward(g, w, dwMix));
 
   // ---- AdamW on every parameter
   const scalars = adamwScalarInputs(g);

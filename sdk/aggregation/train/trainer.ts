@@ -101,7 +101,11 @@ export class Trainer {
       int64: BigInt64Array.from(pointsToIndices(pts, H, W).map(BigInt)),
       shape: [pts.length],
     });
-    this.session ??= await Session.create(await buildTrainStepGraph(this.network.config).serialize());
+    // 'basic': full optimisation of this ~10k-node graph takes minutes and gains little
+    this.session ??= await Session.create(await buildTrainStepGraph(this.network.config).serialize(), {
+      optimization: 'basic',
+      memoryArena: false,
+    });
     const o = this.options;
     const t = this.step + 1;
     const feeds: Record<string, Tensor | { int64: BigInt64Array; shape: number[] }> = {

@@ -1,0 +1,101 @@
+import { basename, extname, join } from 'node:path';
+import { ConfigError } from '../../core/errors.ts';
+import { createProgress } from '../../core/progress.ts';
+import { SafetensorsReader, writeSafetensors } from '../../core/safetensors.ts';
+import type { Tensor } from '../../core/tensor.ts';
+import { decodeImage } from '../../data/image.ts';
+import { LOTUS_TASKS, Lotus, DEFAULT_PROCESSING_RES } from '../../lotus/pipeline.ts';
+import { colorizeMap, normalsToRgb, saveDepth16, savePng, savePointCloud } from '../../lotus/outputs.ts';
+import { DEVICES } from '../../model/runtime.ts';
+import { choice, intOption, parse } from '../args.ts';
+import { expandImages } from './extract.ts';
+import type { Command } from '../main.ts';
+
+async function readNoise(path: string) {
+  const r = await SafetensorsReader.open(path);
+  try {
+    return {
+      posteriorEps: r.has('posterior_eps') ? await r.read('posterior_eps') : undefined,
+      noise: r.has('noise') ? await r.read('noise') : undefined,
+    };
+  } finally {
+    await r.close();
+  }
+}
+
+export const lotus: Command = {
+  summary: 'Lotus dense prediction: depth, normals or RGB reconstruction from one diffusion step',
+  usage: `hyperfeatures lotus --model <dir|repo-id> <images or folders...> --task ${LOTUS_TASKS.join('|')} --out <dir>\n  [--processing-res ${DEFAULT_PROCESSING_RES}] [--seeds N] [--seed S] [--noise <file.safetensors: posterior_eps, noise>] [--ply [--focal F]] [--device ${DEVICES.join('|')}] [--allow-download]`,
+  async run(args) {
+    const { values: v, positionals } = parse(args, {
+      model: { type: 'string' },
+      task: { type: 'string' },
+      out: { type: 'string' },
+      'processing-res': { type: 'string' },
+      seeds: { type: 'string' },
+      seed: { type: 'string' },
+      noise: { type: 'string' },
+      ply: { type: 'boolean' },
+      focal: { type: 'string' },
+      device: { type: 'string' },
+      'allow-download': { type: 'boolean' },
+    });
+    if (!v.model || !v.out || !positionals.length)
+      throw new ConfigError('lotus: expected --model, --out and at least one image');
+    const images = expandImages(positionals);
+    const task = v.task ? choice('task', v.task, LOTUS_TASKS, 'depth') : undefined;
+    const res = v['processing-res'] === undefined ? DEFAULT_PROCESSING_RES : Number(v['processing-res']);
+    const first = intOption('seed', v.seed, 0);
+    const seeds = Array.from({ length: intOption('seeds', v.seeds, 1, 1) }, (_, i) => first + i);
+    const noise = v.noise ? await readNoise(v.noise) : undefined;
+    const model = await Lotus.fromModel(v.model, {
+      device: choice('device', v.device, DEVICES, 'cpu'),
+      allowDownload: v['allow-download'],
+    });
+    const bar = createProgress({
+      label: `lotus (${model.variant.toUpperCase()}, images)`,
+      total: images.length,
+    });
+    try {
+      for (const [i, path] of images.entries()) {
+        const r = await model.predict(path, { task, processingRes: res, seeds, noise });
+        const stem = join(v.out, basename(path, extname(path)));
+        const tensors: Record<string, Tensor> = { prediction: r.prediction };
+        if (r.depth) tensors.depth = r.depth;
+        if (r.normal) tensors.normal = r.normal;
+        if (r.uncertainty) tensors.uncertainty = r.uncertainty;
+        await writeSafetensors(`${stem}.safetensors`, tensors, {
+          model: v.model,
+          task: r.task,
+          seeds: JSON.stringify(seeds),
+          processing_res: String(res),
+          disparity: String(model.disparity),
+        });
+        if (r.depth) {
+          await savePng(`${stem}_depth.png`, colorizeMap(r.depth, { invert: !model.disparity }));
+          await saveDepth16(`${stem}_depth16.png`, r.depth);
+          if (v.ply)
+            await savePointCloud(
+              `${stem}.ply`,
+              r.depth,
+              await decodeImage(path),
+              v.focal ? Number(v.focal) : undefined,
+            );
+        }
+        if (r.normal) await savePng(`${stem}_normal.png`, normalsToRgb(r.normal));
+        if (r.uncertainty) await savePng(`${stem}_uncertainty.png`, colorizeMap(r.uncertainty));
+        if (r.task === 'rgb')
+          await savePng(`${stem}_rgb.png`, {
+            data: Uint8Array.from(r.prediction.data, (x) => Math.round(x * 255)),
+            width: r.prediction.shape[2],
+            height: r.prediction.shape[1],
+          });
+        bar.update(i + 1);
+      }
+      bar.done();
+      process.stdout.write(`wrote predictions for ${images.length} image(s) to ${v.out}\n`);
+    } finally {
+      await model.dispose();
+    }
+  },
+};
