@@ -4,6 +4,7 @@
  * 16-bit PNG / float ground truth reading for evaluation.
  */
 import sharp from 'sharp';
+import { crc32, deflateSync } from 'node:zlib';
 import { DataError } from '../core/errors.ts';
 import { writeFileAtomic } from '../core/fs.ts';
 import type { RgbImage } from '../core/rgb.ts';
@@ -61,18 +62,40 @@ export async function savePng(path: string, img: RgbImage): Promise<void> {
   );
 }
 
+/** A 16-bit grayscale PNG, encoded directly (sharp's raw input is 8-bit). */
+export function encodeGray16Png(values: Uint16Array, width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(td));
+    return Buffer.concat([len, td, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 16; // bit depth
+  ihdr[9] = 0; // greyscale
+  const rows = Buffer.alloc(height * (1 + 2 * width));
+  for (let y = 0; y < height; y++) {
+    const o = y * (1 + 2 * width); // filter byte 0, then big-endian samples
+    for (let x = 0; x < width; x++) rows.writeUInt16BE(values[y * width + x], o + 1 + 2 * x);
+  }
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([
+    signature,
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(rows)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
 /** Depth [1, H, W] as a 16-bit grayscale PNG, `value * scale` rounded and clamped to 0..65535. */
 export async function saveDepth16(path: string, depth: Tensor, scale = 65535): Promise<void> {
   const [, h, w] = depth.shape;
   const u16 = Uint16Array.from(depth.data, (v) => Math.min(65535, Math.max(0, Math.round(v * scale))));
-  const buf = Buffer.from(u16.buffer);
-  await writeFileAtomic(
-    path,
-    await sharp(buf, { raw: { width: w, height: h, channels: 1, premultiplied: false } })
-      .toColourspace('grey16')
-      .png({ compressionLevel: 6 })
-      .toBuffer(),
-  );
+  await writeFileAtomic(path, encodeGray16Png(u16, w, h));
 }
 
 /** Read a 16-bit (or 8-bit) single-channel PNG as numbers (divided by `scale`). @throws DataError */
@@ -82,7 +105,7 @@ export async function readDepthPng(
 ): Promise<{ data: Float32Array; width: number; height: number }> {
   try {
     const { data, info } = await sharp(path)
-      .extractChannel(0)
+      .toColourspace('grey16')
       .raw({ depth: 'ushort' })
       .toBuffer({ resolveWithObject: true });
     const u16 = new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2);
