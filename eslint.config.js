@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'figures/', 'bench/results/', '.cache/'] },
+  { ignores: ['node_modules/', 'bench/results/', '.cache/', 'out/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -24,4 +24,12 @@ export default tseslint.config(
     },
   },
   { files: ['sdk/model/runtime.ts'], rules: { 'no-restricted-imports': 'off' } },
+  {
+    files: ['**/*.cjs'],
+    languageOptions: {
+      sourceType: 'commonjs',
+      globals: { require: 'readonly', module: 'writable', __dirname: 'readonly' },
+    },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
 );

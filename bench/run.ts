@@ -120,6 +120,19 @@ if (!quick) {
   say(`  ${JSON.stringify(results.aggregation)}`);
 }
 
+// Lotus at SD-2 size on a 768-pixel image.
+if (!quick) {
+  const dir = join(hyperfeaturesCacheDir(), 'bench-models', 'lotus-depth-g-sd2-sized');
+  if (!existsSync(join(dir, 'model_index.json'))) {
+    say(`generating an SD-2-sized Lotus-G checkpoint (random weights) in ${dir}`);
+    await makeTinyCheckpoint(dir, { style: 'lotus-g', size: 'full', seed: 0 });
+  }
+  say('Lotus-G at SD-2 size, processing resolution 768');
+  const r = child('lotus-case.ts', [dir, join(HERE, '..', 'notebooks/data/photos/astronaut.png'), '768']);
+  results.lotus = { ...r, unetFlopBoundSeconds: (r.unetGflop as number) / peak };
+  say(`  ${JSON.stringify(results.lotus)}`);
+}
+
 // FeatureStack memory at SD-1.5 size: 11 timesteps x 12 layers of a 64x64 latent.
 const SD15_TAPS = [1280, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320].map((c, i) => ({
   c,

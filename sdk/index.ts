@@ -4,12 +4,19 @@ export { Tensor, concat, resizeBilinear, relativeError } from './core/tensor.ts'
 export { Rng } from './core/rng.ts';
 export { setLogger, captureLogs, type Logger } from './core/logger.ts';
 export { SafetensorsReader, writeSafetensors, readAllSafetensors } from './core/safetensors.ts';
-export { loadImage, decodeImage, saveImage, type ImageInput, type RgbImage } from './data/image.ts';
+export {
+  loadImage,
+  decodeImage,
+  saveImage,
+  pixelsToRgb,
+  type ImageInput,
+  type RgbImage,
+} from './data/image.ts';
 export * from './data/pairs.ts';
 export { UNet } from './model/unet/index.ts';
 export { Vae } from './model/vae/index.ts';
 export { TextEncoder, ClipTokenizer } from './model/clip/index.ts';
-export { makeTinyCheckpoint } from './model/tiny/index.ts';
+export { makeTinyCheckpoint, demoCheckpoint } from './model/tiny/index.ts';
 export { downloadModel, resolveModel, hubFile } from './model/hub.ts';
 export { DEVICES, deviceStatus, type Device } from './model/runtime.ts';
 export { loadStableDiffusion, type StableDiffusion } from './diffusion/pipeline.ts';
@@ -25,3 +32,16 @@ export { evaluatePairs, table1Markdown, TABLE1_METHODS, PAPER_TABLE1 } from './c
 export { drawCorrespondences } from './viz/correspondences.ts';
 export { imageGridPng } from './viz/grid.ts';
 export { Hyperfeatures, HyperfeatureImage } from './facade/hyperfeatures.ts';
+export { Lotus } from './lotus/pipeline.ts';
+export { depthMetrics, normalMetrics, alignScaleShift } from './lotus/metrics.ts';
+export { colorizeMap, normalsToRgb, saveDepth16, savePointCloud } from './lotus/outputs.ts';
+export {
+  mixingHeatmapSpec,
+  mixingMarginalsSpec,
+  pckBarsSpec,
+  trainingCurvesSpec,
+  renderSvg,
+  renderPng,
+  writeFigure,
+} from './viz/charts.ts';
+export { readHomography, warpPoints } from './data/homography.ts';

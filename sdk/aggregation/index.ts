@@ -16,3 +16,4 @@ export { torchLoad, type TorchTensor } from './torch-load.ts';
 export { Trainer, pointsToIndices, ADAMW_DEFAULTS, type AdamWOptions } from './train/trainer.ts';
 export { trainNetwork, type TrainingPair, type TrainOptions, type TrainHistory } from './train/loop.ts';
 export { buildAggregationGraph } from './graph.ts';
+export { mirroredPairs } from './train/mirror.ts';

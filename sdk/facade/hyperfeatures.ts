@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import type { Tensor } from '../core/tensor.ts';
 import type { RgbImage } from '../core/rgb.ts';
 import { ConfigError } from '../core/errors.ts';
-import { decodeImage, type ImageInput } from '../data/image.ts';
+import { decodeImage, pixelsToRgb, type ImageInput } from '../data/image.ts';
 import { loadStableDiffusion, type PipelineOptions, type StableDiffusion } from '../diffusion/pipeline.ts';
 import {
   invertImages,
@@ -105,7 +105,6 @@ export class HyperfeatureImage {
   /** The image as RGB (for drawing). */
   async rgb(): Promise<RgbImage> {
     if (this.source.kind === 'image') return decodeImage(this.source.input);
-    const { pixelsToRgb } = await import('../data/image.ts');
     return pixelsToRgb(await this.image());
   }
 

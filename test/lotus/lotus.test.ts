@@ -17,7 +17,12 @@ const LOTUS = join(REFERENCE, 'lotus/tiny-lotus-g');
 const CASE = join(REFERENCE, 'lotus/cases/lotus-g_inference.safetensors');
 const COFFEE = join(FIXTURES, 'photos/coffee.png');
 const tol = (name: string) =>
-  (JSON.parse(readFileSync(join(REFERENCE, 'lotus/manifest.json'), 'utf8')) as Record<string, { tolerance: Record<string, number> }>)['lotus-g_inference'].tolerance[name];
+  (
+    JSON.parse(readFileSync(join(REFERENCE, 'lotus/manifest.json'), 'utf8')) as Record<
+      string,
+      { tolerance: Record<string, number> }
+    >
+  )['lotus-g_inference'].tolerance[name];
 
 async function quiet(argv: string[]) {
   let err = '';
@@ -41,7 +46,8 @@ describe('lotus: parity with the original Lotus-G pipeline', () => {
     for (const task of ['depth', 'rgb'] as const) {
       const res = await lotus.predict(COFFEE, { task, processingRes: 64, noise });
       const pre = task === 'depth' ? 'annotation' : 'rgb';
-      const check = async (name: string, got: Tensor) => assertClose(got, await r.read(name), tol(name), `${task}: ${name}`);
+      const check = async (name: string, got: Tensor) =>
+        assertClose(got, await r.read(name), tol(name), `${task}: ${name}`);
       await check('rgb_resized', res.steps.rgbResized);
       await check('rgb_latent', res.steps.rgbLatent);
       await check('unet_input', res.steps.unetInput);
@@ -57,18 +63,46 @@ describe('lotus: parity with the original Lotus-G pipeline', () => {
 
   it('reproduces the reference through the CLI with --noise', async () => {
     const out = tempDir();
-    const r = await quiet(['lotus', '--model', LOTUS, COFFEE, '--task', 'depth', '--processing-res', '64', '--noise', CASE, '--out', out]);
+    const r = await quiet([
+      'lotus',
+      '--model',
+      LOTUS,
+      COFFEE,
+      '--task',
+      'depth',
+      '--processing-res',
+      '64',
+      '--noise',
+      CASE,
+      '--out',
+      out,
+    ]);
     assert.equal(r.code, 0, r.err);
     const { tensors } = await readAllSafetensors(join(out, 'coffee.safetensors'));
     const { tensors: want } = await readAllSafetensors(CASE);
-    assertClose(tensors.get('prediction')!, want.get('annotation_image_full')!, tol('annotation_image_full'), 'prediction');
+    assertClose(
+      tensors.get('prediction')!,
+      want.get('annotation_image_full')!,
+      tol('annotation_image_full'),
+      'prediction',
+    );
     assertClose(tensors.get('depth')!, want.get('depth')!, tol('depth'), 'depth');
-    assert.deepEqual(readdirSync(out).sort(), ['coffee.safetensors', 'coffee_depth.png', 'coffee_depth16.png']);
+    assert.deepEqual(readdirSync(out).sort(), [
+      'coffee.safetensors',
+      'coffee_depth.png',
+      'coffee_depth16.png',
+    ]);
   });
 
   it('builds the task switcher and processing sizes as the original', () => {
-    assert.deepEqual([...taskEmbedding('annotation').data], [Math.fround(Math.sin(1)), 0, Math.fround(Math.cos(1)), 1]);
-    assert.deepEqual([...taskEmbedding('rgb').data], [0, Math.fround(Math.sin(1)), 1, Math.fround(Math.cos(1))]);
+    assert.deepEqual(
+      [...taskEmbedding('annotation').data],
+      [Math.fround(Math.sin(1)), 0, Math.fround(Math.cos(1)), 1],
+    );
+    assert.deepEqual(
+      [...taskEmbedding('rgb').data],
+      [0, Math.fround(Math.sin(1)), 1, Math.fround(Math.cos(1))],
+    );
     assert.deepEqual(processingSize(400, 600, 64), { height: 42, width: 64 });
     assert.deepEqual(processingSize(400, 600, 0), { height: 400, width: 600 });
     assert.deepEqual(processingSize(1000, 500, 768), { height: 768, width: 384 });
@@ -90,18 +124,32 @@ describe('lotus: generated checkpoints, outputs and bad input', () => {
     const g = await Lotus.fromModel(join(dir, 'lotus-depth-g'));
     const d = await Lotus.fromModel(join(dir, 'lotus-normal-d'));
     assert.deepEqual([g.variant, g.kind, d.variant, d.kind], ['g', 'depth', 'd', 'normal']);
-    const res = await g.predict(join(FIXTURES, 'photos/motorcycle_left.png'), { processingRes: 96, seeds: [0, 1, 2] });
+    const res = await g.predict(join(FIXTURES, 'photos/motorcycle_left.png'), {
+      processingRes: 96,
+      seeds: [0, 1, 2],
+    });
     const { width, height } = await sharp(join(FIXTURES, 'photos/motorcycle_left.png')).metadata();
     assert.deepEqual([...res.depth!.shape], [1, height, width]);
-    assert.ok(res.uncertainty!.data.some((v) => v > 0), 'seeds disagree somewhere');
+    assert.ok(
+      res.uncertainty!.data.some((v) => v > 0),
+      'seeds disagree somewhere',
+    );
     const gray = await sharp(COFFEE).grayscale().png().toBuffer();
     const rgba = await sharp(COFFEE).ensureAlpha().png().toBuffer();
     const n1 = await d.predict(gray, { processingRes: 64 });
     const n2 = await d.predict(gray, { processingRes: 64 });
-    assert.deepEqual(n1.normal!.data, n2.normal!.data, 'Lotus-D is deterministic for a seed (no noise input; the VAE posterior sample is seeded)');
+    assert.deepEqual(
+      n1.normal!.data,
+      n2.normal!.data,
+      'Lotus-D is deterministic for a seed (no noise input; the VAE posterior sample is seeded)',
+    );
     const len = Math.hypot(n1.normal!.data[0], n1.normal!.data[1], n1.normal!.data[2]);
     assert.ok(Math.abs(len - 1) < 1e-5, 'unit normals');
-    assert.equal((await d.predict(rgba, { processingRes: 0 })).normal!.shape[2], 600, 'native size with processing res 0');
+    assert.equal(
+      (await d.predict(rgba, { processingRes: 0 })).normal!.shape[2],
+      600,
+      'native size with processing res 0',
+    );
     await Promise.all([g.dispose(), d.dispose()]);
   });
 
@@ -120,7 +168,9 @@ describe('lotus: generated checkpoints, outputs and bad input', () => {
     const disp = gt.map((v) => 3 / v + 0.2); // affine in disparity
     assert.ok(depthMetrics(disp, gt, { disparity: true }).absRel < 1e-5);
     const up = new Float32Array(30).map((_, i) => (i % 3 === 2 ? 1 : 0));
-    const tilted = up.map((_, i) => (i % 3 === 0 ? Math.sin(Math.PI / 18) : i % 3 === 2 ? Math.cos(Math.PI / 18) : 0)); // 10 degrees
+    const tilted = up.map((_, i) =>
+      i % 3 === 0 ? Math.sin(Math.PI / 18) : i % 3 === 2 ? Math.cos(Math.PI / 18) : 0,
+    ); // 10 degrees
     const nm = normalMetrics(tilted, up);
     assert.ok(Math.abs(nm.meanAngle - 10) < 1e-4);
     assert.deepEqual([nm.within11_25, nm.within22_5, nm.within30], [1, 1, 1]);

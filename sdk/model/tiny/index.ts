@@ -4,7 +4,8 @@
  * running the graph builders against a shape recorder, so the generator and the builders
  * can never disagree.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { hyperfeaturesCacheDir } from '../../core/paths.ts';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../core/errors.ts';
@@ -165,4 +166,17 @@ export async function makeTinyCheckpoint(dir: string, options: MakeTinyOptions =
       ),
     ),
   );
+}
+
+/**
+ * A generated checkpoint in the hyperfeatures cache (made once): what the demo, notebooks and
+ * tests use when no real model is given. Its weights are random.
+ */
+export async function demoCheckpoint(
+  style: C.TinyStyle = 'sd15',
+  name = `tiny-${style}-demo`,
+): Promise<string> {
+  const dir = join(hyperfeaturesCacheDir(), 'models', name);
+  if (!existsSync(join(dir, 'model_index.json'))) await makeTinyCheckpoint(dir, { style, seed: 0 });
+  return dir;
 }

@@ -1,0 +1,159 @@
+/**
+ * Vega-Lite specs for the paper's plots (mixing-weight heatmap and marginals, PCK bars,
+ * training curves), rendered headless: vega View -> SVG (no canvas) -> PNG with sharp.
+ */
+import sharp from 'sharp';
+import type { TopLevelSpec } from 'vega-lite';
+import { writeFileAtomic } from '../core/fs.ts';
+
+export type Spec = TopLevelSpec;
+
+const base = {
+  $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+  config: { font: 'DejaVu Sans', title: { fontSize: 15 }, axis: { labelFontSize: 12, titleFontSize: 13 } },
+} as const;
+
+/** Layer x save-timestep heatmap of mixing weights (the paper's Figure 5 style). */
+export function mixingHeatmapSpec(
+  weights: readonly { saveTimestep: number; layer: number; weight: number }[],
+  title = 'Mixing weights',
+): Spec {
+  return {
+    ...base,
+    title,
+    data: { values: weights.map((w) => ({ ...w })) },
+    mark: 'rect',
+    width: 360,
+    height: 300,
+    encoding: {
+      x: {
+        field: 'saveTimestep',
+        type: 'ordinal',
+        title: 'save timestep (49 = clean)',
+        sort: 'descending',
+        axis: { labelAngle: 0 },
+      },
+      y: { field: 'layer', type: 'ordinal', title: 'decoder layer' },
+      color: { field: 'weight', type: 'quantitative', scale: { scheme: 'viridis' }, title: 'weight' },
+      tooltip: [{ field: 'layer' }, { field: 'saveTimestep' }, { field: 'weight', format: '.4f' }],
+    },
+  } as Spec;
+}
+
+/** Per-layer and per-timestep sums of the mixing weights, side by side. */
+export function mixingMarginalsSpec(
+  weights: readonly { saveTimestep: number; layer: number; weight: number }[],
+): Spec {
+  const bar = (field: string, title: string) => ({
+    mark: 'bar',
+    width: 260,
+    height: 200,
+    encoding: {
+      x: {
+        field,
+        type: 'ordinal',
+        title,
+        sort: field === 'saveTimestep' ? 'descending' : 'ascending',
+        axis: { labelAngle: 0 },
+      },
+      y: { aggregate: 'sum', field: 'weight', type: 'quantitative', title: 'total weight' },
+    },
+  });
+  return {
+    ...base,
+    title: 'Mixing-weight marginals',
+    data: { values: weights.map((w) => ({ ...w })) },
+    hconcat: [bar('layer', 'decoder layer'), bar('saveTimestep', 'save timestep')],
+  } as Spec;
+}
+
+/** PCK per category (and method), grouped bars. */
+export function pckBarsSpec(
+  rows: readonly { category: string; method: string; pck: number }[],
+  title = 'PCK@0.1 per category',
+): Spec {
+  return {
+    ...base,
+    title,
+    data: { values: rows.map((r) => ({ ...r, pck: 100 * r.pck })) },
+    mark: 'bar',
+    width: { step: 14 },
+    height: 240,
+    encoding: {
+      x: { field: 'category', type: 'nominal', title: null },
+      xOffset: { field: 'method' },
+      y: { field: 'pck', type: 'quantitative', title: 'PCK@0.1 (%)', scale: { domain: [0, 100] } },
+      color: { field: 'method', type: 'nominal' },
+    },
+  } as Spec;
+}
+
+/** Training loss per step and validation PCK, two panels. */
+export function trainingCurvesSpec(
+  losses: readonly number[],
+  validations: readonly { step: number; score: number }[],
+): Spec {
+  return {
+    ...base,
+    title: 'Aggregation network training',
+    hconcat: [
+      {
+        data: { values: losses.map((loss, i) => ({ step: i + 1, loss })) },
+        mark: 'line',
+        width: 300,
+        height: 220,
+        encoding: {
+          x: { field: 'step', type: 'quantitative' },
+          y: { field: 'loss', type: 'quantitative', title: 'loss' },
+        },
+      },
+      {
+        data: { values: validations.map((v) => ({ ...v, pck: 100 * v.score })) },
+        mark: { type: 'line', point: true },
+        width: 300,
+        height: 220,
+        encoding: {
+          x: { field: 'step', type: 'quantitative' },
+          y: {
+            field: 'pck',
+            type: 'quantitative',
+            title: 'validation PCK@0.1 (%)',
+            scale: { domain: [0, 100] },
+          },
+        },
+      },
+    ],
+  } as Spec;
+}
+
+/** SVG of a Vega-Lite spec, rendered headless. */
+export async function renderSvg(spec: Spec): Promise<string> {
+  // loaded on first use: vega is ESM with top-level await, which CommonJS hosts (the tslab
+  // kernel) can only load through import()
+  const [vega, vl] = await Promise.all([import('vega'), import('vega-lite')]);
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/** PNG of a Vega-Lite spec (SVG rasterised by sharp at `scale`). */
+export async function renderPng(spec: Spec, scale = 2): Promise<Buffer> {
+  return sharp(Buffer.from(await renderSvg(spec)), { density: 72 * scale })
+    .flatten({ background: '#ffffff' })
+    .png()
+    .toBuffer();
+}
+
+/** Write `<path>.vl.json`, `.svg` and `.png`. */
+export async function writeFigure(path: string, spec: Spec): Promise<void> {
+  const svg = await renderSvg(spec);
+  await writeFileAtomic(`${path}.vl.json`, Buffer.from(JSON.stringify(spec, null, 2)));
+  await writeFileAtomic(`${path}.svg`, Buffer.from(svg));
+  await writeFileAtomic(
+    `${path}.png`,
+    await sharp(Buffer.from(svg), { density: 144 }).flatten({ background: '#ffffff' }).png().toBuffer(),
+  );
+}
