@@ -40,6 +40,8 @@ export interface GraphRequest {
   options?: unknown;
   weightFiles: readonly string[];
   build: (weights: WeightStore) => GraphBuilder;
+  /** Keep weights as float16 in the graph (cast to fp32 when used): half the memory. */
+  weightDtype?: 'float' | 'float16';
   /** Weights this graph deliberately leaves out (not warned about). */
   ignoreUnused?: RegExp;
   cacheDir?: string;
@@ -51,7 +53,12 @@ export interface GraphRequest {
  * @throws ModelError when weights do not match the config.
  */
 export async function cachedGraph(req: GraphRequest): Promise<string> {
-  const key = graphKey(req.component, req.config, req.options ?? {}, req.weightFiles);
+  const key = graphKey(
+    req.component,
+    req.config,
+    { ...(req.options as object), weightDtype: req.weightDtype ?? 'float' },
+    req.weightFiles,
+  );
   const path = join(
     req.cacheDir ?? join(hyperfeaturesCacheDir(), 'graphs'),
     `${req.component}-${key}`,
@@ -62,6 +69,7 @@ export async function cachedGraph(req: GraphRequest): Promise<string> {
     return path;
   }
   const weights = await WeightStore.open([...req.weightFiles]);
+  weights.weightDtype = req.weightDtype ?? 'float';
   try {
     const g = req.build(weights);
     weights.check(req.component, req.ignoreUnused);

@@ -9,6 +9,7 @@ import { fmtShape } from '../core/messages.ts';
 import { SafetensorsReader, FLOAT_DTYPES } from '../core/safetensors.ts';
 import { log } from '../core/logger.ts';
 import { Tensor, shapeSize } from '../core/tensor.ts';
+import { floatToHalf } from '../core/half.ts';
 import type { GraphBuilder } from './onnx/graph.ts';
 
 export interface ParamOptions {
@@ -30,6 +31,8 @@ export class WeightStore implements WeightSource {
   private readonly index = new Map<string, SafetensorsReader>();
   private readonly problems: string[] = [];
   private readonly used = new Set<string>();
+  /** Store weights as float16 in the graph (half the file and device memory), cast to fp32 on use. */
+  weightDtype: 'float' | 'float16' = 'float';
 
   private constructor(files: string[], readers: SafetensorsReader[]) {
     this.files = files;
@@ -88,13 +91,16 @@ export class WeightStore implements WeightSource {
       ok = false;
     }
     const dims = options.reshape ?? (options.transpose ? [expected[1], expected[0]] : [...expected]);
-    const byteLength = shapeSize(dims) * 4;
-    return g.initializer(g.fresh(name), dims, 'float', byteLength, async () => {
+    const half = this.weightDtype === 'float16';
+    const byteLength = shapeSize(dims) * (half ? 2 : 4);
+    const init = g.initializer(g.fresh(name), dims, this.weightDtype, byteLength, async () => {
       if (!ok || !reader) throw new ModelError(`weight "${name}" is not usable`);
       const t = await reader.read(name);
       const data = options.transpose ? transpose2d(t.data, expected[0], expected[1]) : t.data;
+      if (half) return new Uint8Array(Uint16Array.from(data, floatToHalf).buffer);
       return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     });
+    return half ? g.op('Cast', [init], { to: 1 }) : init;
   }
 
   /** Record a problem found by a builder (e.g. an unsupported layout). */

@@ -156,3 +156,18 @@ describe('model parity: Lotus-G topology (SD-2 layout, projection class embeddin
     await Promise.all([unet.dispose(), vae.dispose(), te.dispose()]);
   });
 });
+
+describe('model: fp16 weights option', () => {
+  it('keeps weights in half precision (half the graph size) and stays close to the fp32 reference', async () => {
+    const { tensors: t } = await readAllSafetensors(caseFile('unet_t261'));
+    const unet = await UNet.load(TINY, { weights: 'fp16' });
+    const out = await unet.run({
+      sample: t.get('sample')!,
+      timestep: 261,
+      encoderHiddenStates: t.get('encoder_hidden_states')!,
+    });
+    const rel = assertClose(out.noisePred, t.get('noise_pred')!, 5e-3, 'fp16-weight noise_pred');
+    assert.ok(rel > 1e-5, 'the weights really are rounded to fp16');
+    await unet.dispose();
+  });
+});

@@ -16,6 +16,11 @@ export interface LoadOptions extends SessionOptions, ResolveOptions {
   taps?: boolean;
   /** Where built graphs are cached (default `$HYPERFEATURES_CACHE/graphs`). */
   cacheDir?: string;
+  /**
+   * "fp16" keeps the weights in half precision inside the graph (half the memory; e.g. for
+   * GPUs), computing in fp32; default "fp32".
+   */
+  weights?: 'fp32' | 'fp16';
 }
 
 export interface UNetInput {
@@ -64,6 +69,7 @@ export class UNet {
       options: { taps },
       weightFiles: files.weightFiles,
       build: (weights) => buildUNetGraph(config, weights, { taps }),
+      weightDtype: options.weights === 'fp16' ? 'float16' : 'float',
       cacheDir: options.cacheDir,
     });
     return new UNet(config, await Session.create(path, options), taps);
