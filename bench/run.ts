@@ -133,6 +133,11 @@ if (!quick) {
   say(`  ${JSON.stringify(results.lotus)}`);
 }
 
+// Matching (64x64x384 pair, 4096 query points) and eval seconds per pair on the tiny model.
+say('matching and eval per pair');
+results.correspondence = child('match-case.ts', []);
+say(`  ${JSON.stringify(results.correspondence)}`);
+
 // FeatureStack memory at SD-1.5 size: 11 timesteps x 12 layers of a 64x64 latent.
 const SD15_TAPS = [1280, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320].map((c, i) => ({
   c,

@@ -54,18 +54,7 @@ const net = sdk.AggregationNetwork.create(
   { featureDims: stacks[0].channels(), saveTimesteps: [4, 2, 0], projectionDim: 128, numNormGroups: 32 },
   0,
 );
-const heldOut = async () => {
-  let ok = 0;
-  let n = 0;
-  for (const p of held) {
-    const d = await net.forward(p.features as sdk.Tensor);
-    sdk.matchPoints(d.sliceFirst(0), d.sliceFirst(1), p.source).forEach((m, k) => {
-      n++;
-      if (Math.hypot(m.target[0] - p.target[k][0], m.target[1] - p.target[k][1]) <= 0.1 * R) ok++;
-    });
-  }
-  return ok / n;
-};
+const heldOut = () => sdk.gridPck(net, held);
 const history = await sdk.trainNetwork(net, train, { steps: 60, validate: heldOut, validateEvery: 20 });
 await sdk.writeFigure(
   join(OUT, 'training_curves'),

@@ -28,6 +28,7 @@ export * from './aggregation/index.ts';
 export { matchPoints, matchPointsBatched, mutualNearestNeighbours } from './correspondence/match.ts';
 export { matchImagePoints, type Correspondence } from './correspondence/points.ts';
 export { computePck, PCK_ALPHAS } from './correspondence/pck.ts';
+export { gridPck } from './correspondence/grid-pck.ts';
 export { evaluatePairs, table1Markdown, TABLE1_METHODS, PAPER_TABLE1 } from './correspondence/evaluate.ts';
 export { drawCorrespondences } from './viz/correspondences.ts';
 export { imageGridPng } from './viz/grid.ts';

@@ -1,33 +1,18 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { main } from '../sdk/cli/main.ts';
 import { FeatureStack } from '../sdk/diffusion/feature-stack.ts';
 import { decodeImage } from '../sdk/data/image.ts';
 import { readAllSafetensors } from '../sdk/core/safetensors.ts';
 import { relativeError } from '../sdk/core/tensor.ts';
-import { FIXTURES, REFERENCE, tempDir, tolerance } from './helpers.ts';
-
-async function quiet(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const [o, e] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
-  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
+import { FIXTURES, REFERENCE, tempDir, tolerance, runCli } from './helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
 
 describe('cli: extract and demo', () => {
   it('extracts a folder of images into t{s}_l{l} files, resized on request', async () => {
     const out = tempDir();
-    const r = await quiet([
+    const r = await runCli([
       'extract',
       '--model',
       TINY,
@@ -61,7 +46,7 @@ describe('cli: extract and demo', () => {
   it('reproduces the reference one-step inversion from --latent and --embeddings', async () => {
     const out = tempDir();
     const ref = join(REFERENCE, 'cases/inversion_1.safetensors');
-    const r = await quiet([
+    const r = await runCli([
       'extract',
       '--model',
       TINY,
@@ -85,7 +70,7 @@ describe('cli: extract and demo', () => {
 
   it('generates from --prompts, writing features and the image', async () => {
     const out = tempDir();
-    const r = await quiet([
+    const r = await runCli([
       'extract',
       '--model',
       TINY,
@@ -142,7 +127,7 @@ describe('cli: extract and demo', () => {
       ],
     ];
     for (const [argv, pattern] of cases) {
-      const r = await quiet(argv);
+      const r = await runCli(argv);
       assert.equal(r.code, 2);
       assert.match(r.err, pattern);
     }
@@ -150,7 +135,7 @@ describe('cli: extract and demo', () => {
 
   it('demo writes the PCA figure (a short run)', async () => {
     const out = tempDir();
-    const r = await quiet(['demo', '--model', TINY, '--steps', '2', '--out', out]);
+    const r = await runCli(['demo', '--model', TINY, '--steps', '2', '--out', out]);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /FeatureStack: 2 save timesteps x 12 layers/);
     const fig = await decodeImage(join(out, 'demo_pca.png'));

@@ -3,29 +3,14 @@ import { join } from 'node:path';
 import { readFileSync, existsSync } from 'node:fs';
 import { Hyperfeatures } from '../sdk/facade/hyperfeatures.ts';
 import { AggregationNetwork } from '../sdk/aggregation/network.ts';
-import { main } from '../sdk/cli/main.ts';
 import { decodeImage } from '../sdk/data/image.ts';
 import { ShapeError } from '../sdk/core/errors.ts';
-import { FIXTURES, REFERENCE, rejectsWith, tempDir } from './helpers.ts';
+import { FIXTURES, REFERENCE, rejectsWith, tempDir, runCli } from './helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
 const DIMS = [96, 96, 96, 96, 96, 96, 64, 64, 64, 32, 32, 32];
 const A = join(FIXTURES, 'spair/JPEGImages/aeroplane/2008_007604.jpg');
 const B = join(FIXTURES, 'spair/JPEGImages/aeroplane/2009_001056.jpg');
-
-async function quiet(argv: string[]) {
-  let out = '';
-  let err = '';
-  const [o, e] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
-  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
 
 describe('fluent SDK, eval and match', () => {
   const dir = tempDir();
@@ -101,7 +86,7 @@ describe('fluent SDK, eval and match', () => {
 
   it("eval writes results.json and a Table 1 markdown beside the paper's numbers", async () => {
     const out = tempDir();
-    const r = await quiet([
+    const r = await runCli([
       'eval',
       '--model',
       TINY,
@@ -169,17 +154,17 @@ describe('fluent SDK, eval and match', () => {
       '--out',
       tempDir(),
     ];
-    const a = await quiet([...base, '--methods', 'ours,dino']);
+    const a = await runCli([...base, '--methods', 'ours,dino']);
     assert.equal(a.code, 2);
     assert.match(a.err, /unknown method\(s\) dino; valid: ours, one-step, sd-layer-4/);
-    const b = await quiet([...base, '--methods', 'ours']);
+    const b = await runCli([...base, '--methods', 'ours']);
     assert.equal(b.code, 2);
     assert.match(b.err, /need an aggregation network: pass --aggregator/);
   });
 
   it('match draws the correspondences side by side', async () => {
     const out = join(tempDir(), 'm.png');
-    const r = await quiet([
+    const r = await runCli([
       'match',
       '--model',
       TINY,

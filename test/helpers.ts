@@ -6,6 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
 import { relativeError, type Tensor } from '../sdk/core/tensor.ts';
+import { main } from '../sdk/cli/main.ts';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const SHARED = join(REPO, '..', 'shared');
@@ -45,4 +46,19 @@ export async function rejectsWith<T extends Error>(
     return e as T;
   }
   assert.fail(`expected ${cls.name}, but nothing was thrown`);
+}
+
+/** Run the CLI in-process, capturing stdout and stderr. */
+export async function runCli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const [o, e] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
+  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(argv), out, err };
+  } finally {
+    process.stdout.write = o;
+    process.stderr.write = e;
+  }
 }

@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
+import { parseIndexList } from '../diffusion/plan.ts';
 
 export function parse<T extends NonNullable<ParseArgsConfig['options']>>(
   args: string[],
@@ -53,4 +54,27 @@ export function spreadList(args: string[], name: string): string[] {
     out.push(a);
   }
   return out;
+}
+
+/** The extraction flags shared by `match` and `eval`. */
+export const EXTRACT_FLAGS = {
+  steps: { type: 'string' },
+  'save-timesteps': { type: 'string' },
+  'image-size': { type: 'string' },
+  'load-size': { type: 'string' },
+} as const;
+
+/** Extraction settings from those flags (undefined where not given: the SDK defaults apply). */
+export function extractFlags(v: {
+  steps?: string;
+  'save-timesteps'?: string;
+  'image-size'?: string;
+  'load-size'?: string;
+}) {
+  return {
+    steps: v.steps ? intOption('steps', v.steps, 50, 1) : undefined,
+    saveTimesteps: v['save-timesteps'] ? parseIndexList(v['save-timesteps'], '--save-timesteps') : undefined,
+    imageSize: v['image-size'] ? intOption('image-size', v['image-size'], 512, 8) : undefined,
+    loadSize: v['load-size'] ? intOption('load-size', v['load-size'], 224, 1) : undefined,
+  };
 }

@@ -6,6 +6,7 @@
  * the UNPADDED empty prompt, decode, (x/2 + 0.5) clamped, nearest-exact back to input size.
  */
 import { ConfigError, ModelError } from '../core/errors.ts';
+import { log } from '../core/logger.ts';
 import { messages } from '../core/messages.ts';
 import { Rng } from '../core/rng.ts';
 import { Tensor, concat } from '../core/tensor.ts';
@@ -129,6 +130,11 @@ export class Lotus {
       return rgb.data[(i % (W * H)) * 3 + c] / 127.5 - 1;
     });
     const size = processingSize(H, W, o.processingRes ?? DEFAULT_PROCESSING_RES);
+    if (size.height * size.width > 1536 * 1536) {
+      log().warn(
+        `processing ${size.width}x${size.height} pixels: memory grows with the processing size (attention is quadratic in it); pass a processing resolution (default ${DEFAULT_PROCESSING_RES}) to cap it`,
+      );
+    }
     const rgbResized =
       size.height === H && size.width === W
         ? pixels

@@ -10,7 +10,7 @@ import { FeatureStack } from '../../sdk/diffusion/feature-stack.ts';
 import { readAllSafetensors, writeSafetensors } from '../../sdk/core/safetensors.ts';
 import { Session } from '../../sdk/model/runtime.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
-import { DataError, ModelError, ShapeError } from '../../sdk/core/errors.ts';
+import { ConfigError, DataError, ModelError, ShapeError } from '../../sdk/core/errors.ts';
 import { REFERENCE, assertClose, rejectsWith, tempDir, tolerance } from '../helpers.ts';
 
 const CASES = join(REFERENCE, 'cases');
@@ -215,6 +215,15 @@ describe('aggregation network', () => {
     await writeSafetensors(bad, Object.fromEntries(tensors), {
       config: JSON.stringify({ save_timestep: [49, 25, 0] }),
     });
+    const unknown = join(dir, 'unknown.safetensors');
+    await writeSafetensors(
+      unknown,
+      Object.fromEntries((await readAllSafetensors(join(CASES, 'aggregation_network.safetensors'))).tensors),
+      { config: JSON.stringify({ save_timestep: [49, 25, 0], mixing_temperature: 2 }) },
+    );
+    await rejectsWith(AggregationNetwork.load(unknown), ConfigError).then((e) =>
+      assert.match(e.message, /unknown config fields mixing_temperature/),
+    );
     await rejectsWith(AggregationNetwork.load(bad), ModelError).then((e) =>
       assert.match(
         e.message,

@@ -6,31 +6,20 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import sharp from 'sharp';
 import { loadStableDiffusion } from '../../sdk/diffusion/pipeline.ts';
 import { invertImages } from '../../sdk/diffusion/extract.ts';
 import { AggregationNetwork } from '../../sdk/aggregation/network.ts';
-import { trainNetwork } from '../../sdk/aggregation/train/loop.ts';
-import { matchPoints, type PointYX } from '../../sdk/correspondence/match.ts';
-import { Tensor, concat } from '../../sdk/core/tensor.ts';
-import { decodeImage, type RgbImage } from '../../sdk/data/image.ts';
-import { Rng } from '../../sdk/core/rng.ts';
+import { trainNetwork, type TrainingPair } from '../../sdk/aggregation/train/loop.ts';
+import { mirroredPairs } from '../../sdk/aggregation/train/mirror.ts';
+import { gridPck } from '../../sdk/correspondence/grid-pck.ts';
+import type { Tensor } from '../../sdk/core/tensor.ts';
 import { captureLogs } from '../../sdk/core/logger.ts';
 import { FIXTURES, REFERENCE } from '../helpers.ts';
 
 const R = 16;
 
-async function mirrored(path: string): Promise<RgbImage> {
-  const d = await decodeImage(path);
-  const { data, info } = await sharp(d.data, { raw: { width: d.width, height: d.height, channels: 3 } })
-    .flop()
-    .raw()
-    .toBuffer({ resolveWithObject: true });
-  return { data: new Uint8Array(data), width: info.width, height: info.height };
-}
-
 describe('aggregation training on mirrored real photos', () => {
-  let feats: Tensor[];
+  let pairs: TrainingPair[];
   let dims: number[];
   before(async () => {
     const spair = join(FIXTURES, 'spair/JPEGImages');
@@ -39,43 +28,23 @@ describe('aggregation training on mirrored real photos', () => {
       ...readdirSync(spair).flatMap((c) => readdirSync(join(spair, c)).map((f) => join(spair, c, f))),
     ];
     const sd = await loadStableDiffusion(join(REFERENCE, 'tiny-sd15'));
-    const o = { steps: 1, loadSize: 128, imageSize: 128, cache: false as const };
-    const a = await invertImages(sd, paths, o);
-    const b = await invertImages(sd, await Promise.all(paths.map(mirrored)), o);
+    const extract = { steps: 1, loadSize: 128, imageSize: 128, cache: false as const };
+    pairs = await mirroredPairs(sd, paths, { resolution: R, points: 40, seed: 1, extract });
+    dims = (await invertImages(sd, [paths[0]], extract))[0].channels();
     await sd.dispose();
-    dims = a[0].channels();
-    feats = a.map((s, i) => concat([s.concat(R), b[i].concat(R)], 0));
   });
 
   it('raises held-out PCK@0.1 clearly above the untrained network', async () => {
-    const rng = new Rng(1);
-    const points = (n: number) => Array.from({ length: n }, (): PointYX => [rng.int(R), rng.int(R)]);
-    const mirror = (p: PointYX[]) => p.map(([y, x]): PointYX => [y, R - 1 - x]);
-    const [train, held] = [feats.slice(0, 12), feats.slice(12)];
-    const heldPoints = held.map(() => points(30));
+    // the known mirror correspondence holds by construction
+    for (const p of pairs) p.source.forEach(([y, x], k) => assert.deepEqual(p.target[k], [y, R - 1 - x]));
+    const [train, held] = [pairs.slice(0, 12), pairs.slice(12)];
     const net = AggregationNetwork.create(
       { featureDims: dims, saveTimesteps: [0], projectionDim: 128, numNormGroups: 32 },
       0,
     );
-    const pck = async () => {
-      let ok = 0;
-      let n = 0;
-      for (const [i, f] of held.entries()) {
-        const d = await net.forward(f);
-        const gt = mirror(heldPoints[i]);
-        for (const [k, m] of matchPoints(d.sliceFirst(0), d.sliceFirst(1), heldPoints[i]).entries()) {
-          n++;
-          if (Math.hypot(m.target[0] - gt[k][0], m.target[1] - gt[k][1]) <= 0.1 * R) ok++;
-        }
-      }
-      return ok / n;
-    };
-    const pairs = train.map((features) => {
-      const s = points(40);
-      return { features, source: s, target: mirror(s) };
-    });
+    const pck = () => gridPck(net, held);
     const { result: h } = await captureLogs(() =>
-      trainNetwork(net, pairs, { steps: 100, validate: pck, validateEvery: 100 }),
+      trainNetwork(net, train, { steps: 100, validate: pck, validateEvery: 100 }),
     );
     const [before, after] = [h.validations[0].score, h.validations[h.validations.length - 1].score];
     assert.ok(before < 0.25, `untrained PCK ${before}`);
@@ -88,7 +57,7 @@ describe('aggregation training on mirrored real photos', () => {
       { featureDims: dims, saveTimesteps: [0], projectionDim: 128, numNormGroups: 32 },
       0,
     );
-    const good = feats[0];
+    const good = pairs[0].features as Tensor;
     const bad = good.map((v, i) => (i === 7 ? NaN : v));
     const before = new Map([...net.params].map(([k, v]) => [k, v.data.slice()]));
     const { result: h, records } = await captureLogs(() =>

@@ -9,9 +9,8 @@ import { resizeNearestExact } from '../../sdk/core/resample.ts';
 import { SafetensorsReader, readAllSafetensors } from '../../sdk/core/safetensors.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
 import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
-import { main } from '../../sdk/cli/main.ts';
 import { ConfigError, ModelError } from '../../sdk/core/errors.ts';
-import { FIXTURES, REFERENCE, assertClose, rejectsWith, tempDir } from '../helpers.ts';
+import { FIXTURES, REFERENCE, assertClose, rejectsWith, tempDir, runCli } from '../helpers.ts';
 
 const LOTUS = join(REFERENCE, 'lotus/tiny-lotus-g');
 const CASE = join(REFERENCE, 'lotus/cases/lotus-g_inference.safetensors');
@@ -23,19 +22,6 @@ const tol = (name: string) =>
       { tolerance: Record<string, number> }
     >
   )['lotus-g_inference'].tolerance[name];
-
-async function quiet(argv: string[]) {
-  let err = '';
-  const [o, e] = [process.stdout.write.bind(process.stdout), process.stderr.write.bind(process.stderr)];
-  process.stdout.write = (() => true) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(argv), err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
 
 describe('lotus: parity with the original Lotus-G pipeline', () => {
   it('matches every intermediate of the reference run through the public API', async () => {
@@ -63,7 +49,7 @@ describe('lotus: parity with the original Lotus-G pipeline', () => {
 
   it('reproduces the reference through the CLI with --noise', async () => {
     const out = tempDir();
-    const r = await quiet([
+    const r = await runCli([
       'lotus',
       '--model',
       LOTUS,

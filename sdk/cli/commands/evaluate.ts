@@ -4,7 +4,6 @@ import { writeFileAtomic } from '../../core/fs.ts';
 import { createProgress } from '../../core/progress.ts';
 import { DATASETS, loadPairs } from '../../data/pairs.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
-import { parseIndexList } from '../../diffusion/plan.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
 import { officialNetwork } from '../../aggregation/official.ts';
 import {
@@ -14,7 +13,7 @@ import {
   table1Markdown,
 } from '../../correspondence/evaluate.ts';
 import { DEVICES } from '../../model/runtime.ts';
-import { choice, intOption, parse } from '../args.ts';
+import { EXTRACT_FLAGS, choice, extractFlags, intOption, parse } from '../args.ts';
 import type { Command } from '../main.ts';
 
 async function network(
@@ -48,11 +47,8 @@ export const evaluate: Command = {
         methods: { type: 'string' },
         aggregator: { type: 'string' },
         'one-step-aggregator': { type: 'string' },
-        'load-size': { type: 'string' },
+        ...EXTRACT_FLAGS,
         'output-resolution': { type: 'string' },
-        steps: { type: 'string' },
-        'save-timesteps': { type: 'string' },
-        'image-size': { type: 'string' },
         limit: { type: 'string' },
         'pruned-k': { type: 'string' },
         device: { type: 'string' },
@@ -85,14 +81,7 @@ export const evaluate: Command = {
         loadSize: intOption('load-size', v['load-size'], 224, 1),
         outputResolution: intOption('output-resolution', v['output-resolution'], 64, 1),
         prunedK: intOption('pruned-k', v['pruned-k'], 10, 1),
-        extract: {
-          steps: v.steps ? intOption('steps', v.steps, 50, 1) : undefined,
-          saveTimesteps: v['save-timesteps']
-            ? parseIndexList(v['save-timesteps'], '--save-timesteps')
-            : undefined,
-          imageSize: v['image-size'] ? intOption('image-size', v['image-size'], 512, 8) : undefined,
-          cache: v['no-cache'] ? false : undefined,
-        },
+        extract: { ...withoutLoadSize(extractFlags(v)), cache: v['no-cache'] ? false : undefined },
         onProgress: (d) => bar.update(d),
       });
       bar.done();
@@ -110,3 +99,10 @@ export const evaluate: Command = {
     }
   },
 };
+
+/** eval passes the load size on its own (it is also the matching frame). */
+function withoutLoadSize<T extends { loadSize?: number }>(o: T): Omit<T, 'loadSize'> {
+  const rest: Omit<T, 'loadSize'> & { loadSize?: number } = { ...o };
+  delete rest.loadSize;
+  return rest;
+}

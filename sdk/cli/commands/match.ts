@@ -1,10 +1,14 @@
 import { ConfigError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
-import { Hyperfeatures } from '../../facade/hyperfeatures.ts';
+import { AggregationNetwork } from '../../aggregation/network.ts';
+import { officialNetwork } from '../../aggregation/official.ts';
+import { matchImagePoints, mutualImageMatches } from '../../correspondence/points.ts';
+import { decodeImage } from '../../data/image.ts';
+import { invertImages, DEFAULT_EXTRACT } from '../../diffusion/extract.ts';
+import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { drawCorrespondences } from '../../viz/correspondences.ts';
 import { DEVICES } from '../../model/runtime.ts';
-import { choice, intOption, parse } from '../args.ts';
-import { parseIndexList } from '../../diffusion/plan.ts';
+import { EXTRACT_FLAGS, choice, extractFlags, intOption, parse } from '../args.ts';
 import type { Command } from '../main.ts';
 
 /** "x,y;x,y" -> points. */
@@ -31,34 +35,39 @@ export const match: Command = {
       'one-step': { type: 'boolean' },
       limit: { type: 'string' },
       out: { type: 'string' },
-      steps: { type: 'string' },
-      'save-timesteps': { type: 'string' },
-      'image-size': { type: 'string' },
-      'load-size': { type: 'string' },
+      ...EXTRACT_FLAGS,
       device: { type: 'string' },
       'allow-download': { type: 'boolean' },
     });
     if (!v.model || !v.out || positionals.length !== 2)
       throw new ConfigError('match: expected --model, --out and two images');
-    const hf = await Hyperfeatures.fromModel(v.model, {
-      device: choice('device', v.device, DEVICES, 'cpu'),
-      network: v.aggregator,
-      oneStep: v['one-step'],
-      allowDownload: v['allow-download'],
-      extract: {
-        steps: v.steps ? intOption('steps', v.steps, 50, 1) : undefined,
-        saveTimesteps: v['save-timesteps']
-          ? parseIndexList(v['save-timesteps'], '--save-timesteps')
-          : undefined,
-        imageSize: v['image-size'] ? intOption('image-size', v['image-size'], 512, 8) : undefined,
-        loadSize: v['load-size'] ? intOption('load-size', v['load-size'], 224, 1) : undefined,
-      },
-    });
+    const oneStep = v['one-step'] ?? false;
+    const device = choice('device', v.device, DEVICES, 'cpu');
+    const allowDownload = v['allow-download'];
+    const networkPath =
+      v.aggregator ??
+      (await officialNetwork(v.model, oneStep ? 'one-step' : 'multi-step', { allowDownload }));
+    if (!networkPath)
+      throw new ConfigError(
+        `match: no official aggregation network is known for ${v.model}; pass --aggregator <ckpt>`,
+      );
+    const net = await AggregationNetwork.load(networkPath, { device });
+    const sd = await loadStableDiffusion(v.model, { device, allowDownload });
     try {
-      const [a, b] = positionals.map((p) => hf.invert(p).aggregate());
+      const flags = extractFlags(v);
+      const extract = oneStep ? { ...flags, steps: 1, saveTimesteps: [0] } : flags;
+      const stacks = await invertImages(sd, positionals, extract);
+      const [a, b] = await Promise.all(stacks.map((s) => net.aggregate([s], 64)));
+      const sizes = { source: stacks[0].meta.originalSize!, target: stacks[1].meta.originalSize! };
       const points = v.points ? parsePoints(v.points) : undefined;
-      const matches = await a.match(b, { points, limit: intOption('limit', v.limit, 30, 1) });
-      const png = await drawCorrespondences(await a.rgb(), await b.rgb(), matches, {
+      const matches = points
+        ? await matchImagePoints(a, b, points, {
+            ...sizes,
+            loadSize: extract.loadSize ?? DEFAULT_EXTRACT.loadSize,
+          })
+        : mutualImageMatches(a, b, sizes, intOption('limit', v.limit, 30, 1));
+      const [ra, rb] = await Promise.all(positionals.map((p) => decodeImage(p)));
+      const png = await drawCorrespondences(ra, rb, matches, {
         title: `${matches.length} ${points ? 'nearest-neighbour' : 'mutual nearest-neighbour'} matches`,
       });
       await writeFileAtomic(v.out, png);
@@ -66,7 +75,8 @@ export const match: Command = {
         `${matches.map((m) => `[${m.source.map((x) => x.toFixed(1))}] -> [${m.target.map((x) => x.toFixed(1))}] ${m.score.toFixed(3)}`).join('\n')}\nwrote ${v.out}\n`,
       );
     } finally {
-      await hf.dispose();
+      await sd.dispose();
+      await net.dispose();
     }
   },
 };
