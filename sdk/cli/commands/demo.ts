@@ -63,8 +63,13 @@ export const demo: Command = {
     });
     try {
       const bar = createProgress({ label: 'inversion (2 images, batched)', total: 2 * steps });
-      const stacks = await invertImages(sd, DEMO_PAIR, { steps, onProgress: (d, t) => bar.update(d, t) });
-      bar.done();
+      let computed = false;
+      const stacks = await invertImages(sd, DEMO_PAIR, {
+        steps,
+        onProgress: (d, t) => ((computed = true), bar.update(d, t)),
+      });
+      if (computed) bar.done();
+      else say('features of both images came from the feature cache (HYPERFEATURES_CACHE)');
       const clean = stacks[0].saveTimesteps[0];
       const noisy = stacks[0].saveTimesteps[stacks[0].saveTimesteps.length - 1];
       const L = stacks[0].layers.length;
