@@ -29,7 +29,7 @@ export function mixingHeatmapSpec(
       x: {
         field: 'saveTimestep',
         type: 'ordinal',
-        title: 'save timestep (49 = clean)',
+        title: 'save timestep (higher = cleaner)',
         sort: 'descending',
         axis: { labelAngle: 0 },
       },
