@@ -5,7 +5,7 @@
  * keypoint, prediction and ground truth rescaled to the target image, PCK by image and box.
  */
 import { ConfigError } from '../core/errors.ts';
-import { messages } from '../core/messages.ts';
+import { checkPositiveInt } from '../core/validate.ts';
 import { Tensor } from '../core/tensor.ts';
 import type { KeypointPair } from '../data/pairs.ts';
 import { invertImages, type ExtractOptions } from '../diffusion/extract.ts';
@@ -136,8 +136,7 @@ export async function evaluatePairs(
   requireNetworks(o);
   const loadSize = o.loadSize ?? 224;
   const R = o.outputResolution ?? 64;
-  if (!Number.isInteger(loadSize) || loadSize < 1)
-    throw new ConfigError(messages.invalidOption('loadSize', 'a positive integer', loadSize));
+  checkPositiveInt('loadSize', loadSize);
   const alphas = o.alphas ?? [...PCK_ALPHAS];
   const perMethod = new Map<Table1Method, PckPair[]>(o.methods.map((m) => [m, []]));
   const notes = new Map<Table1Method, string>();

@@ -8,6 +8,7 @@ import { ShapeError } from '../core/errors.ts';
 import { fmtShape } from '../core/messages.ts';
 import { Tensor, resizeBilinear } from '../core/tensor.ts';
 import { batchedArgmax } from './similarity.ts';
+import { roundHalfEven } from '../core/validate.ts';
 
 export type PointYX = [number, number];
 
@@ -18,11 +19,6 @@ export interface Match {
   target: PointYX;
   /** Cosine similarity of the match. */
   score: number;
-}
-
-function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** Pixel index of (y, x) on an H x W grid: clip, round half to even, y * W + x. */

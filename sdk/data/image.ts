@@ -8,6 +8,7 @@ import { DataError, ConfigError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
 import { Tensor, resizeBilinear } from '../core/tensor.ts';
 import { writeFileAtomic } from '../core/fs.ts';
+import { checkPositiveInt } from '../core/validate.ts';
 import { pilResizeBilinear } from './pil-resize.ts';
 
 import type { RgbImage } from '../core/rgb.ts';
@@ -107,19 +108,14 @@ export function resizeRgb(img: RgbImage, width: number, height: number): RgbImag
   return { data: pilResizeBilinear(img.data, img.width, img.height, 3, width, height), width, height };
 }
 
-function checkSize(name: string, v: number | undefined): void {
-  if (v !== undefined && !(Number.isInteger(v) && v > 0))
-    throw new ConfigError(messages.invalidOption(name, 'a positive integer', v));
-}
-
 /**
  * Load an image as model input.
  * @example const { pixels, originalSize } = await loadImage('cat.jpg', { loadSize: 224, modelSize: 512 });
  * @throws DataError for unreadable images, ConfigError for bad sizes.
  */
 export async function loadImage(input: ImageInput, options: LoadImageOptions = {}): Promise<LoadedImage> {
-  checkSize('loadSize', options.loadSize);
-  checkSize('modelSize', options.modelSize);
+  checkPositiveInt('loadSize', options.loadSize);
+  checkPositiveInt('modelSize', options.modelSize);
   const loadSize = options.loadSize ?? DEFAULT_LOAD_SIZE;
   const rgb = await decodeImage(input);
   let pixels = rgbToPixels(resizeRgb(rgb, loadSize, loadSize));

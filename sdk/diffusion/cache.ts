@@ -12,8 +12,6 @@ import { FeatureStack } from './feature-stack.ts';
 
 export class FeatureCache {
   readonly dir: string;
-  hits = 0;
-  misses = 0;
 
   constructor(dir?: string) {
     this.dir = dir ?? join(hyperfeaturesCacheDir(), 'features');
@@ -33,19 +31,16 @@ export class FeatureCache {
   async get(key: string): Promise<FeatureStack | undefined> {
     const p = this.path(key);
     if (!existsSync(p)) {
-      this.misses++;
       return undefined;
     }
     try {
       const stack = await FeatureStack.load(p);
-      this.hits++;
       return stack;
     } catch (e) {
       log().warn(
         `feature cache entry ${p} is unreadable (${(e as Error).message}); removing it and recomputing`,
       );
       unlinkSync(p);
-      this.misses++;
       return undefined;
     }
   }

@@ -6,13 +6,14 @@
 import { createHash } from 'node:crypto';
 import { ConfigError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
+import { checkPositiveInt } from '../core/validate.ts';
 import { Rng } from '../core/rng.ts';
 import { Tensor, concat } from '../core/tensor.ts';
 import { loadImage, pixelsToRgb, type ImageInput, type RgbImage } from '../data/image.ts';
 import { tapCount } from '../model/unet/index.ts';
-import { FeatureStack } from './feature-stack.ts';
+import { FeatureStack, type FeatureMeta } from './feature-stack.ts';
 import { runDiffusion, type DiffusionMode } from './loop.ts';
-import { PAPER_SAVE_TIMESTEPS, validatePlan } from './plan.ts';
+import { PAPER_SAVE_TIMESTEPS, validatePlan, type CapturePlan } from './plan.ts';
 import type { StableDiffusion } from './pipeline.ts';
 import { FeatureCache } from './cache.ts';
 
@@ -62,9 +63,14 @@ function resolvePlan(
   return { steps, plan: validatePlan({ saveTimesteps, layers }, steps, L) };
 }
 
-function checkPositive(name: string, v: number | undefined) {
-  if (v !== undefined && !(Number.isInteger(v) && v > 0))
-    throw new ConfigError(messages.invalidOption(name, 'a positive integer', v));
+/** The FeatureStack of batch item `b` from a run's captures [s][l] ([B, C, h, w] each). */
+function imageStack(captures: Tensor[][], plan: CapturePlan, b: number, meta: FeatureMeta): FeatureStack {
+  return new FeatureStack(
+    plan.saveTimesteps,
+    plan.layers,
+    captures.map((row) => row.map((t) => t.sliceFirst(b))),
+    meta,
+  );
 }
 
 const batches = <T>(xs: T[], n: number): T[][] =>
@@ -85,7 +91,7 @@ export async function invertImages(
   o: ExtractOptions = {},
 ): Promise<FeatureStack[]> {
   const { steps, plan } = resolvePlan(sd, o);
-  for (const k of ['loadSize', 'imageSize', 'batchSize'] as const) checkPositive(k, o[k]);
+  for (const k of ['loadSize', 'imageSize', 'batchSize'] as const) checkPositiveInt(k, o[k]);
   const loadSize = o.loadSize ?? DEFAULT_EXTRACT.loadSize;
   const imageSize = o.imageSize ?? DEFAULT_EXTRACT.imageSize;
   if (imageSize % 8)
@@ -127,12 +133,7 @@ export async function invertImages(
         originalSize: loaded[i].originalSize,
         prompt,
       };
-      const stack = new FeatureStack(
-        plan.saveTimesteps,
-        plan.layers,
-        r.captures.map((row) => row.map((t) => t.sliceFirst(b))),
-        meta,
-      );
+      const stack = imageStack(r.captures, plan, b, meta);
       out[i] = stack;
       await cache?.put(keys[i], stack);
     }
@@ -163,16 +164,7 @@ export async function invertLatents(
     imageSize: latents.shape[2] * 8,
     seed: null,
   };
-  return Array.from(
-    { length: latents.shape[0] },
-    (_, b) =>
-      new FeatureStack(
-        plan.saveTimesteps,
-        plan.layers,
-        r.captures.map((row) => row.map((t) => t.sliceFirst(b))),
-        meta,
-      ),
-  );
+  return Array.from({ length: latents.shape[0] }, (_, b) => imageStack(r.captures, plan, b, meta));
 }
 
 /**
@@ -185,7 +177,7 @@ export async function generateImages(
   o: GenerateOptions = {},
 ): Promise<{ stacks: FeatureStack[]; images: Tensor[] }> {
   const { steps, plan } = resolvePlan(sd, o);
-  checkPositive('size', o.size);
+  checkPositiveInt('size', o.size);
   const size = o.size ?? 512;
   if (size % 8) throw new ConfigError(messages.invalidOption('size', 'a multiple of 8', size));
   if (!prompts.length)
@@ -225,14 +217,7 @@ export async function generateImages(
         seed: seed + g * bs + b,
         prompt,
       };
-      stacks.push(
-        new FeatureStack(
-          plan.saveTimesteps,
-          plan.layers,
-          r.captures.map((row) => row.map((t) => t.sliceFirst(b))),
-          meta,
-        ),
-      );
+      stacks.push(imageStack(r.captures, plan, b, meta));
       images.push(decoded.sliceFirst(b));
     });
   }

@@ -9,6 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { ConfigError, DeviceError, ModelError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
 import { Tensor } from '../core/tensor.ts';
+import { checkPositiveInt } from '../core/validate.ts';
 
 export const DEVICES = ['cpu', 'cuda', 'webgpu'] as const;
 export type Device = (typeof DEVICES)[number];
@@ -101,9 +102,7 @@ export class Session {
   static async create(model: string | Uint8Array, options: SessionOptions = {}): Promise<Session> {
     const device = options.device ?? 'cpu';
     const providers = executionProviders(device);
-    if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads > 0)) {
-      throw new ConfigError(messages.invalidOption('threads', 'a positive integer', options.threads));
-    }
+    checkPositiveInt('threads', options.threads);
     const opts: ort.InferenceSession.SessionOptions = {
       executionProviders: providers,
       graphOptimizationLevel: options.optimization ?? 'all',

@@ -8,7 +8,7 @@ import { ModelError } from '../core/errors.ts';
 import { fmtShape } from '../core/messages.ts';
 import { SafetensorsReader, FLOAT_DTYPES } from '../core/safetensors.ts';
 import { log } from '../core/logger.ts';
-import { Tensor, shapeSize } from '../core/tensor.ts';
+import { shapeSize } from '../core/tensor.ts';
 import { floatToHalf } from '../core/half.ts';
 import type { GraphBuilder } from './onnx/graph.ts';
 
@@ -57,14 +57,6 @@ export class WeightStore implements WeightSource {
 
   shape(name: string): number[] | undefined {
     return this.index.get(name)?.info(name).shape;
-  }
-
-  /** Read a tensor now (small tensors needed while building, e.g. for inference of sizes). */
-  async read(name: string): Promise<Tensor> {
-    const r = this.index.get(name);
-    if (!r) throw new ModelError(`${this.files.join(', ')}: missing weight "${name}"`);
-    this.used.add(name);
-    return r.read(name);
   }
 
   /**

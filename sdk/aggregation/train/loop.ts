@@ -7,6 +7,7 @@ import { ConfigError } from '../../core/errors.ts';
 import { log } from '../../core/logger.ts';
 import { messages } from '../../core/messages.ts';
 import { Rng } from '../../core/rng.ts';
+import { checkPositiveInt } from '../../core/validate.ts';
 import type { Tensor } from '../../core/tensor.ts';
 import type { AggregationNetwork } from '../network.ts';
 import { Trainer, type AdamWOptions } from './trainer.ts';
@@ -45,8 +46,7 @@ export async function trainNetwork(
 ): Promise<TrainHistory> {
   if (!pairs.length) throw new ConfigError(messages.invalidOption('pairs', 'at least one training pair', 0));
   const steps = o.steps ?? pairs.length;
-  if (!Number.isInteger(steps) || steps < 1)
-    throw new ConfigError(messages.invalidOption('steps', 'a positive integer', steps));
+  checkPositiveInt('steps', steps);
   const trainer = new Trainer(network, o);
   const rng = new Rng(o.seed ?? 0);
   let order: number[] = [];

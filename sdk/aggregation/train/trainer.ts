@@ -6,6 +6,7 @@
 import { ConfigError, ShapeError } from '../../core/errors.ts';
 import { messages } from '../../core/messages.ts';
 import { Tensor } from '../../core/tensor.ts';
+import { roundHalfEven } from '../../core/validate.ts';
 import { Session } from '../../model/runtime.ts';
 import type { AggregationNetwork } from '../network.ts';
 import { buildTrainStepGraph } from './graph.ts';
@@ -21,11 +22,7 @@ export interface AdamWOptions {
 
 export const ADAMW_DEFAULTS = { lr: 1e-3, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 } as const;
 
-/** numpy's round: half to even. */
-export function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
+export { roundHalfEven };
 
 /**
  * (y, x) points on an H x W grid -> flat indices H*y + x after clipping and rounding, like
