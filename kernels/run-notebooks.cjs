@@ -1,18 +1,18 @@
 // Execute notebooks headless with tslab's executor (no Python, no Jupyter): every code cell in
 // order, one fresh kernel state per notebook, failing on the first cell error. `--write`
 // stores the outputs (stream, display data, errors) in the .ipynb, atomically.
-// usage: node --require tsx/cjs kernels/run-notebooks.cjs [--write] notebooks/*.ipynb
+// Type errors in a cell fail it, as in the kernel.
+// usage: hyperfeatures kernel run [--write] a.ipynb ...  (or node kernels/run-notebooks.cjs ...)
 const fs = require('node:fs');
 const path = require('node:path');
-const Module = require('node:module');
+const { tslabDir, prepareModulePaths } = require('./kernel-env.cjs');
 
-process.env.NODE_PATH = [path.join(__dirname, 'node_path'), process.env.NODE_PATH]
-  .filter(Boolean)
-  .join(path.delimiter);
-Module._initPaths();
-const { createExecutor } = require('tslab/dist/executor');
-const { createConverter } = require('tslab/dist/converter');
-const jupyter = require('tslab/dist/jupyter');
+prepareModulePaths();
+const tslab = tslabDir();
+const { createExecutor } = require(`${tslab}/dist/executor`);
+const { createConverter } = require(`${tslab}/dist/converter`);
+const jupyter = require(`${tslab}/dist/jupyter`);
+globalThis.__hyperfeatures_jupyter = jupyter;
 
 async function runNotebook(file, write) {
   const nb = JSON.parse(fs.readFileSync(file, 'utf8'));

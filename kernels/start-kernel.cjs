@@ -1,10 +1,10 @@
-// The project's Jupyter kernel: tslab's kernel with the SDK resolvable as `hyperfeatures`.
-// Started by kernel.json as: node --require tsx/cjs start-kernel.cjs <connection_file>
-const path = require('node:path');
-const Module = require('node:module');
+// The hyperfeatures Jupyter kernel: tslab's TypeScript kernel, with the SDK's display helpers
+// wired to it. kernel.json runs: node start-kernel.cjs <connection_file>, with HYPERFEATURES_TSLAB
+// naming the tslab folder found by `hyperfeatures kernel install`.
+const { tslabDir, prepareModulePaths } = require('./kernel-env.cjs');
 
-process.env.NODE_PATH = [path.join(__dirname, 'node_path'), process.env.NODE_PATH]
-  .filter(Boolean)
-  .join(path.delimiter);
-Module._initPaths();
-require('tslab/dist/main.js').startKernel({ configPath: process.argv[2], enableFindLocal: false });
+prepareModulePaths();
+const tslab = tslabDir();
+// `hyperfeatures/notebook` looks here first, so it talks to this very tslab instance
+globalThis.__hyperfeatures_jupyter = require(`${tslab}/dist/jupyter`);
+require(`${tslab}/dist/main.js`).startKernel({ configPath: process.argv[2], enableFindLocal: false });

@@ -2,13 +2,13 @@
 import { createRequire } from 'node:module';
 import { deviceStatus, ORT_VERSION } from '../model/runtime.ts';
 import { hubCacheDir, hyperfeaturesCacheDir } from '../core/paths.ts';
+import { packageRoot, packageVersion } from '../core/package-root.ts';
 
 export function environmentReport(): string {
   const require = createRequire(import.meta.url);
-  const pkg = require('../../package.json') as { version: string };
   const sharpVersion = (require('sharp') as { versions: Record<string, string> }).versions;
   const lines = [
-    `hyperfeatures ${pkg.version}`,
+    `hyperfeatures ${packageVersion()} (${packageRoot()})`,
     `node ${process.versions.node} (${process.platform}/${process.arch})`,
     `onnxruntime-node ${ORT_VERSION}`,
     `sharp ${sharpVersion.sharp ?? '?'} (libvips ${sharpVersion.vips ?? '?'})`,

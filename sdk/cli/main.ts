@@ -13,6 +13,7 @@ import { aggregate } from './commands/aggregate.ts';
 import { evaluate } from './commands/evaluate.ts';
 import { match } from './commands/match.ts';
 import { lotus } from './commands/lotus.ts';
+import { kernel } from './commands/kernel.ts';
 
 export interface Command {
   summary: string;
@@ -36,6 +37,7 @@ export const COMMANDS: Record<string, Command> = {
   eval: evaluate,
   match,
   lotus,
+  kernel,
 };
 
 function help(): string {
@@ -75,8 +77,4 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw e;
   }
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  process.exitCode = await main(process.argv.slice(2));
 }

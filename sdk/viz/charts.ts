@@ -6,7 +6,14 @@ import sharp from 'sharp';
 import type { TopLevelSpec } from 'vega-lite';
 import { writeFileAtomic } from '../core/fs.ts';
 
-export type Spec = TopLevelSpec;
+/**
+ * A Vega-Lite spec (v6). Typed structurally so the SDK's declarations do not depend on
+ * vega-lite's ESM-only types (CommonJS consumers could not resolve them).
+ */
+export interface Spec {
+  $schema?: string;
+  [key: string]: unknown;
+}
 
 const base = {
   $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -131,7 +138,9 @@ export async function renderSvg(spec: Spec): Promise<string> {
   // loaded on first use: vega is ESM with top-level await, which CommonJS hosts (the tslab
   // kernel) can only load through import()
   const [vega, vl] = await Promise.all([import('vega'), import('vega-lite')]);
-  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  const view = new vega.View(vega.parse(vl.compile(spec as unknown as TopLevelSpec).spec), {
+    renderer: 'none',
+  });
   try {
     return await view.toSVG();
   } finally {

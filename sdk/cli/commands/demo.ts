@@ -4,9 +4,9 @@
  * layers 4 and 10 at a clean and a noisy step, with one PCA basis shared by both images.
  */
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../core/fs.ts';
+import { assetPath } from '../../core/package-root.ts';
 import { hyperfeaturesCacheDir } from '../../core/paths.ts';
 import { createProgress } from '../../core/progress.ts';
 import { decodeImage, resizeRgb } from '../../data/image.ts';
@@ -19,9 +19,9 @@ import { choice, intOption, parse } from '../args.ts';
 import { environmentReport } from '../environment.ts';
 import type { Command } from '../main.ts';
 
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const DEMO_PAIR = ['aeroplane/2008_007604.jpg', 'aeroplane/2009_001056.jpg'].map((f) =>
-  join(REPO, 'notebooks/data/spair/JPEGImages', f),
+// Two SPair-71k aeroplanes (PASCAL VOC photos), shipped with the package.
+export const DEMO_PAIR = ['aeroplane_2008_007604.jpg', 'aeroplane_2009_001056.jpg'].map((f) =>
+  assetPath('demo', f),
 );
 
 const say = (s: string) => process.stdout.write(s + '\n');
@@ -55,7 +55,7 @@ export const demo: Command = {
         'For real hyperfeatures: npm run demo -- --model stable-diffusion-v1-5/stable-diffusion-v1-5 --allow-download',
       );
     }
-    const out = v.out ?? join(REPO, 'out', 'demo');
+    const out = resolve(v.out ?? join('out', 'demo'));
     const steps = intOption('steps', v.steps, 50, 1);
     const sd = await loadStableDiffusion(model, {
       device: choice('device', v.device, DEVICES, 'cpu'),

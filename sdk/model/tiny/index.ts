@@ -6,9 +6,9 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { hyperfeaturesCacheDir } from '../../core/paths.ts';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ConfigError } from '../../core/errors.ts';
+import { assetPath } from '../../core/package-root.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
 import { messages } from '../../core/messages.ts';
 import { Rng } from '../../core/rng.ts';
@@ -26,7 +26,7 @@ import * as C from './configs.ts';
 
 export { TINY_STYLES, TINY_SIZES, type TinyStyle, type TinySize } from './configs.ts';
 
-const ASSETS = join(dirname(fileURLToPath(import.meta.url)), '..', 'assets', 'clip-tokenizer');
+const ASSETS = assetPath('clip-tokenizer');
 
 /** Records the weights a builder asks for instead of reading them. */
 class ShapeRecorder implements WeightSource {

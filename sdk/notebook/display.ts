@@ -1,23 +1,38 @@
 /**
- * Notebook display helpers (`require('hyperfeatures/notebook')`): images, Vega-Lite charts
- * as ONE display bundle (interactive Vega-Lite + static SVG and PNG so saved notebooks show
- * them anywhere), markdown and tables. Only the kernel imports tslab; the SDK does not.
+ * Notebook display helpers (`import ... from 'hyperfeatures/notebook'`): images, Vega-Lite
+ * charts as ONE display bundle (interactive Vega-Lite + static SVG and PNG so saved notebooks
+ * show them anywhere), markdown. Only the kernel loads tslab; the SDK does not depend on it.
  */
+import { createRequire } from 'node:module';
 import sharp from 'sharp';
-import type { RgbImage } from '../sdk/core/rgb.ts';
-import { renderSvg, type Spec } from '../sdk/viz/charts.ts';
+import { ConfigError } from '../core/errors.ts';
+import type { RgbImage } from '../core/rgb.ts';
+import { renderSvg, type Spec } from '../viz/charts.ts';
 
-// tslab's internal display channel (set by its kernel, or by run-notebooks.cjs headless)
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const jupyter = require('tslab/dist/jupyter') as {
+interface DisplayChannel {
   lastWriteDisplayData?: (
     d: { data: Record<string, unknown>; metadata: object; transient: object },
     update: boolean,
   ) => void;
-};
+}
+
+/** The kernel's display channel: the one our kernel starter published, else tslab's own module. */
+function channel(): DisplayChannel | undefined {
+  const published = (globalThis as { __hyperfeatures_jupyter?: DisplayChannel }).__hyperfeatures_jupyter;
+  if (published) return published;
+  try {
+    return createRequire(import.meta.url)('tslab/dist/jupyter') as DisplayChannel;
+  } catch {
+    return undefined;
+  }
+}
 
 function emit(data: Record<string, unknown>): void {
-  if (!jupyter.lastWriteDisplayData) throw new Error('display: not running in a tslab kernel');
+  const jupyter = channel();
+  if (!jupyter?.lastWriteDisplayData)
+    throw new ConfigError(
+      'display: not running in a tslab notebook kernel (install one with `npx hyperfeatures kernel install`)',
+    );
   jupyter.lastWriteDisplayData({ data, metadata: {}, transient: {} }, false);
 }
 

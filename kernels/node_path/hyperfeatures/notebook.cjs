@@ -1,2 +1,0 @@
-// `require('hyperfeatures/notebook')`: display helpers for the tslab kernel.
-module.exports = require('../../display.ts');

@@ -1,0 +1,64 @@
+/**
+ * `hyperfeatures kernel install|run`: the notebook kernel from an installed package.
+ * install writes the Jupyter kernel spec; run executes notebooks headless (no Jupyter needed),
+ * failing on the first cell error, type errors included.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError } from '../../core/errors.ts';
+import { packageRoot } from '../../core/package-root.ts';
+import { findTslab, installKernel } from '../../notebook/kernel.ts';
+import { parse } from '../args.ts';
+import type { Command } from '../main.ts';
+
+export const kernel: Command = {
+  summary: 'install the TypeScript notebook kernel (needs tslab), or run notebooks headless',
+  usage:
+    'hyperfeatures kernel install [--prefix <dir>] [--name hyperfeatures]\n       hyperfeatures kernel run [--write] <notebook.ipynb>...',
+  async run(args) {
+    const [verb, ...rest] = args;
+    if (verb === 'install') {
+      const { values, positionals } = parse(
+        rest,
+        { prefix: { type: 'string' }, name: { type: 'string' } },
+        false,
+      );
+      void positionals;
+      const dir = await installKernel({ prefix: values.prefix, name: values.name });
+      process.stdout.write(
+        `installed kernel "${values.name ?? 'hyperfeatures'}" (TypeScript (hyperfeatures)) in ${dir}\n`,
+      );
+      return;
+    }
+    if (verb === 'run') {
+      const { values, positionals } = parse(rest, { write: { type: 'boolean' } });
+      if (positionals.length === 0)
+        throw new ConfigError('kernel run: expected one or more .ipynb files, got none');
+      for (const p of positionals) {
+        if (!p.endsWith('.ipynb')) throw new ConfigError(`kernel run: expected .ipynb files, got "${p}"`);
+        if (!existsSync(p)) throw new ConfigError(`kernel run: no such notebook: ${p}`);
+      }
+      const tslab = findTslab();
+      const runner = join(packageRoot(), 'kernels', 'run-notebooks.cjs');
+      const code = await new Promise<number>((res, rej) => {
+        const child = spawn(
+          process.execPath,
+          [runner, ...(values.write ? ['--write'] : []), ...positionals],
+          {
+            stdio: 'inherit',
+            env: { ...process.env, HYPERFEATURES_TSLAB: tslab },
+          },
+        );
+        child.on('error', rej);
+        child.on('exit', (c) => res(c ?? 1));
+      });
+      if (code !== 0)
+        throw new ConfigError(`kernel run: a notebook failed (exit code ${code}); see the output above`);
+      return;
+    }
+    throw new ConfigError(
+      `kernel: expected "install" or "run", got ${verb === undefined ? 'nothing' : `"${verb}"`}`,
+    );
+  },
+};

@@ -1,0 +1,3 @@
+/** `hyperfeatures/notebook`: display helpers for the tslab kernel, and the kernel installer. */
+export { showPng, showImage, showChart, showMarkdown } from './display.ts';
+export { installKernel, findTslab, jupyterDataDir, type KernelInstallOptions } from './kernel.ts';
