@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix="$(mktemp -d)"
 trap 'rm -rf "$prefix"' EXIT
-npx tsx kernels/install.ts --prefix "$prefix"
+node bin/hyperfeatures.js kernel install --prefix "$prefix"
 export JUPYTER_PATH="$prefix/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 for nb in notebooks/*.ipynb; do
   echo "executing $nb"

@@ -5,6 +5,7 @@
 // usage: hyperfeatures kernel run [--write] a.ipynb ...  (or node kernels/run-notebooks.cjs ...)
 const fs = require('node:fs');
 const path = require('node:path');
+const util = require('node:util');
 const { tslabDir, prepareModulePaths } = require('./kernel-env.cjs');
 
 prepareModulePaths();
@@ -33,7 +34,7 @@ async function runNotebook(file, write) {
   const stream =
     (name) =>
     (...args) =>
-      outputs.push({ output_type: 'stream', name, text: [args.map(String).join(' ') + '\n'] });
+      outputs.push({ output_type: 'stream', name, text: [util.format(...args) + '\n'] });
   jupyter.lastWriteDisplayData = (data) =>
     outputs.push({ output_type: 'display_data', data: data.data, metadata: data.metadata ?? {} });
   const cwd = process.cwd();

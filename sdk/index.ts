@@ -20,7 +20,14 @@ export { makeTinyCheckpoint, demoCheckpoint } from './model/tiny/index.ts';
 export { downloadModel, resolveModel, hubFile } from './model/hub.ts';
 export { DEVICES, deviceStatus, type Device } from './model/runtime.ts';
 export { loadStableDiffusion, type StableDiffusion } from './diffusion/pipeline.ts';
-export { invertImages, invertLatents, generateImages } from './diffusion/extract.ts';
+export {
+  invertImages,
+  invertLatents,
+  generateImages,
+  DEFAULT_EXTRACT,
+  type ExtractOptions,
+  type GenerateOptions,
+} from './diffusion/extract.ts';
 export { FeatureStack } from './diffusion/feature-stack.ts';
 export { DdimScheduler } from './diffusion/scheduler.ts';
 export { PAPER_SAVE_TIMESTEPS } from './diffusion/plan.ts';
@@ -32,7 +39,7 @@ export { gridPck } from './correspondence/grid-pck.ts';
 export { evaluatePairs, table1Markdown, TABLE1_METHODS, PAPER_TABLE1 } from './correspondence/evaluate.ts';
 export { drawCorrespondences } from './viz/correspondences.ts';
 export { imageGridPng } from './viz/grid.ts';
-export { Hyperfeatures, HyperfeatureImage } from './facade/hyperfeatures.ts';
+export { Hyperfeatures, HyperfeatureImage, type HyperfeaturesOptions } from './facade/hyperfeatures.ts';
 export { Lotus } from './lotus/pipeline.ts';
 export { depthMetrics, normalMetrics, alignScaleShift } from './lotus/metrics.ts';
 export { colorizeMap, normalsToRgb, saveDepth16, savePointCloud } from './lotus/outputs.ts';

@@ -1,11 +1,11 @@
 /**
  * Every notebook executes, in order, on the tiny model, headless through tslab's executor
- * (no Python or Jupyter needed); any cell error fails the test.
+ * (no Python or Jupyter needed); any cell error, type errors included, fails the test. Cells
+ * import the BUILT package by name (`import * as sdk from 'hyperfeatures'`), as users do.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { REPO } from './helpers.ts';
 
@@ -17,8 +17,7 @@ describe('notebooks', () => {
       .sort()
       .map((f) => join('notebooks', f));
     assert.ok(notebooks.length >= 7);
-    const tsx = createRequire(import.meta.url).resolve('tsx/cjs');
-    const r = spawnSync(process.execPath, ['--require', tsx, 'kernels/run-notebooks.cjs', ...notebooks], {
+    const r = spawnSync(process.execPath, ['kernels/run-notebooks.cjs', ...notebooks], {
       cwd: REPO,
       encoding: 'utf8',
       env: { ...process.env, HYPERFEATURES_LOG_LEVEL: 'warn' },

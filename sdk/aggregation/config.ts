@@ -13,6 +13,22 @@ export interface AggregationConfig {
   saveTimesteps: number[];
   projectionDim: number;
   numNormGroups: number;
+  /**
+   * DDIM steps of the extraction the network was trained on (the original config's
+   * `num_timesteps`): 50 for the paper's network, 1 for the one-step variant.
+   */
+  steps?: number;
+}
+
+/**
+ * The DDIM steps a network's features come from: its config's, else what its save timesteps
+ * imply for the paper's two networks (the 11 paper timesteps: 50; [0] alone: 1), else unknown.
+ */
+export function networkSteps(c: AggregationConfig): number | undefined {
+  if (c.steps) return c.steps;
+  if (c.saveTimesteps.join() === PAPER_SAVE_TIMESTEPS.join()) return 50;
+  if (c.saveTimesteps.join() === '0') return 1;
+  return undefined;
 }
 
 export const DEFAULT_PROJECTION_DIM = 384;
@@ -123,6 +139,11 @@ export function inferConfig(
     saveTimesteps: saveTimesteps ?? [],
     projectionDim,
     numNormGroups: 32,
+    ...(typeof saved?.num_timesteps === 'number' &&
+    Number.isInteger(saved.num_timesteps) &&
+    saved.num_timesteps > 0
+      ? { steps: saved.num_timesteps }
+      : {}),
   };
   if (projectionDim % 4 || (projectionDim / 4) % config.numNormGroups)
     problems.push(

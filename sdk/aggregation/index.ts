@@ -7,6 +7,7 @@ export {
 export {
   inferConfig,
   checkStackFits,
+  networkSteps,
   parameterShapes,
   DEFAULT_PROJECTION_DIM,
   LOGIT_SCALE,
@@ -17,3 +18,4 @@ export { Trainer, pointsToIndices, ADAMW_DEFAULTS, type AdamWOptions } from './t
 export { trainNetwork, type TrainingPair, type TrainOptions, type TrainHistory } from './train/loop.ts';
 export { buildAggregationGraph } from './graph.ts';
 export { mirroredPairs } from './train/mirror.ts';
+export { extractionForNetwork } from './settings.ts';

@@ -3,13 +3,23 @@
  * forward graph on FeatureStacks, expose the mixing weights, save as safetensors.
  */
 import { extname } from 'node:path';
-import { DataError, ShapeError } from '../core/errors.ts';
+import { ConfigError, DataError, ShapeError } from '../core/errors.ts';
 import { readAllSafetensors, writeSafetensors } from '../core/safetensors.ts';
 import { Rng } from '../core/rng.ts';
 import { Tensor, concat } from '../core/tensor.ts';
 import type { FeatureStack } from '../diffusion/feature-stack.ts';
 import { Session, type SessionOptions } from '../model/runtime.ts';
-import { checkStackFits, inferConfig, parameterShapes, type AggregationConfig } from './config.ts';
+import {
+  checkStackFits,
+  DEFAULT_PROJECTION_DIM,
+  inferConfig,
+  networkSteps,
+  parameterShapes,
+  type AggregationConfig,
+} from './config.ts';
+import { tapChannels, type UNetConfig } from '../model/unet/config.ts';
+import { PAPER_SAVE_TIMESTEPS } from '../diffusion/plan.ts';
+import { checkPositiveInt } from '../core/validate.ts';
 import { buildAggregationGraph } from './graph.ts';
 import { isTorchTensor, toPlain, torchLoad } from './torch-load.ts';
 
@@ -84,6 +94,56 @@ export class AggregationNetwork {
   static async load(path: string, options: SessionOptions = {}): Promise<AggregationNetwork> {
     const { params, saved } = await readAggregationCheckpoint(path);
     return new AggregationNetwork(inferConfig(path, params, saved), params, options);
+  }
+
+  /**
+   * A freshly initialised network for a diffusion model without a released one: feature dims
+   * come from the UNet config (no probe inversion), save timesteps default to the paper's
+   * 11 of a 50-step inversion, or [0] of one step with `oneStep`.
+   * @example const net = AggregationNetwork.forModel(sd, { projectionDim: 384 });
+   */
+  static forModel(
+    model: { unet: { config: UNetConfig } } | UNetConfig,
+    o: {
+      oneStep?: boolean;
+      /** DDIM steps of the extraction (default 50, or 1 with oneStep). */
+      steps?: number;
+      saveTimesteps?: readonly number[];
+      projectionDim?: number;
+      seed?: number;
+      layers?: readonly number[];
+    } & SessionOptions = {},
+  ): AggregationNetwork {
+    const cfg = 'unet' in model ? model.unet.config : model;
+    const dims = tapChannels(cfg);
+    const layers = o.layers ?? dims.map((_, i) => i + 1);
+    for (const l of layers)
+      if (!Number.isInteger(l) || l < 1 || l > dims.length)
+        throw new ConfigError(
+          `forModel: layers must be in 1..${dims.length}, got ${JSON.stringify(o.layers)}`,
+        );
+    const saveTimesteps = [...(o.saveTimesteps ?? (o.oneStep ? [0] : PAPER_SAVE_TIMESTEPS))];
+    const projectionDim = o.projectionDim ?? DEFAULT_PROJECTION_DIM;
+    checkPositiveInt('projectionDim', projectionDim);
+    if (projectionDim % 128)
+      throw new ConfigError(
+        `forModel: projectionDim must be a multiple of 128 (GroupNorm(32) on projectionDim / 4), got ${projectionDim}`,
+      );
+    const config: AggregationConfig = {
+      featureDims: layers.map((l) => dims[l - 1]),
+      saveTimesteps,
+      projectionDim,
+      numNormGroups: 32,
+      steps: o.steps ?? (o.oneStep ? 1 : 50),
+    };
+    checkPositiveInt('steps', config.steps);
+    for (const t of saveTimesteps)
+      if (!Number.isInteger(t) || t < 0 || t >= config.steps!)
+        throw new ConfigError(
+          `forModel: save timesteps must be integers in 0..${config.steps! - 1} for ${config.steps} steps, got ${JSON.stringify(saveTimesteps)}`,
+        );
+    const { seed, oneStep: _o, steps: _s, saveTimesteps: _t, projectionDim: _p, layers: _l, ...session } = o;
+    return AggregationNetwork.create(config, seed ?? 0, session);
   }
 
   /** A freshly initialised network for training. */
@@ -163,6 +223,7 @@ export class AggregationNetwork {
       dims: this.config.featureDims,
       save_timestep: this.config.saveTimesteps,
       projection_dim: this.config.projectionDim,
+      ...(networkSteps(this.config) ? { num_timesteps: networkSteps(this.config) } : {}),
     };
     await writeSafetensors(path, Object.fromEntries(this.params), { config: JSON.stringify(config) });
   }

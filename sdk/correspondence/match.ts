@@ -7,7 +7,7 @@
 import { ShapeError } from '../core/errors.ts';
 import { fmtShape } from '../core/messages.ts';
 import { Tensor, resizeBilinear } from '../core/tensor.ts';
-import { batchedArgmax } from './similarity.ts';
+import { batchedArgmax, bidirectionalArgmax } from './similarity.ts';
 import { roundHalfEven } from '../core/validate.ts';
 
 export type PointYX = [number, number];
@@ -136,36 +136,18 @@ export async function matchPointsBatched(
 
 /**
  * Mutual nearest neighbours over all pixels at descriptor resolution: pairs (i -> j) with
- * j's nearest neighbour back in the source being i. Sorted by score, best first.
+ * j's nearest neighbour back in the source being i. Sorted by score, best first. Both
+ * directions come from one similarity matrix product in onnxruntime.
  */
-export function mutualNearestNeighbours(source: Tensor, target: Tensor): Match[] {
+export async function mutualNearestNeighbours(source: Tensor, target: Tensor): Promise<Match[]> {
   checkPair(source, target);
-  const [, P, H, W] = source.shape;
-  const [, , H2, W2] = target.shape;
-  const a = unitPixels(source);
-  const b = unitPixels(target);
-  const n = H * W;
-  const fwd = similarityRows(
-    a,
-    Array.from({ length: n }, (_, i) => i),
-    b,
-    P,
-  );
-  const best = fwd.map(argmax);
-  const back = similarityRows(
-    b,
-    Array.from({ length: H2 * W2 }, (_, j) => j),
-    a,
-    P,
-  ).map(argmax);
+  const [, P, , W] = source.shape;
+  const [, , , W2] = target.shape;
+  const { forward, backward, score } = await bidirectionalArgmax(unitPixels(source), unitPixels(target), P);
   const out: Match[] = [];
-  best.forEach((j, i) => {
-    if (back[j] === i)
-      out.push({
-        source: [Math.floor(i / W), i % W],
-        target: [Math.floor(j / W2), j % W2],
-        score: fwd[i][j],
-      });
+  forward.forEach((j, i) => {
+    if (backward[j] === i)
+      out.push({ source: [Math.floor(i / W), i % W], target: [Math.floor(j / W2), j % W2], score: score[i] });
   });
   return out.sort((x, y) => y.score - x.score);
 }

@@ -54,25 +54,20 @@ export async function matchImagePoints(
 }
 
 /** Mutual nearest neighbours over the descriptor grids, as cell centres in image pixels. */
-export function mutualImageMatches(
+export async function mutualImageMatches(
   source: Tensor,
   target: Tensor,
   sizes: { source: Size; target: Size },
   limit = 50,
-): Correspondence[] {
+): Promise<Correspondence[]> {
   const [, , h, w] = source.shape;
   const [, , h2, w2] = target.shape;
-  return mutualNearestNeighbours(source, target)
-    .slice(0, limit)
-    .map((m) => ({
-      source: [
-        ((m.source[1] + 0.5) * sizes.source.width) / w,
-        ((m.source[0] + 0.5) * sizes.source.height) / h,
-      ],
-      target: [
-        ((m.target[1] + 0.5) * sizes.target.width) / w2,
-        ((m.target[0] + 0.5) * sizes.target.height) / h2,
-      ],
-      score: m.score,
-    }));
+  return (await mutualNearestNeighbours(source, target)).slice(0, limit).map((m) => ({
+    source: [((m.source[1] + 0.5) * sizes.source.width) / w, ((m.source[0] + 0.5) * sizes.source.height) / h],
+    target: [
+      ((m.target[1] + 0.5) * sizes.target.width) / w2,
+      ((m.target[0] + 0.5) * sizes.target.height) / h2,
+    ],
+    score: m.score,
+  }));
 }

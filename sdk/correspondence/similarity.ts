@@ -8,6 +8,7 @@ import { Session } from '../model/runtime.ts';
 import { Tensor } from '../core/tensor.ts';
 
 let session: Promise<Session> | undefined;
+let mutualSession: Promise<Session> | undefined;
 
 function buildGraph(): GraphBuilder {
   const g = new GraphBuilder();
@@ -37,4 +38,42 @@ export async function batchedArgmax(
     await session
   ).run({ queries: new Tensor(queries, [k, dim]), targets: new Tensor(tp, [dim, n]) });
   return { best: Array.from(out.best.data), score: Array.from(out.score.data) };
+}
+
+function buildMutualGraph(): GraphBuilder {
+  const g = new GraphBuilder();
+  const a = g.input('source', ['n', 'p']);
+  const b = g.input('target', ['m', 'p']);
+  const sims = g.op('MatMul', [a, g.op('Transpose', [b], { perm: [1, 0] })]);
+  const idx = (axis: number) => g.op('Cast', [g.op('ArgMax', [sims], { axis, keepdims: 0 })], { to: 1 });
+  g.output('forward', idx(1), ['n']);
+  g.output('backward', idx(0), ['m']);
+  g.output('score', g.op('ReduceMax', [sims], { axes: [1], keepdims: 0 }), ['n']);
+  return g;
+}
+
+/**
+ * Both directions of nearest neighbours between unit pixel rows (pixel-major [N, P] and
+ * [M, P]) from ONE similarity matrix product: forward[i] = argmax_j, backward[j] = argmax_i
+ * (first index on ties, as a JS scan), score[i] = max_j.
+ */
+export async function bidirectionalArgmax(
+  source: Float32Array,
+  target: Float32Array,
+  dim: number,
+): Promise<{ forward: number[]; backward: number[]; score: number[] }> {
+  mutualSession ??= buildMutualGraph()
+    .serialize()
+    .then((b) => Session.create(b));
+  const out = await (
+    await mutualSession
+  ).run({
+    source: new Tensor(source, [source.length / dim, dim]),
+    target: new Tensor(target, [target.length / dim, dim]),
+  });
+  return {
+    forward: Array.from(out.forward.data),
+    backward: Array.from(out.backward.data),
+    score: Array.from(out.score.data),
+  };
 }

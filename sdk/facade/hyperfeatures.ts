@@ -2,7 +2,11 @@
  * The fluent facade: `Hyperfeatures.fromModel(...)`, then `hf.invert(img).aggregate()
  * .match(hf.invert(other), { points })`. It only records steps and calls the plain functions
  * of the SDK (loadStableDiffusion, invertImages, generateImages, AggregationNetwork,
- * matchImagePoints); each step is lazy and computed once.
+ * extractionForNetwork, matchImagePoints); each step is lazy and computed once.
+ *
+ * It cannot mislead: extraction settings come from the network (overrides that do not fit
+ * are rejected before any inversion), and both images of a match are aggregated by the same
+ * network.
  */
 import { existsSync } from 'node:fs';
 import type { Tensor } from '../core/tensor.ts';
@@ -19,15 +23,22 @@ import {
 } from '../diffusion/extract.ts';
 import type { FeatureStack } from '../diffusion/feature-stack.ts';
 import { AggregationNetwork } from '../aggregation/network.ts';
+import { extractionForNetwork } from '../aggregation/settings.ts';
 import { officialNetwork } from '../aggregation/official.ts';
 import { matchImagePoints, mutualImageMatches, type Correspondence } from '../correspondence/points.ts';
 
 export interface HyperfeaturesOptions extends PipelineOptions {
-  /** A network checkpoint path, an AggregationNetwork, or "official" (default: official when known). */
+  /**
+   * A network checkpoint path, an AggregationNetwork, or "official" (the default: the authors'
+   * network for SD-1.5 / SD-2.1; an error for other models, see AggregationNetwork.forModel).
+   */
   network?: string | AggregationNetwork;
   /** Use the one-step variant (1 inversion step, the one-step network). */
   oneStep?: boolean;
-  /** Extraction settings (steps, save timesteps, load size ...). */
+  /**
+   * Extraction settings (load size, image size, prompt ...). Steps and save timesteps come from
+   * the network; giving ones that differ is a ConfigError before anything runs.
+   */
   extract?: ExtractOptions;
   /** Descriptor resolution (default 64). */
   outputResolution?: number;
@@ -39,28 +50,25 @@ type Source =
 export class HyperfeatureImage {
   private stack?: Promise<FeatureStack>;
   private generated?: Promise<Tensor>;
-  private desc?: Promise<Tensor>;
-  private network?: Promise<AggregationNetwork>;
+  private readonly desc = new Map<AggregationNetwork, Promise<Tensor>>();
+  /** Set by aggregate(network): this image's own network, else the facade's. */
+  private own?: Promise<AggregationNetwork>;
 
   constructor(
     private readonly hf: Hyperfeatures,
     private readonly source: Source,
   ) {}
 
-  /** The raw FeatureStack (timesteps x layers). */
+  /** The raw FeatureStack (timesteps x layers), extracted with the network's settings. */
   features(): Promise<FeatureStack> {
-    if (!this.stack) {
-      if (this.source.kind === 'image') {
-        this.stack = invertImages(this.hf.sd, [this.source.input], this.hf.extractOptions()).then(([s]) => s);
-      } else {
-        const run = generateImages(this.hf.sd, [this.source.prompt], {
-          ...this.hf.extractOptions(),
-          ...this.source.options,
-        });
-        this.generated = run.then((r) => r.images[0]);
-        this.stack = run.then((r) => r.stacks[0].flipped()); // ordered like inversion for inversion-trained networks
-      }
-    }
+    this.stack ??= (async () => {
+      const extract = await this.hf.extractOptions(await this.networkForFeatures());
+      if (this.source.kind === 'image')
+        return (await invertImages(this.hf.sd, [this.source.input], extract))[0];
+      const run = generateImages(this.hf.sd, [this.source.prompt], { ...extract, ...this.source.options });
+      this.generated = run.then((r) => r.images[0]);
+      return (await run).stacks[0].flipped(); // ordered like inversion for inversion-trained networks
+    })();
     return this.stack;
   }
 
@@ -74,20 +82,48 @@ export class HyperfeatureImage {
     return this.generated!;
   }
 
-  /** Use `network` (default: the facade's) to aggregate. */
+  /** Aggregate with `network` (default: the facade's). The network applies to matches too. */
   aggregate(network?: string | AggregationNetwork): this {
-    this.network = network ? this.hf.resolveNetwork(network) : undefined;
-    this.desc = undefined;
+    if (network !== undefined) {
+      if (this.stack) throw new ConfigError('aggregate(network): call it before features() or descriptors()');
+      this.own = this.hf.resolveNetwork(network);
+    }
     return this;
   }
 
-  /** Diffusion Hyperfeatures [1, P, R, R]. */
-  descriptors(): Promise<Tensor> {
-    this.desc ??= (async () => {
-      const net = await (this.network ?? this.hf.defaultNetwork());
-      return net.aggregate([await this.features()], this.hf.outputResolution);
-    })();
-    return this.desc;
+  /** The network this image is aggregated with. */
+  network(): Promise<AggregationNetwork> {
+    return this.own ?? this.hf.defaultNetwork();
+  }
+
+  /**
+   * The network the features must fit; undefined when none was asked for anywhere and the
+   * model has no official one (raw features still work: PCA, your own aggregation).
+   */
+  private async networkForFeatures(): Promise<AggregationNetwork | undefined> {
+    try {
+      return await this.network();
+    } catch (e) {
+      // only "no official network for this model" falls back; a failed download still fails
+      if (this.own || this.hf.options.network !== undefined || !(e instanceof ConfigError)) throw e;
+      return undefined;
+    }
+  }
+
+  /** Whether aggregate() chose a network for this image. */
+  hasOwnNetwork(): boolean {
+    return this.own !== undefined;
+  }
+
+  /** Diffusion Hyperfeatures [1, P, R, R] (with `network`, default this image's). */
+  async descriptors(network?: AggregationNetwork): Promise<Tensor> {
+    const net = network ?? (await this.network());
+    let d = this.desc.get(net);
+    if (!d) {
+      d = (async () => net.aggregate([await this.features()], this.hf.outputResolution))();
+      this.desc.set(net, d);
+    }
+    return d;
   }
 
   /** PCA of one layer at one save timestep as RGB (basis shared with `others`). */
@@ -111,12 +147,22 @@ export class HyperfeatureImage {
   /**
    * Correspondences in `other`: nearest neighbours of `points` ([x, y] in this image's
    * pixels, returned in the other's), or mutual nearest neighbours when no points are given.
+   * Both images are aggregated by one network: the one either side chose with aggregate(),
+   * else the facade's; two different choices are a ConfigError.
    */
   async match(
     other: HyperfeatureImage,
     o: { points?: [number, number][]; mutual?: boolean; limit?: number } = {},
   ): Promise<Correspondence[]> {
-    const [a, b] = await Promise.all([this.descriptors(), other.descriptors()]);
+    if (this.hf !== other.hf)
+      throw new ConfigError('match: both images must come from the same Hyperfeatures instance');
+    const [mine, theirs] = await Promise.all([this.network(), other.network()]);
+    if (mine !== theirs && this.hasOwnNetwork() && other.hasOwnNetwork())
+      throw new ConfigError(
+        'match: the two images were aggregated with different networks; their descriptors are not comparable. Aggregate both with the same network',
+      );
+    const net = this.hasOwnNetwork() || !other.hasOwnNetwork() ? mine : theirs;
+    const [a, b] = await Promise.all([this.descriptors(net), other.descriptors(net)]);
     const sizes = { source: await this.size(), target: await other.size() };
     if (o.points && !o.mutual)
       return matchImagePoints(a, b, o.points, { ...sizes, loadSize: this.hf.loadSize() });
@@ -141,13 +187,27 @@ export class Hyperfeatures {
    * @example const hf = await Hyperfeatures.fromModel('stable-diffusion-v1-5/stable-diffusion-v1-5', { device: 'cuda' });
    */
   static async fromModel(model: string, options: HyperfeaturesOptions = {}): Promise<Hyperfeatures> {
-    return new Hyperfeatures(await loadStableDiffusion(model, options), options);
+    if (typeof model !== 'string' || !model)
+      throw new ConfigError(`fromModel: expected a model folder or hub id, got ${JSON.stringify(model)}`);
+    const hf = new Hyperfeatures(await loadStableDiffusion(model, options), options);
+    if (options.network !== undefined && options.network !== 'official') await hf.defaultNetwork();
+    return hf;
   }
 
-  extractOptions(): ExtractOptions {
-    return this.options.oneStep
-      ? { ...this.options.extract, steps: 1, saveTimesteps: [0] }
-      : { ...this.options.extract };
+  /**
+   * Extraction settings for features that `network` will aggregate: its steps and save
+   * timesteps with the user's other settings (without a network: the user's settings).
+   * @throws ConfigError on any mismatch, before work.
+   */
+  async extractOptions(network?: AggregationNetwork): Promise<ExtractOptions> {
+    if (!network) {
+      const o = this.options;
+      return o.oneStep ? { ...o.extract, steps: 1, saveTimesteps: [0] } : { ...o.extract };
+    }
+    return extractionForNetwork(network.config, this.sd.unet.config, this.options.extract, {
+      oneStep: this.options.oneStep,
+      networkName: `the aggregation network (${typeof this.options.network === 'string' ? this.options.network : 'given'})`,
+    });
   }
 
   loadSize(): number {
@@ -164,7 +224,7 @@ export class Hyperfeatures {
     ).then((p) => {
       if (!p)
         throw new ConfigError(
-          `no official aggregation network is known for ${this.sd.modelId}; pass network: <checkpoint> or train one`,
+          `no official aggregation network is known for ${this.sd.modelId}${this.options.oneStep ? ' (one-step)' : ''}; pass network: <checkpoint>, or AggregationNetwork.forModel(sd) to train one`,
         );
       return AggregationNetwork.load(p, this.options);
     });
@@ -182,6 +242,8 @@ export class Hyperfeatures {
 
   /** A synthetic image generated lazily from a prompt. */
   generate(prompt: string, options: GenerateOptions = {}): HyperfeatureImage {
+    if (typeof prompt !== 'string')
+      throw new ConfigError(`generate: expected a prompt string, got ${JSON.stringify(prompt)}`);
     return new HyperfeatureImage(this, { kind: 'prompt', prompt, options });
   }
 

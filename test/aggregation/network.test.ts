@@ -68,6 +68,7 @@ describe('aggregation network', () => {
         saveTimesteps: [49, 25, 0],
         projectionDim: 128,
         numNormGroups: 32,
+        steps: 50, // the checkpoint config's num_timesteps
       });
       assertClose(
         await net.forward(ref.get('features')!),

@@ -6,8 +6,11 @@ import {
   mutualNearestNeighbours,
   rescalePoints,
   pointIndex,
+  similarityRows,
+  unitPixels,
   type PointYX,
 } from '../../sdk/correspondence/match.ts';
+import { Rng } from '../../sdk/core/rng.ts';
 import { computePck, distances } from '../../sdk/correspondence/pck.ts';
 import { readAllSafetensors } from '../../sdk/core/safetensors.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
@@ -61,7 +64,7 @@ describe('correspondence: matching and PCK', () => {
     assert.equal(computePck([pair], 0.1, 'bbox').perKeypoint, c.pck_bbox_mean);
   });
 
-  it('finds planted matches by construction; mutual NN keeps only consistent pairs', () => {
+  it('finds planted matches by construction; mutual NN keeps only consistent pairs', async () => {
     // one-hot descriptors: source pixel i carries feature i; target is the source shifted right by one column
     const H = 4;
     const W = 4;
@@ -89,9 +92,33 @@ describe('correspondence: matching and PCK', () => {
       ],
     );
     assert.ok(m.every((x) => Math.abs(x.score - 1) < 1e-6));
-    const mnn = mutualNearestNeighbours(src, tgt);
+    const mnn = await mutualNearestNeighbours(src, tgt);
     assert.equal(mnn.length, H * (W - 1), 'every pixel but the last column has its shifted twin');
     assert.ok(mnn.every((x) => x.target[1] === x.source[1] + 1 && x.target[0] === x.source[0]));
+  });
+
+  it('mutual NN in onnxruntime equals a brute-force scan on random descriptors (ties included)', async () => {
+    const rng = new Rng(7);
+    const mk = (h: number, w: number) => new Tensor(rng.normalArray(24 * h * w, 0, 1), [1, 24, h, w]);
+    const [a, b] = [mk(9, 7), mk(6, 8)];
+    // duplicate one target pixel so two targets tie: the first index must win, as in a scan
+    for (let c = 0; c < 24; c++) b.data[c * 48 + 5] = b.data[c * 48 + 4];
+    const ua = unitPixels(a);
+    const ub = unitPixels(b);
+    const scan = (x: Float32Array, y: Float32Array) =>
+      similarityRows(x, [...Array(x.length / 24).keys()], y, 24).map((row) => row.indexOf(Math.max(...row)));
+    const fwd = scan(ua, ub);
+    const back = scan(ub, ua);
+    const want = fwd.flatMap((j, i) => (back[j] === i ? [[i, j]] : []));
+    const got = await mutualNearestNeighbours(a, b);
+    assert.ok(want.length > 3);
+    assert.deepEqual(
+      got
+        .map((m) => [m.source[0] * 7 + m.source[1], m.target[0] * 8 + m.target[1]])
+        .sort((x, y) => x[0] - y[0]),
+      want,
+    );
+    for (let k = 1; k < got.length; k++) assert.ok(got[k - 1].score >= got[k].score);
   });
 
   it('computes PCK per keypoint, per image and per category', () => {

@@ -2,6 +2,7 @@ import { ConfigError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
 import { officialNetwork } from '../../aggregation/official.ts';
+import { extractionForNetwork } from '../../aggregation/settings.ts';
 import { matchImagePoints, mutualImageMatches } from '../../correspondence/points.ts';
 import { decodeImage } from '../../data/image.ts';
 import { invertImages, DEFAULT_EXTRACT } from '../../diffusion/extract.ts';
@@ -41,12 +42,16 @@ export const match: Command = {
     });
     if (!v.model || !v.out || positionals.length !== 2)
       throw new ConfigError('match: expected --model, --out and two images');
-    const oneStep = v['one-step'] ?? false;
+    const oneStep = v['one-step'];
+    const points = v.points ? parsePoints(v.points) : undefined;
+    const limit = intOption('limit', v.limit, 30, 1);
+    const flags = extractFlags(v);
     const device = choice('device', v.device, DEVICES, 'cpu');
     const allowDownload = v['allow-download'];
     const networkPath =
       v.aggregator ??
       (await officialNetwork(v.model, oneStep ? 'one-step' : 'multi-step', { allowDownload }));
+    // (settings are checked against the network right after the model loads, before inversion)
     if (!networkPath)
       throw new ConfigError(
         `match: no official aggregation network is known for ${v.model}; pass --aggregator <ckpt>`,
@@ -54,18 +59,19 @@ export const match: Command = {
     const net = await AggregationNetwork.load(networkPath, { device });
     const sd = await loadStableDiffusion(v.model, { device, allowDownload });
     try {
-      const flags = extractFlags(v);
-      const extract = oneStep ? { ...flags, steps: 1, saveTimesteps: [0] } : flags;
+      const extract = extractionForNetwork(net.config, sd.unet.config, flags, {
+        oneStep,
+        networkName: `the aggregation network ${networkPath}`,
+      });
       const stacks = await invertImages(sd, positionals, extract);
       const [a, b] = await Promise.all(stacks.map((s) => net.aggregate([s], 64)));
       const sizes = { source: stacks[0].meta.originalSize!, target: stacks[1].meta.originalSize! };
-      const points = v.points ? parsePoints(v.points) : undefined;
       const matches = points
         ? await matchImagePoints(a, b, points, {
             ...sizes,
             loadSize: extract.loadSize ?? DEFAULT_EXTRACT.loadSize,
           })
-        : mutualImageMatches(a, b, sizes, intOption('limit', v.limit, 30, 1));
+        : await mutualImageMatches(a, b, sizes, limit);
       const [ra, rb] = await Promise.all(positionals.map((p) => decodeImage(p)));
       const png = await drawCorrespondences(ra, rb, matches, {
         title: `${matches.length} ${points ? 'nearest-neighbour' : 'mutual nearest-neighbour'} matches`,

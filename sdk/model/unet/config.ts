@@ -95,3 +95,9 @@ export function parseUNetConfig(path: string, raw: RawConfig): UNetConfig {
 export function tapCount(cfg: UNetConfig): number {
   return cfg.upBlockTypes.length * (cfg.layersPerBlock + 1);
 }
+
+/** Channels of each decoder tap in layer order (up block i has the reversed block widths' i-th). */
+export function tapChannels(cfg: UNetConfig): number[] {
+  const reversed = [...cfg.blockOutChannels].reverse();
+  return cfg.upBlockTypes.flatMap((_, i) => Array<number>(cfg.layersPerBlock + 1).fill(reversed[i]));
+}

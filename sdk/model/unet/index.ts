@@ -8,7 +8,7 @@ import { Session, type SessionOptions } from '../runtime.ts';
 import { buildUNetGraph } from './build.ts';
 import { parseUNetConfig, tapCount, type UNetConfig } from './config.ts';
 
-export { parseUNetConfig, tapCount, type UNetConfig } from './config.ts';
+export { parseUNetConfig, tapCount, tapChannels, type UNetConfig } from './config.ts';
 export { buildUNetGraph } from './build.ts';
 
 export interface LoadOptions extends SessionOptions, ResolveOptions {
