@@ -4,7 +4,8 @@ import { readFileSync, existsSync } from 'node:fs';
 import { Hyperfeatures } from '../sdk/facade/hyperfeatures.ts';
 import { AggregationNetwork } from '../sdk/aggregation/network.ts';
 import { decodeImage } from '../sdk/data/image.ts';
-import { ShapeError } from '../sdk/core/errors.ts';
+import { ConfigError, ShapeError } from '../sdk/core/errors.ts';
+import { matchImagePoints } from '../sdk/correspondence/points.ts';
 import { FIXTURES, REFERENCE, rejectsWith, tempDir, runCli } from './helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
@@ -81,6 +82,83 @@ describe('fluent SDK, eval and match', () => {
     );
     assert.ok((await gen.features()).meta.flipped, 'and are flipped as the original synthetic demo does');
     assert.deepEqual([...(await gen.image()).shape], [1, 3, 64, 64]);
+    await hf.dispose();
+  });
+
+  it('takes extraction settings from the network and rejects mismatches before any inversion', async () => {
+    let progress = 0;
+    const onProgress = () => void progress++;
+    const small = { imageSize: 64, loadSize: 64, onProgress, cache: false as const };
+    const netOf = (
+      hf: Hyperfeatures,
+      o: { steps?: number; saveTimesteps?: number[]; oneStep?: boolean } = {},
+    ) => AggregationNetwork.forModel(hf.sd, { steps: 2, saveTimesteps: [1, 0], projectionDim: 128, ...o });
+    // no steps or save timesteps given: the network's (2 steps, [1, 0]) are used
+    const hf = await Hyperfeatures.fromModel(TINY, { extract: small, outputResolution: 16 });
+    const net2 = netOf(hf);
+    assert.deepEqual(net2.config.featureDims, DIMS, 'feature dims from the UNet config, no probe');
+    const img = hf.invert(A).aggregate(net2);
+    assert.deepEqual((await img.features()).saveTimesteps, [1, 0]);
+    assert.equal(progress, 2, 'two inversion steps');
+    // user settings that contradict the network: ConfigError, and nothing ran
+    progress = 0;
+    const bad = await Hyperfeatures.fromModel(TINY, {
+      extract: { ...small, saveTimesteps: [1] },
+      outputResolution: 16,
+    });
+    const e1 = await rejectsWith(bad.invert(A).aggregate(net2).descriptors(), ConfigError);
+    assert.match(e1.message, /saveTimesteps \[1\] differ from \[1, 0\].*leave saveTimesteps unset/);
+    const one = await Hyperfeatures.fromModel(TINY, { extract: small, oneStep: true, outputResolution: 16 });
+    const e2 = await rejectsWith(one.invert(A).aggregate(net2).features(), ConfigError);
+    assert.match(e2.message, /oneStep is set, but .* 2 save timesteps of a 2-step inversion/);
+    const fewer = AggregationNetwork.forModel(hf.sd, {
+      steps: 2,
+      saveTimesteps: [1, 0],
+      projectionDim: 128,
+      layers: [1, 2],
+    });
+    const e3 = await rejectsWith(hf.invert(A).aggregate(fewer).features(), ConfigError);
+    assert.match(e3.message, /expects decoder layers with \[96, 96\] channels/);
+    assert.equal(progress, 0, 'no inversion ran for any rejected setting');
+    // a model without a released network: a clear error for descriptors, raw features still work
+    const e4 = await rejectsWith(hf.invert(A).descriptors(), ConfigError);
+    assert.match(e4.message, /no official aggregation network is known for .*forModel/);
+    assert.equal((await hf.invert(B).features()).layers.length, 12);
+    await Promise.all([hf.dispose(), bad.dispose(), one.dispose()]);
+  });
+
+  it('aggregates both images of a match with one network, and refuses two different ones', async () => {
+    const hf = await Hyperfeatures.fromModel(TINY, {
+      extract: { imageSize: 64, loadSize: 64 },
+      outputResolution: 16,
+    });
+    const n1 = AggregationNetwork.forModel(hf.sd, {
+      steps: 2,
+      saveTimesteps: [1, 0],
+      projectionDim: 128,
+      seed: 1,
+    });
+    const n2 = AggregationNetwork.forModel(hf.sd, {
+      steps: 2,
+      saveTimesteps: [1, 0],
+      projectionDim: 128,
+      seed: 2,
+    });
+    const [a, b] = [hf.invert(A).aggregate(n1), hf.invert(B)];
+    const m = await a.match(b, { points: [[100, 200]] });
+    // b was aggregated by a's network: recomputing with n1 by hand gives the same score
+    const [da, db] = [
+      await n1.aggregate([await a.features()], 16),
+      await n1.aggregate([await b.features()], 16),
+    ];
+    const byHand = await matchImagePoints(da, db, [[100, 200]], {
+      source: await a.size(),
+      target: await b.size(),
+      loadSize: 64,
+    });
+    assert.deepEqual(m, byHand);
+    const e = await rejectsWith(a.match(hf.invert(B).aggregate(n2), { points: [[1, 1]] }), ConfigError);
+    assert.match(e.message, /different networks/);
     await hf.dispose();
   });
 

@@ -19,3 +19,11 @@ export { trainNetwork, type TrainingPair, type TrainOptions, type TrainHistory }
 export { buildAggregationGraph } from './graph.ts';
 export { mirroredPairs } from './train/mirror.ts';
 export { extractionForNetwork } from './settings.ts';
+export {
+  modelFamily,
+  officialNetwork,
+  officialNetworkFile,
+  readUNetConfig,
+  OFFICIAL_REPO,
+  type ModelFamily,
+} from './official.ts';

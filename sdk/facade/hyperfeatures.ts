@@ -59,10 +59,13 @@ export class HyperfeatureImage {
     private readonly source: Source,
   ) {}
 
-  /** The raw FeatureStack (timesteps x layers), extracted with the network's settings. */
-  features(): Promise<FeatureStack> {
+  /**
+   * The raw FeatureStack (timesteps x layers), extracted once with the settings of the network
+   * it is for (`network`, else this image's), the first time anything asks for it.
+   */
+  features(network?: AggregationNetwork): Promise<FeatureStack> {
     this.stack ??= (async () => {
-      const extract = await this.hf.extractOptions(await this.networkForFeatures());
+      const extract = await this.hf.extractOptions(network ?? (await this.networkForFeatures()));
       if (this.source.kind === 'image')
         return (await invertImages(this.hf.sd, [this.source.input], extract))[0];
       const run = generateImages(this.hf.sd, [this.source.prompt], { ...extract, ...this.source.options });
@@ -120,7 +123,7 @@ export class HyperfeatureImage {
     const net = network ?? (await this.network());
     let d = this.desc.get(net);
     if (!d) {
-      d = (async () => net.aggregate([await this.features()], this.hf.outputResolution))();
+      d = (async () => net.aggregate([await this.features(net)], this.hf.outputResolution))();
       this.desc.set(net, d);
     }
     return d;
@@ -156,12 +159,15 @@ export class HyperfeatureImage {
   ): Promise<Correspondence[]> {
     if (this.hf !== other.hf)
       throw new ConfigError('match: both images must come from the same Hyperfeatures instance');
-    const [mine, theirs] = await Promise.all([this.network(), other.network()]);
-    if (mine !== theirs && this.hasOwnNetwork() && other.hasOwnNetwork())
-      throw new ConfigError(
-        'match: the two images were aggregated with different networks; their descriptors are not comparable. Aggregate both with the same network',
-      );
-    const net = this.hasOwnNetwork() || !other.hasOwnNetwork() ? mine : theirs;
+    let net: AggregationNetwork;
+    if (this.hasOwnNetwork() && other.hasOwnNetwork()) {
+      const [mine, theirs] = await Promise.all([this.network(), other.network()]);
+      if (mine !== theirs)
+        throw new ConfigError(
+          'match: the two images were aggregated with different networks; their descriptors are not comparable. Aggregate both with the same network',
+        );
+      net = mine;
+    } else net = await (other.hasOwnNetwork() ? other.network() : this.network());
     const [a, b] = await Promise.all([this.descriptors(net), other.descriptors(net)]);
     const sizes = { source: await this.size(), target: await other.size() };
     if (o.points && !o.mutual)
@@ -217,17 +223,9 @@ export class Hyperfeatures {
   resolveNetwork(n: string | AggregationNetwork): Promise<AggregationNetwork> {
     if (typeof n !== 'string') return Promise.resolve(n);
     if (n !== 'official' || existsSync(n)) return AggregationNetwork.load(n, this.options);
-    return officialNetwork(
-      this.sd.modelId,
-      this.options.oneStep ? 'one-step' : 'multi-step',
-      this.options,
-    ).then((p) => {
-      if (!p)
-        throw new ConfigError(
-          `no official aggregation network is known for ${this.sd.modelId}${this.options.oneStep ? ' (one-step)' : ''}; pass network: <checkpoint>, or AggregationNetwork.forModel(sd) to train one`,
-        );
-      return AggregationNetwork.load(p, this.options);
-    });
+    return officialNetwork(this.sd, this.options.oneStep ? 'one-step' : 'multi-step', this.options).then(
+      (p) => AggregationNetwork.load(p, this.options),
+    );
   }
 
   defaultNetwork(): Promise<AggregationNetwork> {

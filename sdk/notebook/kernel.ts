@@ -1,8 +1,8 @@
 /**
  * The notebook kernel: tslab's TypeScript kernel started by `kernels/start-kernel.cjs` so the
  * SDK's display helpers reach Jupyter. tslab is an optional peer dependency: it is found at
- * install time (the current project first, then beside this package) and its path is written
- * into kernel.json, so the kernel runs the same tslab every time.
+ * install time ($HYPERFEATURES_TSLAB, else the current project, else beside this package) and
+ * its path is written into kernel.json, so the kernel runs the same tslab every time.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -25,6 +25,11 @@ export interface KernelInstallOptions {
 
 /** The tslab package folder, or a ConfigError that says how to get it. */
 export function findTslab(from = process.cwd()): string {
+  const given = process.env.HYPERFEATURES_TSLAB;
+  if (given) {
+    if (existsSync(join(given, 'dist', 'main.js'))) return resolve(given);
+    throw new ConfigError(`HYPERFEATURES_TSLAB=${given} is not a tslab package folder (no dist/main.js)`);
+  }
   for (const base of [resolve(from), packageRoot()]) {
     try {
       const require = createRequire(join(base, 'noop.js'));

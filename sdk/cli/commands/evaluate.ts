@@ -5,7 +5,7 @@ import { createProgress } from '../../core/progress.ts';
 import { DATASETS, loadPairs } from '../../data/pairs.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
-import { officialNetwork } from '../../aggregation/official.ts';
+import { officialNetwork, readUNetConfig } from '../../aggregation/official.ts';
 import {
   TABLE1_METHODS,
   evaluatePairs,
@@ -23,7 +23,14 @@ async function network(
   allowDownload: boolean,
 ) {
   if (path) return AggregationNetwork.load(path);
-  const official = await officialNetwork(model, variant, { allowDownload }).catch(() => undefined);
+  // no network given: the official one for the model's family, when there is one
+  const config = await readUNetConfig(model, { allowDownload });
+  const official = await officialNetwork({ modelId: model, config }, variant, { allowDownload }).catch(
+    (e) => {
+      if (e instanceof ConfigError) return undefined; // the methods that need it say so
+      throw e;
+    },
+  );
   return official ? AggregationNetwork.load(official) : undefined;
 }
 

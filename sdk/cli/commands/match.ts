@@ -1,7 +1,7 @@
 import { ConfigError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
-import { officialNetwork } from '../../aggregation/official.ts';
+import { officialNetwork, readUNetConfig } from '../../aggregation/official.ts';
 import { extractionForNetwork } from '../../aggregation/settings.ts';
 import { matchImagePoints, mutualImageMatches } from '../../correspondence/points.ts';
 import { decodeImage } from '../../data/image.ts';
@@ -50,12 +50,12 @@ export const match: Command = {
     const allowDownload = v['allow-download'];
     const networkPath =
       v.aggregator ??
-      (await officialNetwork(v.model, oneStep ? 'one-step' : 'multi-step', { allowDownload }));
+      (await officialNetwork(
+        { modelId: v.model, config: await readUNetConfig(v.model, { allowDownload }) },
+        oneStep ? 'one-step' : 'multi-step',
+        { allowDownload },
+      ));
     // (settings are checked against the network right after the model loads, before inversion)
-    if (!networkPath)
-      throw new ConfigError(
-        `match: no official aggregation network is known for ${v.model}; pass --aggregator <ckpt>`,
-      );
     const net = await AggregationNetwork.load(networkPath, { device });
     const sd = await loadStableDiffusion(v.model, { device, allowDownload });
     try {
