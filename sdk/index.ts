@@ -1,4 +1,8 @@
 /** hyperfeatures: the public API. */
+import { assertNodeVersion } from './core/node-version.ts';
+
+assertNodeVersion();
+
 export * from './core/errors.ts';
 export { Tensor, concat, resizeBilinear, relativeError } from './core/tensor.ts';
 export { Rng } from './core/rng.ts';
