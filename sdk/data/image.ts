@@ -3,6 +3,7 @@
  * square load size (plain resize, aspect ratio not kept, as the original code does); the
  * original size is kept so points can be mapped back.
  */
+import { readFileSync, statSync } from 'node:fs';
 import sharp, { type Sharp } from 'sharp';
 import { DataError, ConfigError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
@@ -10,6 +11,7 @@ import { Tensor, resizeBilinear } from '../core/tensor.ts';
 import { writeFileAtomic } from '../core/fs.ts';
 import { checkPositiveInt } from '../core/validate.ts';
 import { pilResizeBilinear } from './pil-resize.ts';
+import { decodeBmp, isBmp } from './bmp.ts';
 
 import type { RgbImage } from '../core/rgb.ts';
 
@@ -30,6 +32,8 @@ export interface LoadImageOptions {
   loadSize?: number;
   /** If set and different from loadSize, pixels are then bilinearly interpolated to it (align_corners false). */
   modelSize?: number;
+  /** See DecodeOptions.colorManaged (default off, as the paper's pipeline). */
+  colorManaged?: boolean;
 }
 
 export const DEFAULT_LOAD_SIZE = 512;
@@ -41,42 +45,122 @@ function describe(input: ImageInput): string {
   return '<sharp instance>';
 }
 
+export interface DecodeOptions {
+  /**
+   * Apply embedded ICC profiles (and CMYK profiles) to get display-correct sRGB. Off by
+   * default: the paper's code reads images with Pillow's `convert("RGB")`, which applies no
+   * colour management, and features depend on the exact pixels.
+   */
+  colorManaged?: boolean;
+}
+
+/** What the decoder reads; anything else is refused with this list. */
+export const IMAGE_FORMATS = 'JPEG, PNG (8-bit), WebP, GIF (first frame), TIFF, AVIF, BMP (uncompressed)';
+
+/** Pillow's CMYK -> RGB (Convert.c cmyk2rgb): r = (255 - k) - c (255 - k) / 255, rounded as MULDIV255. */
+function pillowCmykToRgb(cmyk: Uint8Array, n: number): Uint8Array {
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const nk = 255 - cmyk[i * 4 + 3];
+    for (let c = 0; c < 3; c++) {
+      const t = cmyk[i * 4 + c] * nk + 128;
+      const v = nk - (((t >> 8) + t) >> 8);
+      out[i * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+  }
+  return out;
+}
+
+const asRgb = (data: Buffer, width: number, height: number): RgbImage => ({
+  data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+  width,
+  height,
+});
+
+async function decodeEncoded(img: Sharp, colorManaged: boolean): Promise<RgbImage> {
+  const meta = await img.metadata();
+  if (meta.depth && !['uchar', 'char'].includes(meta.depth))
+    throw new Error(
+      `${meta.depth === 'ushort' ? '16' : meta.depth}-bit samples are not supported (Pillow's convert("RGB") of them depends on the mode); save it as an 8-bit image`,
+    );
+  if (meta.space === 'cmyk' && !colorManaged) {
+    // the raw CMYK samples (Adobe-inverted ones already flipped by libjpeg), then Pillow's formula
+    const { data, info } = await img
+      .pipelineColourspace('cmyk')
+      .toColourspace('cmyk')
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 4) throw new Error(`CMYK decoded to ${info.channels} channels`);
+    return { data: pillowCmykToRgb(data, info.width * info.height), width: info.width, height: info.height };
+  }
+  const { data, info } = await img
+    .toColourspace('srgb')
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
+  return asRgb(data, info.width, info.height);
+}
+
 /**
- * Decode any JPEG/PNG/WebP (or pass-through RGB) to 8-bit RGB; alpha is dropped and
- * grayscale expanded, like PIL's `convert("RGB")`.
- * @throws DataError naming the source when it cannot be decoded.
+ * The one image decoder: every image that enters the SDK (extraction, evaluation, training,
+ * matching, Lotus) goes through it. By default it gives exactly Pillow's
+ * `Image.open(path).convert("RGB")` bytes, as the original code reads images: no colour
+ * management (ICC profiles ignored), no EXIF rotation, alpha dropped without compositing,
+ * CMYK and palettes converted by Pillow's rules, animated images' first frame.
+ * @throws DataError naming the source when it cannot be read or decoded, or is smaller than 2x2.
  */
-export async function decodeImage(input: ImageInput): Promise<RgbImage> {
+export async function decodeImage(input: ImageInput, options: DecodeOptions = {}): Promise<RgbImage> {
+  const source = describe(input);
+  let rgb: RgbImage;
   if (typeof input === 'object' && 'data' in input && 'width' in input && !(input instanceof Uint8Array)) {
     if (input.data.length !== input.width * input.height * 3) {
       throw new DataError(
         messages.imageDecode(
-          describe(input),
+          source,
           `expected ${input.width * input.height * 3} bytes of RGB, got ${input.data.length}`,
         ),
       );
     }
-    return input;
+    rgb = input;
+  } else {
+    let bytes: Uint8Array | undefined;
+    if (typeof input === 'string') {
+      let st;
+      try {
+        st = statSync(input);
+      } catch (e) {
+        throw new DataError(
+          messages.imageDecode(
+            source,
+            `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+          ),
+          { cause: e },
+        );
+      }
+      if (st.isDirectory())
+        throw new DataError(messages.imageDecode(source, 'it is a folder, not an image file'));
+      bytes = readFileSync(input);
+    } else if (input instanceof Uint8Array) bytes = input;
+    try {
+      if (bytes && isBmp(bytes)) rgb = decodeBmp(bytes);
+      else {
+        const img = bytes
+          ? sharp(bytes, { failOn: 'error', ignoreIcc: !options.colorManaged })
+          : (input as Sharp).clone();
+        rgb = await decodeEncoded(img, options.colorManaged ?? false);
+      }
+    } catch (e) {
+      const reason = (e as Error).message;
+      const hint = /unsupported image format/i.test(reason) ? ` (supported: ${IMAGE_FORMATS})` : '';
+      throw new DataError(messages.imageDecode(source, reason + hint), { cause: e });
+    }
   }
-  try {
-    const img =
-      typeof input === 'string' || input instanceof Uint8Array
-        ? sharp(input, { failOn: 'error' })
-        : input.clone();
-    const { data, info } = await img
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
-    return {
-      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-      width: info.width,
-      height: info.height,
-    };
-  } catch (e) {
-    throw new DataError(messages.imageDecode(describe(input), (e as Error).message), { cause: e });
-  }
+  if (rgb.width < 2 || rgb.height < 2)
+    throw new DataError(
+      messages.imageDecode(source, `it is ${rgb.width}x${rgb.height} pixels; at least 2x2 are needed`),
+    );
+  return rgb;
 }
 
 /** [1, 3, H, W] float pixels in [-1, 1] from 8-bit RGB. */
@@ -117,7 +201,7 @@ export async function loadImage(input: ImageInput, options: LoadImageOptions = {
   checkPositiveInt('loadSize', options.loadSize);
   checkPositiveInt('modelSize', options.modelSize);
   const loadSize = options.loadSize ?? DEFAULT_LOAD_SIZE;
-  const rgb = await decodeImage(input);
+  const rgb = await decodeImage(input, { colorManaged: options.colorManaged });
   let pixels = rgbToPixels(resizeRgb(rgb, loadSize, loadSize));
   if (options.modelSize !== undefined && options.modelSize !== loadSize) {
     pixels = resizeBilinear(pixels, options.modelSize, options.modelSize);
