@@ -13,6 +13,8 @@ export {
   decodeImage,
   saveImage,
   pixelsToRgb,
+  IMAGE_FORMATS,
+  type DecodeOptions,
   type ImageInput,
   type RgbImage,
 } from './data/image.ts';
@@ -40,7 +42,16 @@ export { matchPoints, matchPointsBatched, mutualNearestNeighbours } from './corr
 export { matchImagePoints, type Correspondence } from './correspondence/points.ts';
 export { computePck, PCK_ALPHAS } from './correspondence/pck.ts';
 export { gridPck } from './correspondence/grid-pck.ts';
-export { evaluatePairs, table1Markdown, TABLE1_METHODS, PAPER_TABLE1 } from './correspondence/evaluate.ts';
+export {
+  evaluatePairs,
+  table1Markdown,
+  pairId,
+  TABLE1_METHODS,
+  PAPER_TABLE1,
+  type PairRecord,
+  type Table1Method,
+} from './correspondence/evaluate.ts';
+export { explainPairPng } from './viz/explain.ts';
 export { drawCorrespondences } from './viz/correspondences.ts';
 export { imageGridPng } from './viz/grid.ts';
 export { Hyperfeatures, HyperfeatureImage, type HyperfeaturesOptions } from './facade/hyperfeatures.ts';

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { copyFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FeatureStack } from '../sdk/diffusion/feature-stack.ts';
 import { decodeImage } from '../sdk/data/image.ts';
@@ -10,6 +10,82 @@ import { FIXTURES, REFERENCE, tempDir, tolerance, runCli } from './helpers.ts';
 const TINY = join(REFERENCE, 'tiny-sd15');
 
 describe('cli: extract and demo', () => {
+  const small = [
+    '--steps',
+    '1',
+    '--save-timesteps',
+    '0',
+    '--layers',
+    '1',
+    '--load-size',
+    '32',
+    '--image-size',
+    '32',
+    '--no-cache',
+  ];
+
+  it('skips undecodable files of a batch and says which; fails on none left, empty folders and stem clashes', async () => {
+    const dir = tempDir();
+    const cow = join(FIXTURES, 'spair/JPEGImages/cow/2007_005797.jpg');
+    copyFileSync(cow, join(dir, 'good.jpg'));
+    writeFileSync(join(dir, 'truncated.jpg'), readFileSync(cow).subarray(0, 2000));
+    writeFileSync(join(dir, 'text.png'), 'not an image');
+    const out = tempDir();
+    const r = await runCli(['extract', '--model', TINY, '--images', dir, '--out', out, ...small]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /skipped 2 of 3 image\(s\) that cannot be decoded/);
+    assert.match(r.err, /truncated\.jpg: cannot decode image/);
+    assert.match(r.err, /text\.png: cannot decode image/);
+    assert.deepEqual(readdirSync(out), ['good.safetensors']);
+    const empty = tempDir();
+    const e = await runCli(['extract', '--model', TINY, '--images', empty, '--out', tempDir(), ...small]);
+    assert.equal(e.code, 2);
+    assert.match(e.err, /no images found in/);
+    const bad = tempDir();
+    writeFileSync(join(bad, 'a.jpg'), 'x');
+    const n = await runCli(['extract', '--model', TINY, '--images', bad, '--out', tempDir(), ...small]);
+    assert.equal(n.code, 2);
+    assert.match(n.err, /none of the 1 image\(s\) can be decoded/);
+    const other = tempDir();
+    copyFileSync(cow, join(other, 'good.jpg'));
+    const c = await runCli([
+      'extract',
+      '--model',
+      TINY,
+      '--images',
+      join(dir, 'good.jpg'),
+      join(other, 'good.jpg'),
+      '--out',
+      tempDir(),
+      ...small,
+    ]);
+    assert.equal(c.code, 2);
+    assert.match(c.err, /share one: .*good\.jpg & .*good\.jpg/);
+  });
+
+  it('--color-managed changes the features of an Adobe RGB photo, and only of it', async () => {
+    const stack = async (file: string, managed: boolean) => {
+      const out = tempDir();
+      const r = await runCli([
+        'extract',
+        '--model',
+        TINY,
+        '--images',
+        join(FIXTURES, file),
+        '--out',
+        out,
+        ...small,
+        ...(managed ? ['--color-managed'] : []),
+      ]);
+      assert.equal(r.code, 0, r.err);
+      return (await readAllSafetensors(join(out, readdirSync(out)[0]))).tensors.get('t0_l1')!.data;
+    };
+    const adobe = 'spair/JPEGImages/cow/2009_003189.jpg';
+    assert.ok(relativeError(await stack(adobe, true), await stack(adobe, false)) > 1e-3);
+    const plain = 'spair/JPEGImages/cow/2007_005797.jpg'; // no profile
+    assert.equal(relativeError(await stack(plain, true), await stack(plain, false)), 0);
+  });
+
   it('extracts a folder of images into t{s}_l{l} files, resized on request', async () => {
     const out = tempDir();
     const r = await runCli([

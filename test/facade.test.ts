@@ -6,6 +6,7 @@ import { AggregationNetwork } from '../sdk/aggregation/network.ts';
 import { decodeImage } from '../sdk/data/image.ts';
 import { ConfigError, ShapeError } from '../sdk/core/errors.ts';
 import { matchImagePoints } from '../sdk/correspondence/points.ts';
+import type { PairRecord } from '../sdk/correspondence/evaluate.ts';
 import { FIXTURES, REFERENCE, rejectsWith, tempDir, runCli } from './helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
@@ -162,9 +163,11 @@ describe('fluent SDK, eval and match', () => {
     await hf.dispose();
   });
 
-  it("eval writes results.json and a Table 1 markdown beside the paper's numbers", async () => {
+  it("eval writes results.json, pair records and a Table 1 markdown beside the paper's numbers", async () => {
     const out = tempDir();
-    const r = await runCli([
+    // the command line of this test with another --out (for the --explain-pair runs)
+    const argsOf = (from: string, to: string) => evalArgs.map((a) => (a === from ? to : a));
+    const evalArgs = [
       'eval',
       '--model',
       TINY,
@@ -194,7 +197,8 @@ describe('fluent SDK, eval and match', () => {
       '4',
       '--out',
       out,
-    ]);
+    ];
+    const r = await runCli(evalArgs);
     assert.equal(r.code, 0, r.err);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     assert.deepEqual(Object.keys(results.methods).sort(), [
@@ -216,6 +220,53 @@ describe('fluent SDK, eval and match', () => {
     const table = readFileSync(join(out, 'table1.md'), 'utf8');
     assert.match(table, /\| ours \| [\d.]+ \| [\d.]+ \| 72.56 \| 64.61 \|/);
     assert.match(r.out, /PCK@0.1 on spair \(2 pairs/);
+    // pair-by-pair records: hits follow from distances and thresholds, and pool to results.json
+    const records = readFileSync(join(out, 'pairs.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as PairRecord);
+    assert.equal(records.length, 2 * 6);
+    for (const m of Object.keys(results.methods)) {
+      const mine = records.filter((x) => x.method === m);
+      assert.deepEqual(
+        mine.map((x) => x.index),
+        [0, 1],
+      );
+      for (const x of mine) {
+        assert.equal(x.predictedPoints.length, x.targetPoints.length);
+        assert.deepEqual(
+          x.hitsImg,
+          x.distances.map((d) => d <= x.thresholdImg),
+        );
+        const [px, py] = x.predictedPoints[0];
+        const [tx, ty] = x.targetPoints[0];
+        assert.ok(
+          Math.abs(Math.hypot(px - tx, py - ty) - x.distances[0]) < 1e-9,
+          'distances in (x, y) pixels',
+        );
+        assert.equal(x.thresholdImg, 0.1 * Math.max(x.targetSize.width, x.targetSize.height));
+      }
+      const hits = mine.flatMap((x) => x.hitsBbox!).filter(Boolean).length;
+      const total = mine.reduce((n, x) => n + x.hitsBbox!.length, 0);
+      assert.equal(
+        hits / total,
+        results.methods[m].pck['0.1'].bbox.perKeypoint,
+        `${m}: records pool to results.json`,
+      );
+    }
+    assert.match(records[1].id, /^\w+-\w+:\w+$/);
+    // one pair explained as a picture, found by index or id
+    for (const spec of ['1', records.find((x) => x.index === 1)!.id]) {
+      const dir = tempDir();
+      const e = await runCli([...argsOf(out, dir), '--explain-pair', spec, '--methods', 'ours']);
+      assert.equal(e.code, 0, e.err);
+      const png = await decodeImage(join(dir, 'explain_1_ours.png'));
+      assert.ok(png.width > 400 && png.height > 400);
+      assert.match(e.out, /ours: \d+\/\d+ hits by image, \d+\/\d+ by box/);
+    }
+    const bad = await runCli([...argsOf(out, tempDir()), '--explain-pair', 'nope:cat', '--methods', 'ours']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /no pair "nope:cat" in this list; ids look like/);
   });
 
   it('eval fails before any work for unknown methods and missing networks', async () => {

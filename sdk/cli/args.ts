@@ -62,6 +62,7 @@ export const EXTRACT_FLAGS = {
   'save-timesteps': { type: 'string' },
   'image-size': { type: 'string' },
   'load-size': { type: 'string' },
+  'color-managed': { type: 'boolean' },
 } as const;
 
 /** Extraction settings from those flags (undefined where not given: the SDK defaults apply). */
@@ -70,11 +71,13 @@ export function extractFlags(v: {
   'save-timesteps'?: string;
   'image-size'?: string;
   'load-size'?: string;
+  'color-managed'?: boolean;
 }) {
   return {
     steps: v.steps ? intOption('steps', v.steps, 50, 1) : undefined,
     saveTimesteps: v['save-timesteps'] ? parseIndexList(v['save-timesteps'], '--save-timesteps') : undefined,
     imageSize: v['image-size'] ? intOption('image-size', v['image-size'], 512, 8) : undefined,
     loadSize: v['load-size'] ? intOption('load-size', v['load-size'], 224, 1) : undefined,
+    colorManaged: v['color-managed'],
   };
 }

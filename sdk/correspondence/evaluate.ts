@@ -13,7 +13,7 @@ import type { FeatureStack } from '../diffusion/feature-stack.ts';
 import type { StableDiffusion } from '../diffusion/pipeline.ts';
 import type { AggregationNetwork } from '../aggregation/network.ts';
 import { matchPointsBatched, rescalePoints, type PointYX } from './match.ts';
-import { PCK_ALPHAS, computePck, type PckPair, type PckResult } from './pck.ts';
+import { PCK_ALPHAS, computePck, distances, pckThreshold, type PckPair, type PckResult } from './pck.ts';
 
 export const TABLE1_METHODS = [
   'ours',
@@ -61,6 +61,75 @@ export interface EvalOptions {
   /** Extraction settings for the multi-step methods (default: the paper's 50 steps). */
   extract?: Omit<ExtractOptions, 'loadSize' | 'onProgress'>;
   onProgress?: (pairsDone: number, total: number) => void;
+  /** Called with each pair's record per method as soon as the pair is done (for JSON lines). */
+  onPair?: (record: PairRecord) => void | Promise<void>;
+}
+
+/**
+ * One pair's result for one method, comparable with the original code pair by pair. Points are
+ * (x, y) in pixels: source points in the source image, predicted and true target points in the
+ * target image (the original works in (y, x); it is converted back here). `distances` are in
+ * target-image pixels; a keypoint is a hit when its distance <= the threshold.
+ */
+export interface PairRecord {
+  /** Position of the pair in the evaluated list. */
+  index: number;
+  /** `<source stem>-<target stem>:<category>`, as SPair names its pair files. */
+  id: string;
+  method: Table1Method;
+  category: string;
+  source: string;
+  target: string;
+  targetSize: { width: number; height: number };
+  targetBbox: [number, number, number, number] | null;
+  sourcePoints: [number, number][];
+  predictedPoints: [number, number][];
+  targetPoints: [number, number][];
+  distances: number[];
+  alpha: number;
+  thresholdImg: number;
+  thresholdBbox: number | null;
+  hitsImg: boolean[];
+  hitsBbox: boolean[] | null;
+}
+
+const stem = (path: string) => (path.split(/[\\/]/).pop() ?? path).replace(/\.[^.]*$/, '');
+
+/** The id of a pair in records and `eval --explain-pair`. */
+export function pairId(pair: KeypointPair): string {
+  return `${stem(pair.source)}-${stem(pair.target)}:${pair.category}`;
+}
+
+function pairRecord(
+  index: number,
+  pair: KeypointPair,
+  method: Table1Method,
+  scored: PckPair,
+  alpha: number,
+): PairRecord {
+  const d = distances(scored.predicted, scored.groundTruth);
+  const thresholdImg = pckThreshold(scored, alpha, 'img');
+  const thresholdBbox = scored.bbox ? pckThreshold(scored, alpha, 'bbox') : null;
+  const xy = (ps: readonly PointYX[]) => ps.map(([y, x]): [number, number] => [x, y]);
+  return {
+    index,
+    id: pairId(pair),
+    method,
+    category: pair.category,
+    source: pair.source,
+    target: pair.target,
+    targetSize: scored.imageSize,
+    targetBbox: pair.targetBbox ?? null,
+    sourcePoints: pair.sourcePoints.map(([x, y]): [number, number] => [x, y]),
+    predictedPoints: xy(scored.predicted),
+    targetPoints: xy(scored.groundTruth),
+    distances: d,
+    alpha,
+    thresholdImg,
+    thresholdBbox,
+    hitsImg: d.map((v) => v <= thresholdImg),
+    hitsBbox: thresholdBbox === null ? null : d.map((v) => v <= thresholdBbox),
+  };
 }
 
 export interface MethodResult {
@@ -175,13 +244,15 @@ export async function evaluatePairs(
             (x) => rescalePoints([x.target], { width: R, height: R }, load)[0],
           )
         : (await matchPointsBatched(a, b, sourceYX, { loadSize })).map((x) => x.target);
-      perMethod.get(m)!.push({
+      const scored: PckPair = {
         predicted: rescalePoints(matches, load, tgtSize),
         groundTruth: truth,
         imageSize: tgtSize,
         bbox: pair.targetBbox,
         category: pair.category,
-      });
+      };
+      perMethod.get(m)!.push(scored);
+      await o.onPair?.(pairRecord(i, pair, m, scored, 0.1));
     }
     o.onProgress?.(i + 1, pairs.length);
   }

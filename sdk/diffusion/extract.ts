@@ -32,6 +32,11 @@ export interface ExtractOptions {
   posterior?: 'mean' | { seed: number };
   /** Prompt for the inversion condition (the paper: ""). */
   prompt?: string;
+  /**
+   * Apply embedded ICC profiles when decoding (display-correct colours). Off by default: the
+   * paper's pipeline reads images with Pillow's convert("RGB"), without colour management.
+   */
+  colorManaged?: boolean;
   /** Images per UNet batch (default 2: a pair). */
   batchSize?: number;
   /** Feature cache folder; `false` disables the cache. */
@@ -102,7 +107,9 @@ export async function invertImages(
   const prompt = o.prompt ?? '';
   const settings = { kind: 'inversion', steps, plan, loadSize, imageSize, posterior, prompt };
   const cache = o.cache === false ? undefined : new FeatureCache(o.cache);
-  const loaded = await Promise.all(images.map((img) => loadImage(img, { loadSize, modelSize: imageSize })));
+  const loaded = await Promise.all(
+    images.map((img) => loadImage(img, { loadSize, modelSize: imageSize, colorManaged: o.colorManaged })),
+  );
   const keys = loaded.map((l) => FeatureCache.key(sd.modelHash, rgbHash(pixelsToRgb(l.pixels)), settings));
   const out: (FeatureStack | undefined)[] = await Promise.all(keys.map((k) => cache?.get(k)));
   const todo = out.flatMap((s, i) => (s ? [] : [i]));

@@ -143,7 +143,8 @@ export class HyperfeatureImage {
 
   /** The image as RGB (for drawing). */
   async rgb(): Promise<RgbImage> {
-    if (this.source.kind === 'image') return decodeImage(this.source.input);
+    if (this.source.kind === 'image')
+      return decodeImage(this.source.input, { colorManaged: this.hf.options.extract?.colorManaged });
     return pixelsToRgb(await this.image());
   }
 

@@ -52,6 +52,8 @@ export interface LotusPredictOptions {
   seeds?: number[];
   /** Exact noise: `posteriorEps` [1, 4, h, w] and, for G, `noise` [1, 4, h, w] (one seed). */
   noise?: { posteriorEps?: Tensor; noise?: Tensor };
+  /** Apply embedded ICC profiles when decoding (off by default, as Lotus' own Pillow reading). */
+  colorManaged?: boolean;
 }
 
 export interface LotusResult {
@@ -123,7 +125,7 @@ export class Lotus {
     const seeds = o.seeds ?? [0];
     if (!seeds.length || (o.noise && seeds.length > 1))
       throw new ConfigError('seeds: give at least one seed (and only one when passing exact noise)');
-    const rgb = await decodeImage(image);
+    const rgb = await decodeImage(image, { colorManaged: o.colorManaged });
     const { width: W, height: H } = rgb;
     const pixels = new Tensor(new Float32Array(3 * W * H), [1, 3, H, W]).map((_, i) => {
       const c = Math.floor(i / (W * H));

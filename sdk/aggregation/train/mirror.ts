@@ -11,8 +11,8 @@ import { invertImages, type ExtractOptions } from '../../diffusion/extract.ts';
 import type { StableDiffusion } from '../../diffusion/pipeline.ts';
 import type { TrainingPair } from './loop.ts';
 
-async function mirror(path: string): Promise<RgbImage> {
-  const d = await decodeImage(path);
+async function mirror(path: string, colorManaged?: boolean): Promise<RgbImage> {
+  const d = await decodeImage(path, { colorManaged });
   const { data, info } = await sharp(d.data, { raw: { width: d.width, height: d.height, channels: 3 } })
     .flop()
     .raw()
@@ -28,7 +28,11 @@ export async function mirroredPairs(
 ): Promise<TrainingPair[]> {
   const R = o.resolution;
   const a = await invertImages(sd, photos, o.extract);
-  const b = await invertImages(sd, await Promise.all(photos.map(mirror)), o.extract);
+  const b = await invertImages(
+    sd,
+    await Promise.all(photos.map((p) => mirror(p, o.extract?.colorManaged))),
+    o.extract,
+  );
   const rng = new Rng(o.seed ?? 0);
   return a.map((s, i) => {
     const source = Array.from({ length: o.points ?? 40 }, (): [number, number] => [rng.int(R), rng.int(R)]);

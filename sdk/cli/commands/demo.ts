@@ -28,7 +28,7 @@ const say = (s: string) => process.stdout.write(s + '\n');
 
 export const demo: Command = {
   summary: 'extract hyperfeatures of a fixture pair and write PCA figures (tiny random model unless --model)',
-  usage: `hyperfeatures demo [--model <dir|repo-id>] [--out out/demo] [--steps 50] [--device ${DEVICES.join('|')}] [--allow-download]`,
+  usage: `hyperfeatures demo [--model <dir|repo-id>] [--out out/demo] [--steps 50] [--color-managed] [--device ${DEVICES.join('|')}] [--allow-download]`,
   async run(args) {
     const { values: v } = parse(
       args,
@@ -37,6 +37,7 @@ export const demo: Command = {
         out: { type: 'string' },
         steps: { type: 'string' },
         device: { type: 'string' },
+        'color-managed': { type: 'boolean' },
         'allow-download': { type: 'boolean' },
       },
       false,
@@ -66,6 +67,7 @@ export const demo: Command = {
       let computed = false;
       const stacks = await invertImages(sd, DEMO_PAIR, {
         steps,
+        colorManaged: v['color-managed'],
         onProgress: (d, t) => ((computed = true), bar.update(d, t)),
       });
       if (computed) bar.done();
@@ -76,7 +78,11 @@ export const demo: Command = {
       const layers = [Math.min(4, L), Math.min(10, L)];
       const cols = layers.flatMap((l) => [clean, noisy].map((t) => ({ l, t })));
       const pcas = cols.map(({ l, t }) => stacks[0].pca(l, t, [stacks[1]]));
-      const photos = await Promise.all(DEMO_PAIR.map(async (p) => resizeRgb(await decodeImage(p), 256, 256)));
+      const photos = await Promise.all(
+        DEMO_PAIR.map(async (p) =>
+          resizeRgb(await decodeImage(p, { colorManaged: v['color-managed'] }), 256, 256),
+        ),
+      );
       const rows = photos.map((photo, i) => [photo, ...pcas.map((p) => p[i])]);
       const png = await imageGridPng(rows, {
         title: `PCA of diffusion features (shared basis), ${sd.modelId.split('/').pop()}`,

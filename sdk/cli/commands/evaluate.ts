@@ -1,16 +1,21 @@
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
 import { createProgress } from '../../core/progress.ts';
-import { DATASETS, loadPairs } from '../../data/pairs.ts';
+import { DATASETS, loadPairs, type KeypointPair } from '../../data/pairs.ts';
+import { decodeImage } from '../../data/image.ts';
+import { explainPairPng } from '../../viz/explain.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
 import { officialNetwork, readUNetConfig } from '../../aggregation/official.ts';
 import {
   TABLE1_METHODS,
   evaluatePairs,
+  pairId,
   parseMethods,
   table1Markdown,
+  type PairRecord,
 } from '../../correspondence/evaluate.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import { EXTRACT_FLAGS, choice, extractFlags, intOption, parse } from '../args.ts';
@@ -40,7 +45,9 @@ export const evaluate: Command = {
     `hyperfeatures eval --model <m> --dataset ${DATASETS.join('|')} --root <dataset folder> [--pairs <list>] --out <dir>`,
     `  [--methods ${TABLE1_METHODS.join(',')}] [--aggregator <ckpt>] [--one-step-aggregator <ckpt>]`,
     '  [--load-size 224] [--output-resolution 64] [--steps 50] [--save-timesteps ...] [--image-size 512] [--limit N]',
-    `  [--pruned-k 10] [--device ${DEVICES.join('|')}] [--allow-download] [--no-cache]`,
+    `  [--pruned-k 10] [--device ${DEVICES.join('|')}] [--allow-download] [--no-cache] [--color-managed]`,
+    '  [--explain-pair <index | id like 2008_007604-2009_001056:aeroplane>]  (that pair only: <out>/explain_<index>_<method>.png)',
+    'writes <out>/results.json, table1.md and pairs.jsonl (one record per pair and method, as each pair finishes)',
   ].join('\n'),
   async run(args) {
     const { values: v } = parse(
@@ -57,6 +64,7 @@ export const evaluate: Command = {
         ...EXTRACT_FLAGS,
         'output-resolution': { type: 'string' },
         limit: { type: 'string' },
+        'explain-pair': { type: 'string' },
         'pruned-k': { type: 'string' },
         device: { type: 'string' },
         'allow-download': { type: 'boolean' },
@@ -70,6 +78,8 @@ export const evaluate: Command = {
     const methods = parseMethods(v.methods ?? TABLE1_METHODS.join(','));
     let pairs = loadPairs(dataset, v.root!, v.pairs); // all missing images reported before any work
     if (v.limit) pairs = pairs.slice(0, intOption('limit', v.limit, pairs.length, 1));
+    const explain = v['explain-pair'] !== undefined ? findPair(pairs, v['explain-pair']) : undefined;
+    const evaluated = explain ? [explain.pair] : pairs;
     const allow = v['allow-download'] ?? false;
     const net = await network(v.aggregator, v.model!, 'multi-step', allow);
     const oneStep = methods.includes('one-step')
@@ -79,9 +89,13 @@ export const evaluate: Command = {
       device: choice('device', v.device, DEVICES, 'cpu'),
       allowDownload: allow,
     });
-    const bar = createProgress({ label: `eval ${dataset} (pairs)`, total: pairs.length });
+    const bar = createProgress({ label: `eval ${dataset} (pairs)`, total: evaluated.length });
+    const records: PairRecord[] = [];
+    const jsonl = join(v.out!, explain ? `explain_${explain.index}.jsonl` : 'pairs.jsonl');
+    mkdirSync(v.out!, { recursive: true });
+    writeFileSync(jsonl, ''); // a fresh run starts a fresh file; each line is one complete record
     try {
-      const results = await evaluatePairs(sd, pairs, {
+      const results = await evaluatePairs(sd, evaluated, {
         methods,
         network: net,
         oneStepNetwork: oneStep,
@@ -90,12 +104,59 @@ export const evaluate: Command = {
         prunedK: intOption('pruned-k', v['pruned-k'], 10, 1),
         extract: { ...withoutLoadSize(extractFlags(v)), cache: v['no-cache'] ? false : undefined },
         onProgress: (d) => bar.update(d),
+        onPair: (r) => {
+          const record = explain ? { ...r, index: explain.index } : r;
+          records.push(record);
+          appendFileSync(jsonl, JSON.stringify(record) + '\n');
+        },
       });
       bar.done();
+      if (explain) {
+        const colorManaged = v['color-managed'];
+        const [src, tgt] = await Promise.all(
+          [explain.pair.source, explain.pair.target].map((p) => decodeImage(p, { colorManaged })),
+        );
+        const written: string[] = [];
+        for (const r of records) {
+          const path = join(v.out!, `explain_${explain.index}_${r.method}.png`);
+          await writeFileAtomic(path, await explainPairPng(src, tgt, r));
+          written.push(path);
+        }
+        process.stdout.write(
+          records
+            .map(
+              (r) =>
+                `${r.method}: ${r.hitsImg.filter(Boolean).length}/${r.hitsImg.length} hits by image` +
+                (r.hitsBbox ? `, ${r.hitsBbox.filter(Boolean).length}/${r.hitsBbox.length} by box` : '') +
+                ` (distances ${r.distances.map((d) => d.toFixed(1)).join(', ')})`,
+            )
+            .join('\n') + `\nwrote ${written.join(', ')} and ${jsonl}\n`,
+        );
+        return;
+      }
       const table = table1Markdown(results, dataset, v.model!);
       await writeFileAtomic(
         join(v.out!, 'results.json'),
-        Buffer.from(JSON.stringify({ dataset, model: v.model, ...results }, null, 2)),
+        Buffer.from(
+          JSON.stringify(
+            {
+              dataset,
+              model: v.model,
+              pck_definitions: {
+                perKeypoint:
+                  "correct keypoints / all keypoints, pooled over every pair (the paper's number; the original code averages this way)",
+                perImage: "mean over pairs of each pair's fraction of correct keypoints",
+                img: 'threshold alpha x max(width, height) of the target image',
+                bbox: 'threshold alpha x max(width, height) of the target object box',
+                records:
+                  'pairs.jsonl: one line per pair and method with points (x, y), distances, thresholds and hits',
+              },
+              ...results,
+            },
+            null,
+            2,
+          ),
+        ),
       );
       await writeFileAtomic(join(v.out!, 'table1.md'), Buffer.from(table));
       process.stdout.write(table + `\nwrote ${join(v.out!, 'results.json')} and table1.md\n`);
@@ -108,6 +169,24 @@ export const evaluate: Command = {
 };
 
 /** eval passes the load size on its own (it is also the matching frame). */
+/** A pair by its index in the (limited) list or by its id. @throws ConfigError naming what exists. */
+function findPair(pairs: KeypointPair[], spec: string): { pair: KeypointPair; index: number } {
+  const n = Number(spec);
+  if (/^\d+$/.test(spec)) {
+    if (n >= pairs.length)
+      throw new ConfigError(
+        `--explain-pair: index ${n} is outside the ${pairs.length} pairs of this list (0..${pairs.length - 1})`,
+      );
+    return { pair: pairs[n], index: n };
+  }
+  const index = pairs.findIndex((p) => pairId(p) === spec);
+  if (index < 0)
+    throw new ConfigError(
+      `--explain-pair: no pair "${spec}" in this list; ids look like ${pairs.slice(0, 3).map(pairId).join(', ')}`,
+    );
+  return { pair: pairs[index], index };
+}
+
 function withoutLoadSize<T extends { loadSize?: number }>(o: T): Omit<T, 'loadSize'> {
   const rest: Omit<T, 'loadSize'> & { loadSize?: number } = { ...o };
   delete rest.loadSize;

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { ConfigError, DataError } from '../../core/errors.ts';
 import { createProgress } from '../../core/progress.ts';
@@ -11,22 +11,7 @@ import { parseIndexList } from '../../diffusion/plan.ts';
 import { choice, intOption, parse, spreadList } from '../args.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import type { Command } from '../main.ts';
-
-const IMAGE_EXT = ['.jpg', '.jpeg', '.png', '.webp'];
-
-/** Files as given; folders expand to their images (sorted). Missing paths are reported together. */
-export function expandImages(paths: string[]): string[] {
-  const missing = paths.filter((p) => !existsSync(p));
-  if (missing.length) throw new DataError(`images not found: ${missing.join(', ')}`);
-  return paths.flatMap((p) =>
-    statSync(p).isDirectory()
-      ? readdirSync(p)
-          .filter((f) => IMAGE_EXT.includes(extname(f).toLowerCase()))
-          .sort()
-          .map((f) => join(p, f))
-      : [p],
-  );
-}
+import { usableImages } from '../images.ts';
 
 async function readTensor(path: string, name: string) {
   const r = await SafetensorsReader.open(path);
@@ -46,6 +31,7 @@ export const extract: Command = {
     '  [--latent <file.safetensors: latent [1,4,h,w]>] [--embeddings <file.safetensors: cond [, uncond]>]',
     '  [--prompts <json list or file> [--guidance-scale 7.5] [--negative-prompt ""]]  (generation: features + PNG)',
     `  [--device ${DEVICES.join('|')}] [--threads N] [--no-cache] [--allow-download]`,
+    '  [--color-managed]  (apply embedded ICC profiles; off by default, as the paper reads images with Pillow)',
   ].join('\n'),
   async run(args) {
     const { values: v } = parse(
@@ -71,6 +57,7 @@ export const extract: Command = {
         device: { type: 'string' },
         threads: { type: 'string' },
         'no-cache': { type: 'boolean' },
+        'color-managed': { type: 'boolean' },
         'allow-download': { type: 'boolean' },
       },
       false,
@@ -89,7 +76,7 @@ export const extract: Command = {
       layers: v.layers ? parseIndexList(v.layers, '--layers') : undefined,
       cache: v['no-cache'] ? (false as const) : undefined,
     };
-    const images = v.images ? expandImages(v.images) : [];
+    const images = v.images ? await usableImages(v.images, { colorManaged: v['color-managed'] }) : [];
     const sd = await loadStableDiffusion(v.model, {
       device: choice('device', v.device, DEVICES, 'cpu'),
       threads: v.threads ? intOption('threads', v.threads, 1, 1) : undefined,
@@ -151,6 +138,7 @@ export const extract: Command = {
           imageSize: intOption('image-size', v['image-size'], DEFAULT_EXTRACT.imageSize, 8),
           posterior: v.seed !== undefined ? { seed: intOption('seed', v.seed, 0) } : 'mean',
           prompt: v.prompt,
+          colorManaged: v['color-managed'],
           onProgress,
         });
         for (const [i, s] of stacks.entries())

@@ -8,7 +8,7 @@ import { LOTUS_TASKS, Lotus, DEFAULT_PROCESSING_RES } from '../../lotus/pipeline
 import { colorizeMap, normalsToRgb, saveDepth16, savePng, savePointCloud } from '../../lotus/outputs.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import { choice, intOption, parse } from '../args.ts';
-import { expandImages } from './extract.ts';
+import { usableImages } from '../images.ts';
 import type { Command } from '../main.ts';
 
 async function readNoise(path: string) {
@@ -25,7 +25,7 @@ async function readNoise(path: string) {
 
 export const lotus: Command = {
   summary: 'Lotus dense prediction: depth, normals or RGB reconstruction from one diffusion step',
-  usage: `hyperfeatures lotus --model <dir|repo-id> <images or folders...> --task ${LOTUS_TASKS.join('|')} --out <dir>\n  [--processing-res ${DEFAULT_PROCESSING_RES}] [--seeds N] [--seed S] [--noise <file.safetensors: posterior_eps, noise>] [--ply [--focal F]] [--device ${DEVICES.join('|')}] [--allow-download]`,
+  usage: `hyperfeatures lotus --model <dir|repo-id> <images or folders...> --task ${LOTUS_TASKS.join('|')} --out <dir>\n  [--processing-res ${DEFAULT_PROCESSING_RES}] [--seeds N] [--seed S] [--noise <file.safetensors: posterior_eps, noise>] [--ply [--focal F]] [--color-managed] [--device ${DEVICES.join('|')}] [--allow-download]`,
   async run(args) {
     const { values: v, positionals } = parse(args, {
       model: { type: 'string' },
@@ -38,11 +38,12 @@ export const lotus: Command = {
       ply: { type: 'boolean' },
       focal: { type: 'string' },
       device: { type: 'string' },
+      'color-managed': { type: 'boolean' },
       'allow-download': { type: 'boolean' },
     });
     if (!v.model || !v.out || !positionals.length)
       throw new ConfigError('lotus: expected --model, --out and at least one image');
-    const images = expandImages(positionals);
+    const images = await usableImages(positionals, { colorManaged: v['color-managed'] });
     const task = v.task ? choice('task', v.task, LOTUS_TASKS, 'depth') : undefined;
     const res = v['processing-res'] === undefined ? DEFAULT_PROCESSING_RES : Number(v['processing-res']);
     const first = intOption('seed', v.seed, 0);
@@ -58,7 +59,13 @@ export const lotus: Command = {
     });
     try {
       for (const [i, path] of images.entries()) {
-        const r = await model.predict(path, { task, processingRes: res, seeds, noise });
+        const r = await model.predict(path, {
+          task,
+          processingRes: res,
+          seeds,
+          noise,
+          colorManaged: v['color-managed'],
+        });
         const stem = join(v.out, basename(path, extname(path)));
         const tensors: Record<string, Tensor> = { prediction: r.prediction };
         if (r.depth) tensors.depth = r.depth;
@@ -78,7 +85,7 @@ export const lotus: Command = {
             await savePointCloud(
               `${stem}.ply`,
               r.depth,
-              await decodeImage(path),
+              await decodeImage(path, { colorManaged: v['color-managed'] }),
               v.focal ? Number(v.focal) : undefined,
             );
         }

@@ -27,7 +27,7 @@ export function parsePoints(spec: string): [number, number][] {
 
 export const match: Command = {
   summary: 'draw the correspondences between two images (nearest neighbours of points, or mutual NN)',
-  usage: `hyperfeatures match --model <m> <imageA> <imageB> [--points "x,y;x,y"] [--aggregator <ckpt>] [--one-step] [--limit 30] [--steps 50 --save-timesteps ... --image-size 512 --load-size 224] --out matches.png [--device ${DEVICES.join('|')}] [--allow-download]`,
+  usage: `hyperfeatures match --model <m> <imageA> <imageB> [--points "x,y;x,y"] [--aggregator <ckpt>] [--one-step] [--limit 30] [--steps 50 --save-timesteps ... --image-size 512 --load-size 224] --out matches.png [--color-managed] [--device ${DEVICES.join('|')}] [--allow-download]`,
   async run(args) {
     const { values: v, positionals } = parse(args, {
       model: { type: 'string' },
@@ -72,7 +72,9 @@ export const match: Command = {
             loadSize: extract.loadSize ?? DEFAULT_EXTRACT.loadSize,
           })
         : await mutualImageMatches(a, b, sizes, limit);
-      const [ra, rb] = await Promise.all(positionals.map((p) => decodeImage(p)));
+      const [ra, rb] = await Promise.all(
+        positionals.map((p) => decodeImage(p, { colorManaged: flags.colorManaged })),
+      );
       const png = await drawCorrespondences(ra, rb, matches, {
         title: `${matches.length} ${points ? 'nearest-neighbour' : 'mutual nearest-neighbour'} matches`,
       });

@@ -1,0 +1,66 @@
+/**
+ * The images a batch command works on: files and folders expanded, every one decoded up front
+ * (the same decoder the run uses), so a bad file is skipped and reported before any compute
+ * instead of failing minutes in, and outputs named by stem cannot collide.
+ */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, extname, join } from 'node:path';
+import { ConfigError, DataError } from '../core/errors.ts';
+import { decodeImage } from '../data/image.ts';
+
+export const IMAGE_EXT = ['.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif', '.tiff', '.gif', '.avif'];
+
+/** Files and folders (their image files, sorted) as a flat list. @throws DataError */
+export function expandImages(paths: string[]): string[] {
+  const missing = paths.filter((p) => !existsSync(p));
+  if (missing.length) throw new DataError(`images not found: ${missing.join(', ')}`);
+  const files = paths.flatMap((p) =>
+    statSync(p).isDirectory()
+      ? readdirSync(p)
+          .filter((f) => IMAGE_EXT.includes(extname(f).toLowerCase()) && !statSync(join(p, f)).isDirectory())
+          .sort()
+          .map((f) => join(p, f))
+      : [p],
+  );
+  if (!files.length)
+    throw new DataError(`no images found in ${paths.join(', ')} (looked for ${IMAGE_EXT.join(' ')} files)`);
+  return files;
+}
+
+/**
+ * The decodable images among `paths`, and the skipped ones with their reasons.
+ * @throws DataError when none is left; ConfigError when two outputs would share a stem.
+ */
+export async function usableImages(
+  paths: string[],
+  o: { colorManaged?: boolean; warn?: (s: string) => void } = {},
+): Promise<string[]> {
+  const files = expandImages(paths);
+  const skipped: string[] = [];
+  const ok: string[] = [];
+  for (const f of files) {
+    try {
+      await decodeImage(f, { colorManaged: o.colorManaged });
+      ok.push(f);
+    } catch (e) {
+      if (!(e instanceof DataError)) throw e;
+      skipped.push(e.message);
+    }
+  }
+  if (skipped.length)
+    (o.warn ?? ((s) => process.stderr.write(s + '\n')))(
+      `skipped ${skipped.length} of ${files.length} image(s) that cannot be decoded:\n  ${skipped.join('\n  ')}`,
+    );
+  if (!ok.length) throw new DataError(`none of the ${files.length} image(s) can be decoded; see the reasons above`);
+  const byStem = new Map<string, string[]>();
+  for (const f of ok) {
+    const stem = basename(f, extname(f));
+    byStem.set(stem, [...(byStem.get(stem) ?? []), f]);
+  }
+  const clashes = [...byStem.values()].filter((v) => v.length > 1);
+  if (clashes.length)
+    throw new ConfigError(
+      `outputs are named by file stem, and these inputs share one: ${clashes.map((c) => c.join(' & ')).join('; ')}; rename or run them separately`,
+    );
+  return ok;
+}
