@@ -51,7 +51,8 @@ export async function usableImages(
     (o.warn ?? ((s) => process.stderr.write(s + '\n')))(
       `skipped ${skipped.length} of ${files.length} image(s) that cannot be decoded:\n  ${skipped.join('\n  ')}`,
     );
-  if (!ok.length) throw new DataError(`none of the ${files.length} image(s) can be decoded; see the reasons above`);
+  if (!ok.length)
+    throw new DataError(`none of the ${files.length} image(s) can be decoded; see the reasons above`);
   const byStem = new Map<string, string[]>();
   for (const f of ok) {
     const stem = basename(f, extname(f));
