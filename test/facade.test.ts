@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { readFileSync, existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { loadPairs } from '../sdk/data/pairs.ts';
+import { cpSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { Hyperfeatures } from '../sdk/facade/hyperfeatures.ts';
 import { AggregationNetwork } from '../sdk/aggregation/network.ts';
 import { decodeImage } from '../sdk/data/image.ts';
@@ -267,6 +268,51 @@ describe('fluent SDK, eval and match', () => {
     const bad = await runCli([...argsOf(out, tempDir()), '--explain-pair', 'nope:cat', '--methods', 'ours']);
     assert.equal(bad.code, 2);
     assert.match(bad.err, /no pair "nope:cat" in this list; ids look like/);
+  });
+
+  it('eval skips pairs whose images cannot be decoded, and says which', async () => {
+    const root = tempDir();
+    cpSync(join(FIXTURES, 'spair'), root, { recursive: true });
+    const list = JSON.parse(readFileSync(join(root, 'spair_71k_test-6.json'), 'utf8')) as {
+      source_path?: string;
+    }[];
+    const pairs = loadPairs('spair', root, join(root, 'spair_71k_test-6.json')).slice(0, 2);
+    writeFileSync(pairs[0].source, readFileSync(pairs[0].source).subarray(0, 3000)); // truncated
+    const out = tempDir();
+    const r = await runCli([
+      'eval',
+      '--model',
+      TINY,
+      '--dataset',
+      'spair',
+      '--root',
+      root,
+      '--pairs',
+      join(root, 'spair_71k_test-6.json'),
+      '--limit',
+      '2',
+      '--steps',
+      '2',
+      '--save-timesteps',
+      '1,0',
+      '--image-size',
+      '64',
+      '--load-size',
+      '64',
+      '--output-resolution',
+      '16',
+      '--aggregator',
+      net,
+      '--methods',
+      'ours',
+      '--out',
+      out,
+    ]);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(list.length >= 2);
+    assert.match(r.err, /skipped 1 of 2 pair\(s\) whose images cannot be decoded/);
+    assert.match(r.err, new RegExp(`${basename(pairs[0].source)}: cannot decode image`));
+    assert.equal(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).pairs, 1);
   });
 
   it('eval fails before any work for unknown methods and missing networks', async () => {

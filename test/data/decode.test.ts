@@ -96,6 +96,26 @@ describe('data/decode: Pillow-exact pixels', () => {
     assert.deepEqual(Buffer.from(decodeBmp(b8).data), want);
   });
 
+  it('gives the first frame of an animated GIF or WebP, as Pillow opens them', async () => {
+    const w = 4;
+    const frame = (rgb: number[]) => Array.from({ length: w * w }, () => rgb).flat();
+    const raw = Buffer.from([...frame([255, 0, 0]), ...frame([0, 0, 255])]);
+    const input = () => sharp(raw, { raw: { width: w, height: 2 * w, channels: 3, pageHeight: w } });
+    for (const [name, bytes] of [
+      ['gif', await input().gif().toBuffer()],
+      ['webp', await input().webp({ lossless: true }).toBuffer()],
+    ] as const) {
+      assert.equal((await sharp(bytes).metadata()).pages, 2, `${name} has two frames`);
+      const img = await decodeImage(bytes);
+      assert.deepEqual([img.width, img.height], [w, w], name);
+      assert.deepEqual(
+        Buffer.from(img.data),
+        Buffer.from(frame([255, 0, 0])),
+        `${name}: the first (red) frame`,
+      );
+    }
+  });
+
   it('refuses bad files with a DataError naming the file', async () => {
     const dir = tempDir();
     const jpeg = readFileSync(join(FIXTURES, 'spair/JPEGImages/aeroplane/2008_007604.jpg'));

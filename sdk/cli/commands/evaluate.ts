@@ -1,6 +1,6 @@
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError } from '../../core/errors.ts';
+import { ConfigError, DataError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
 import { createProgress } from '../../core/progress.ts';
 import { DATASETS, loadPairs, type KeypointPair } from '../../data/pairs.ts';
@@ -78,6 +78,7 @@ export const evaluate: Command = {
     const methods = parseMethods(v.methods ?? TABLE1_METHODS.join(','));
     let pairs = loadPairs(dataset, v.root!, v.pairs); // all missing images reported before any work
     if (v.limit) pairs = pairs.slice(0, intOption('limit', v.limit, pairs.length, 1));
+    pairs = await decodablePairs(pairs, v['color-managed']);
     const explain = v['explain-pair'] !== undefined ? findPair(pairs, v['explain-pair']) : undefined;
     const evaluated = explain ? [explain.pair] : pairs;
     const allow = v['allow-download'] ?? false;
@@ -169,6 +170,29 @@ export const evaluate: Command = {
 };
 
 /** eval passes the load size on its own (it is also the matching frame). */
+/**
+ * The pairs whose two images decode (checked up front, each image once); the others are
+ * skipped with a count and the reasons. @throws DataError when none is left.
+ */
+async function decodablePairs(pairs: KeypointPair[], colorManaged?: boolean): Promise<KeypointPair[]> {
+  const bad = new Map<string, string>();
+  for (const path of new Set(pairs.flatMap((p) => [p.source, p.target]))) {
+    try {
+      await decodeImage(path, { colorManaged });
+    } catch (e) {
+      if (!(e instanceof DataError)) throw e;
+      bad.set(path, e.message);
+    }
+  }
+  if (!bad.size) return pairs;
+  const kept = pairs.filter((p) => !bad.has(p.source) && !bad.has(p.target));
+  process.stderr.write(
+    `skipped ${pairs.length - kept.length} of ${pairs.length} pair(s) whose images cannot be decoded:\n  ${[...bad.values()].join('\n  ')}\n`,
+  );
+  if (!kept.length) throw new DataError('no pair is left to evaluate; see the reasons above');
+  return kept;
+}
+
 /** A pair by its index in the (limited) list or by its id. @throws ConfigError naming what exists. */
 function findPair(pairs: KeypointPair[], spec: string): { pair: KeypointPair; index: number } {
   const n = Number(spec);
