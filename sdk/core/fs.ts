@@ -3,12 +3,44 @@
  * place only when complete, so an interrupted run or a full disk never leaves a
  * half-written file under the final name.
  */
-import { open, rename, unlink, mkdir } from 'node:fs/promises';
+import { open, rename, unlink, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 export function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove temp siblings of `path` left by a process that was killed mid-write (SIGKILL runs no
+ * cleanup): `.<name>.tmp-<pid>-<hex>` whose process is gone and which predate this one.
+ */
+export async function removeStaleTemps(path: string): Promise<number> {
+  const dir = dirname(path);
+  const prefix = `.${basename(path)}.tmp-`;
+  const started = Date.now() - process.uptime() * 1000;
+  let removed = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length).split('-')[0]);
+    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue;
+    const file = join(dir, name);
+    const st = await stat(file).catch(() => undefined);
+    if (st && st.mtimeMs < started) {
+      await unlink(file).catch(() => undefined);
+      removed++;
+    }
+  }
+  return removed;
 }
 
 /** Atomic write where `produce` calls `write` chunk by chunk (large files never sit in memory). */
@@ -17,6 +49,7 @@ export async function writeFileAtomicStreaming(
   produce: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>,
 ): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
+  await removeStaleTemps(path);
   const tmp = tempPathFor(path);
   const handle = await open(tmp, 'w');
   try {

@@ -10,7 +10,7 @@ export const messages = {
   dataLength: (what: string, expected: number, got: number) =>
     `${what}: shape needs ${expected} values but the data holds ${got}`,
   invalidOption: (name: string, expected: string, got: unknown) =>
-    `option ${name}: expected ${expected}, got ${JSON.stringify(got)}`,
+    `option ${name}: expected ${expected}, got ${typeof got === 'number' || got === undefined ? String(got) : (JSON.stringify(got) ?? String(got))}`,
   fileNotFound: (path: string, what: string) => `${path}: ${what} not found`,
   fileTooShort: (path: string, what: string, need: number, size: number) =>
     `${path}: truncated ${what}: needs ${need} bytes but the file has ${size}`,

@@ -4,6 +4,7 @@
  * The reader parses and validates the header once and reads tensors one at a time, so a
  * 3 GB UNet never sits in memory twice.
  */
+import { createHash } from 'node:crypto';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { DataError } from './errors.ts';
 import { messages } from './messages.ts';
@@ -246,15 +247,17 @@ export async function writeSafetensors(
 /** Read every float tensor of a file (small files: references, feature stacks). */
 export async function readAllSafetensors(
   path: string,
-): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string> }> {
+): Promise<{ tensors: Map<string, Tensor>; metadata: Record<string, string>; dtypes: Map<string, string> }> {
   const reader = await SafetensorsReader.open(path);
   try {
     const tensors = new Map<string, Tensor>();
+    const dtypes = new Map<string, string>();
     for (const name of reader.names()) {
+      dtypes.set(name, reader.info(name).dtype);
       if ((FLOAT_DTYPES as readonly string[]).includes(reader.info(name).dtype))
         tensors.set(name, await reader.read(name));
     }
-    return { tensors, metadata: { ...reader.metadata } };
+    return { tensors, metadata: { ...reader.metadata }, dtypes };
   } finally {
     await reader.close();
   }
@@ -308,4 +311,25 @@ function toHalfBytes(values: Float32Array): Uint8Array {
   const out = new Uint16Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = floatToHalf(values[i]);
   return new Uint8Array(out.buffer);
+}
+
+/** sha256 of a safetensors file's data section (everything after the header), streamed. */
+export async function safetensorsDataSha256(path: string): Promise<string> {
+  const fh = await open(path, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    await fh.read(len, 0, 8, 0);
+    const start = 8 + Number(len.readBigUInt64LE());
+    const h = createHash('sha256');
+    const chunk = Buffer.alloc(4 << 20);
+    for (let pos = start; ;) {
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
+      if (!bytesRead) break;
+      h.update(chunk.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+    return h.digest('hex');
+  } finally {
+    await fh.close();
+  }
 }

@@ -7,7 +7,7 @@
 import { ConfigError } from '../core/errors.ts';
 import { checkPositiveInt } from '../core/validate.ts';
 import { Tensor } from '../core/tensor.ts';
-import type { KeypointPair } from '../data/pairs.ts';
+import { checkPointsInImages, type KeypointPair } from '../data/pairs.ts';
 import { invertImages, type ExtractOptions } from '../diffusion/extract.ts';
 import type { FeatureStack } from '../diffusion/feature-stack.ts';
 import type { StableDiffusion } from '../diffusion/pipeline.ts';
@@ -203,6 +203,8 @@ export async function evaluatePairs(
   o: EvalOptions,
 ): Promise<EvalResults> {
   requireNetworks(o);
+  if (!pairs.length) throw new ConfigError('evaluatePairs: the pair list is empty; nothing to evaluate');
+  await checkPointsInImages(pairs); // before any compute
   const loadSize = o.loadSize ?? 224;
   const R = o.outputResolution ?? 64;
   checkPositiveInt('loadSize', loadSize);

@@ -3,7 +3,7 @@
  * square load size (plain resize, aspect ratio not kept, as the original code does); the
  * original size is kept so points can be mapped back.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import sharp, { type Sharp } from 'sharp';
 import { DataError, ConfigError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
@@ -161,6 +161,25 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions = {}
       messages.imageDecode(source, `it is ${rgb.width}x${rgb.height} pixels; at least 2x2 are needed`),
     );
   return rgb;
+}
+
+/** An image file's width and height from its header (as decodeImage gives them). @throws DataError */
+export async function imageSize(path: string): Promise<{ width: number; height: number }> {
+  try {
+    const head = Buffer.alloc(26);
+    const fd = openSync(path, 'r');
+    try {
+      readSync(fd, head, 0, 26, 0);
+    } finally {
+      closeSync(fd);
+    }
+    if (isBmp(head)) return { width: head.readInt32LE(18), height: Math.abs(head.readInt32LE(22)) };
+    const m = await sharp(path).metadata();
+    if (!m.width || !m.height) throw new Error('no size in the header');
+    return { width: m.width, height: m.height };
+  } catch (e) {
+    throw new DataError(messages.imageDecode(path, (e as Error).message), { cause: e });
+  }
 }
 
 /** [1, 3, H, W] float pixels in [-1, 1] from 8-bit RGB. */

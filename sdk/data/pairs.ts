@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, DataError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
+import { imageSize } from './image.ts';
 
 export type PointXY = [number, number];
 
@@ -43,13 +44,78 @@ export function checkImagesExist(pairs: readonly KeypointPair[], what: string): 
   }
 }
 
+const isPoint = (v: unknown) =>
+  Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+
 function checkPoints(p: KeypointPair, where: string): KeypointPair {
+  for (const [key, list] of [
+    ['source points', p.sourcePoints],
+    ['target points', p.targetPoints],
+  ] as const) {
+    if (!Array.isArray(list))
+      throw new DataError(
+        `${where}: ${key}: expected a list of [x, y] numbers, got ${JSON.stringify(list)?.slice(0, 60)}`,
+      );
+    const bad = list.findIndex((v) => !isPoint(v));
+    if (bad >= 0)
+      throw new DataError(
+        `${where}: ${key}[${bad}]: expected [x, y] with two finite numbers, got ${JSON.stringify(list[bad])?.slice(0, 60)}`,
+      );
+  }
+  for (const [key, box] of [
+    ['target bbox', p.targetBbox],
+    ['source bbox', p.sourceBbox],
+  ] as const) {
+    if (box === undefined || box === null) continue;
+    if (
+      !Array.isArray(box) ||
+      box.length !== 4 ||
+      !box.every((x) => typeof x === 'number' && Number.isFinite(x)) ||
+      box[2] <= box[0] ||
+      box[3] <= box[1]
+    )
+      throw new DataError(
+        `${where}: ${key}: expected [left, top, right, bottom] with right > left and bottom > top, got ${JSON.stringify(box)?.slice(0, 60)}`,
+      );
+  }
   if (!p.sourcePoints.length || p.sourcePoints.length !== p.targetPoints.length) {
     throw new DataError(
       `${where}: expected equal, non-empty source and target point lists, got ${p.sourcePoints.length} and ${p.targetPoints.length}`,
     );
   }
   return p;
+}
+
+function checkNotEmpty(list: unknown[], where: string): void {
+  if (!list.length) throw new DataError(`${where}: the pair list is empty; nothing to evaluate`);
+}
+
+/**
+ * Every keypoint lies inside its image (0 <= x <= width, 0 <= y <= height, as the matcher
+ * accepts). Image sizes are read from the file headers. @throws DataError listing the first problems.
+ */
+export async function checkPointsInImages(pairs: readonly KeypointPair[]): Promise<void> {
+  const sizes = new Map<string, { width: number; height: number }>();
+  const problems: string[] = [];
+  for (const [i, p] of pairs.entries()) {
+    for (const [path, points, which] of [
+      [p.source, p.sourcePoints, 'source'],
+      [p.target, p.targetPoints, 'target'],
+    ] as const) {
+      if (!sizes.has(path)) sizes.set(path, await imageSize(path));
+      const { width, height } = sizes.get(path)!;
+      points.forEach(([x, y], k) => {
+        if (!(x >= 0 && y >= 0 && x <= width && y <= height))
+          problems.push(
+            `pair ${i} ${which} point ${k} [${x}, ${y}] is outside the ${width}x${height} image ${path}`,
+          );
+      });
+    }
+  }
+  if (problems.length)
+    throw new DataError(
+      `${problems.length} keypoint(s) outside their images (wrong units or swapped x/y?):\n  ${problems.slice(0, 10).join('\n  ')}${problems.length > 10 ? '\n  ...' : ''}`,
+    );
 }
 
 /**
@@ -60,9 +126,14 @@ function checkPoints(p: KeypointPair, where: string): KeypointPair {
 export function loadSpairPairList(listPath: string, root: string): KeypointPair[] {
   const list = readJsonFile(listPath);
   if (!Array.isArray(list)) throw new DataError(`${listPath}: expected a JSON list of pairs`);
+  checkNotEmpty(list, listPath);
   const resolve = (name: string, category: string) =>
     join(root, 'JPEGImages', name.includes('/') ? name : `${category}/${name}`);
   const pairs = list.map((a: Record<string, unknown>, i) => {
+    if (typeof a !== 'object' || a === null || Array.isArray(a))
+      throw new DataError(
+        `${listPath} pair ${i}: expected an object, got ${JSON.stringify(a)?.slice(0, 60)}`,
+      );
     const category = String(a.category ?? String(a.source_path).split('/')[0]);
     return checkPoints(
       {
@@ -226,8 +297,13 @@ export function loadCub(
 export function loadCustomPairs(listPath: string, root?: string): KeypointPair[] {
   const list = readJsonFile(listPath);
   if (!Array.isArray(list)) throw new DataError(`${listPath}: expected a JSON list of pairs`);
+  checkNotEmpty(list, listPath);
   const base = root ?? join(listPath, '..');
   const pairs = list.map((a: Record<string, unknown>, i) => {
+    if (typeof a !== 'object' || a === null || Array.isArray(a))
+      throw new DataError(
+        `${listPath} pair ${i}: expected an object, got ${JSON.stringify(a)?.slice(0, 60)}`,
+      );
     for (const k of ['source', 'target', 'source_points', 'target_points']) {
       if (!(k in a)) throw new DataError(`${listPath} pair ${i}: missing "${k}"`);
     }

@@ -1,7 +1,9 @@
 /**
  * On-disk feature cache: 50 UNet calls per image are worth keeping. Entries are
- * FeatureStack safetensors files named by a hash of (model, input content, settings);
- * a corrupt entry is detected on read, removed and rebuilt, never returned.
+ * FeatureStack safetensors files named by a hash of (model: every component's config and
+ * weights and the tokenizer files; input content; settings). Each entry carries a sha256 of its
+ * data; a damaged or truncated entry is detected on read, removed and rebuilt, never returned.
+ * Writes are atomic (temp + rename), so concurrent readers never see a partial entry.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, unlinkSync } from 'node:fs';
@@ -34,7 +36,7 @@ export class FeatureCache {
       return undefined;
     }
     try {
-      const stack = await FeatureStack.load(p);
+      const stack = await FeatureStack.load(p, { verify: true });
       return stack;
     } catch (e) {
       log().warn(

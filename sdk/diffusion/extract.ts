@@ -55,6 +55,8 @@ export interface GenerateOptions extends Omit<ExtractOptions, 'loadSize' | 'post
 }
 
 export const DEFAULT_EXTRACT = { steps: 50, loadSize: 224, imageSize: 512, batchSize: 2 } as const;
+/** Largest load / image size accepted (a 4096^2 image is already 12x SD's 512^2 latent area squared in attention). */
+export const MAX_IMAGE_SIDE = 4096;
 
 function resolvePlan(
   sd: StableDiffusion,
@@ -103,8 +105,36 @@ export async function invertImages(
     throw new ConfigError(
       messages.invalidOption('imageSize', 'a multiple of 8 (the VAE downsamples by 8)', imageSize),
     );
+  for (const [k, v] of [
+    ['loadSize', loadSize],
+    ['imageSize', imageSize],
+  ] as const)
+    if (v > MAX_IMAGE_SIDE)
+      throw new ConfigError(
+        messages.invalidOption(
+          k,
+          `at most ${MAX_IMAGE_SIDE} pixels (the image is resized to ${k} x ${k})`,
+          v,
+        ),
+      );
   const posterior = o.posterior ?? 'mean';
+  if (
+    posterior !== 'mean' &&
+    !(typeof posterior === 'object' && posterior !== null && Number.isInteger(posterior.seed))
+  )
+    throw new ConfigError(
+      messages.invalidOption(
+        'posterior',
+        '"mean" or { seed: <integer> } (a seeded sample)',
+        posterior,
+      ),
+    );
   const prompt = o.prompt ?? '';
+  if (typeof prompt !== 'string') throw new ConfigError(messages.invalidOption('prompt', 'a string', prompt));
+  if (!Array.isArray(images) || !images.length)
+    throw new ConfigError(
+      `invertImages: expected a non-empty list of images, got ${Array.isArray(images) ? 'an empty list' : typeof images}`,
+    );
   const settings = { kind: 'inversion', steps, plan, loadSize, imageSize, posterior, prompt };
   const cache = o.cache === false ? undefined : new FeatureCache(o.cache);
   const loaded = await Promise.all(

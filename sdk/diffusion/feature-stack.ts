@@ -5,7 +5,13 @@
  * generation features, and safetensors I/O with metadata.
  */
 import { DataError, ShapeError } from '../core/errors.ts';
-import { readAllSafetensors, writeSafetensors } from '../core/safetensors.ts';
+import { createHash } from 'node:crypto';
+import {
+  SafetensorsReader,
+  readAllSafetensors,
+  safetensorsDataSha256,
+  writeSafetensors,
+} from '../core/safetensors.ts';
 import { Tensor, concat, resizeBilinear } from '../core/tensor.ts';
 import type { DiffusionMode } from './loop.ts';
 import type { RgbImage } from '../core/rgb.ts';
@@ -130,17 +136,38 @@ export class FeatureStack {
     this.saveTimesteps.forEach((s, i) =>
       this.layers.forEach((l, j) => (tensors[`t${s}_l${l}`] = this.maps[i][j])),
     );
+    // a checksum of the data section, so silently damaged bytes are caught on read
+    const h = createHash('sha256');
+    for (const name of Object.keys(tensors).sort()) {
+      const d = tensors[name].data;
+      h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    }
     await writeSafetensors(path, tensors, {
       format: 'hyperfeatures-feature-stack',
+      data_sha256: h.digest('hex'),
       save_timesteps: JSON.stringify(this.saveTimesteps),
       layers: JSON.stringify(this.layers),
       meta: JSON.stringify(this.meta),
     });
   }
 
-  /** @throws DataError for files that are not feature stacks or miss maps. */
-  static async load(path: string): Promise<FeatureStack> {
-    const { tensors, metadata } = await readAllSafetensors(path);
+  /**
+   * @param o.verify check the data checksum written by save() (the feature cache does; a file
+   *   without one fails). @throws DataError for files that are not feature stacks, miss maps,
+   *   or (verify) whose bytes changed.
+   */
+  static async load(path: string, o: { verify?: boolean } = {}): Promise<FeatureStack> {
+    if (o.verify) {
+      const reader = await SafetensorsReader.open(path);
+      const metadata = { ...reader.metadata };
+      await reader.close();
+      if (!metadata.data_sha256)
+        throw new DataError(`${path}: no data checksum (written by an older version)`);
+      const got = await safetensorsDataSha256(path);
+      if (got !== metadata.data_sha256)
+        throw new DataError(`${path}: data checksum mismatch (the file was damaged after it was written)`);
+    }
+    const { tensors, metadata, dtypes } = await readAllSafetensors(path);
     let saveTimesteps: number[];
     let layers: number[];
     let meta: FeatureMeta;
@@ -153,13 +180,38 @@ export class FeatureStack {
         `${path}: not a hyperfeatures feature stack (metadata save_timesteps/layers/meta missing)`,
       );
     }
-    const missing = saveTimesteps
-      .flatMap((s) => layers.map((l) => `t${s}_l${l}`))
-      .filter((n) => !tensors.has(n));
+    const intList = (v: unknown) =>
+      Array.isArray(v) && v.length > 0 && v.every((x) => Number.isInteger(x) && x >= 0);
+    for (const [key, value] of [
+      ['save_timesteps', saveTimesteps],
+      ['layers', layers],
+    ] as const)
+      if (!intList(value))
+        throw new DataError(
+          `${path}: metadata ${key} must be a non-empty JSON list of non-negative integers, got ${JSON.stringify(metadata[key]).slice(0, 80)}`,
+        );
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta))
+      throw new DataError(
+        `${path}: metadata meta must be a JSON object, got ${JSON.stringify(metadata.meta).slice(0, 80)}`,
+      );
+    const names = saveTimesteps.flatMap((s) => layers.map((l) => `t${s}_l${l}`));
+    const wrongType = names.filter((n) => !tensors.has(n) && dtypes.has(n));
+    if (wrongType.length)
+      throw new DataError(
+        `${path}: map ${wrongType[0]} has dtype ${dtypes.get(wrongType[0])}; feature maps must be floating point (F32, F16 or BF16)`,
+      );
+    const missing = names.filter((n) => !tensors.has(n));
     if (missing.length)
       throw new DataError(
         `${path}: missing maps ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ', ...' : ''}`,
       );
+    for (const n of names) {
+      const t = tensors.get(n)!;
+      if (t.shape.length !== 4 || t.shape[0] !== 1 || t.shape[2] < 1 || t.shape[3] < 1)
+        throw new DataError(
+          `${path}: map ${n} has shape [${t.shape.join(', ')}], expected [1, C, H, W] with H, W >= 1`,
+        );
+    }
     return new FeatureStack(
       saveTimesteps,
       layers,

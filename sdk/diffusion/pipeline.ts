@@ -1,4 +1,6 @@
 /** A loaded Stable Diffusion checkpoint: UNet with taps, VAE, text encoder + tokenizer. */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { resolveModel, type HubOptions } from '../model/hub.ts';
 import { resolveComponent } from '../model/checkpoint.ts';
 import { graphKey } from '../model/cache.ts';
@@ -32,8 +34,21 @@ export async function loadStableDiffusion(
   options: PipelineOptions = {},
 ): Promise<StableDiffusion> {
   const dir = await resolveModel(model, { ...options, fp16: options.variant === 'fp16' });
-  const unetFiles = resolveComponent(dir, 'unet', options);
-  const modelHash = graphKey('model', unetFiles.config, {}, unetFiles.weightFiles);
+  // the feature cache key covers everything that changes features: every component's config and
+  // weights, and the tokenizer's files (replacing vae/ weights must not return old features)
+  const parts = (['unet', 'vae', 'text_encoder'] as const).map((c) => resolveComponent(dir, c, options));
+  const tokenizerDir = join(dir, 'tokenizer');
+  const tokenizerFiles = existsSync(tokenizerDir)
+    ? readdirSync(tokenizerDir)
+        .sort()
+        .map((f) => join(tokenizerDir, f))
+    : [];
+  const modelHash = graphKey(
+    'model',
+    parts.map((p) => p.config),
+    {},
+    [...parts.flatMap((p) => p.weightFiles), ...tokenizerFiles],
+  );
   const unet = await UNet.load(dir, options);
   const vae = await Vae.load(dir, options);
   const textEncoder = await TextEncoder.load(dir, options);

@@ -39,10 +39,30 @@ export function processingSize(
     throw new ConfigError(
       messages.invalidOption('processingRes', 'a non-negative integer (0 keeps the native size)', res),
     );
-  if (res === 0) return { height, width };
-  const scale = Math.min(res / width, res / height);
-  return { height: Math.max(1, Math.trunc(height * scale)), width: Math.max(1, Math.trunc(width * scale)) };
+  const size =
+    res === 0
+      ? { height, width }
+      : (() => {
+          const scale = Math.min(res / width, res / height);
+          return {
+            height: Math.max(1, Math.trunc(height * scale)),
+            width: Math.max(1, Math.trunc(width * scale)),
+          };
+        })();
+  if (size.height * size.width > MAX_PROCESSING_PIXELS)
+    throw new ConfigError(
+      `processing size ${size.width}x${size.height} (processingRes ${res}) exceeds the limit of ${MAX_PROCESSING_PIXELS} pixels; use a processing resolution up to ${Math.floor(Math.sqrt(MAX_PROCESSING_PIXELS))}`,
+    );
+  if (size.height < MIN_PROCESSING_SIDE || size.width < MIN_PROCESSING_SIDE)
+    throw new ConfigError(
+      `processing size ${size.width}x${size.height} is below the ${MIN_PROCESSING_SIDE}x${MIN_PROCESSING_SIDE} the VAE needs (it downsamples by 8); use a larger image or processing resolution`,
+    );
+  return size;
 }
+
+/** Bounds on the processed image: the VAE needs 8 pixels per latent; memory caps the top. */
+export const MIN_PROCESSING_SIDE = 8;
+export const MAX_PROCESSING_PIXELS = 4096 * 4096;
 
 export interface LotusPredictOptions {
   /** What to predict; defaults to the checkpoint's own task (from its name), "rgb" = reconstruction. */

@@ -1,16 +1,20 @@
 /**
  * Built graphs are cached on disk, keyed by a hash of the builder version, component
  * config, build options and the weight files' identity (path, size, mtime), so the second
- * load skips building. Writes are atomic, so an interrupted build never leaves a graph
- * that looks complete.
+ * load skips building. Writes are atomic, and a manifest (file sizes, onnxruntime version) is
+ * written last: an entry without one, with a truncated file, from another onnxruntime, or that
+ * onnxruntime cannot load, is rebuilt instead of failing on every run.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, statSync, realpathSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, rmSync, statSync, realpathSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { ModelError } from '../core/errors.ts';
+import { writeFileAtomic } from '../core/fs.ts';
 import { hyperfeaturesCacheDir } from '../core/paths.ts';
 import { log } from '../core/logger.ts';
 import type { GraphBuilder } from './onnx/graph.ts';
 import { WeightStore } from './weights.ts';
+import { ORT_VERSION } from './runtime.ts';
 
 /** Bump when any graph builder changes what it emits. */
 export const BUILDER_VERSION = 2;
@@ -53,6 +57,35 @@ export interface GraphRequest {
  * @throws ModelError when weights do not match the config.
  */
 export async function cachedGraph(req: GraphRequest): Promise<string> {
+  return (await graphFile(req)).path;
+}
+
+/** The manifest written beside a finished graph: what a complete entry looks like. */
+interface GraphManifest {
+  ort: string;
+  files: Record<string, number>;
+}
+
+function manifestProblem(dir: string): string | undefined {
+  const file = join(dir, 'manifest.json');
+  if (!existsSync(file)) return 'no manifest (an interrupted build or an older version)';
+  let m: GraphManifest;
+  try {
+    m = JSON.parse(readFileSync(file, 'utf8')) as GraphManifest;
+  } catch {
+    return 'unreadable manifest';
+  }
+  if (m.ort !== ORT_VERSION) return `built for onnxruntime ${m.ort}, this is ${ORT_VERSION}`;
+  for (const [name, size] of Object.entries(m.files)) {
+    const p = join(dir, name);
+    if (!existsSync(p)) return `${name} is missing`;
+    if (statSync(p).size !== size)
+      return `${name} is ${statSync(p).size} bytes, expected ${size} (truncated?)`;
+  }
+  return undefined;
+}
+
+async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boolean }> {
   const key = graphKey(
     req.component,
     req.config,
@@ -64,9 +97,15 @@ export async function cachedGraph(req: GraphRequest): Promise<string> {
     `${req.component}-${key}`,
     'model.onnx',
   );
+  const dir = dirname(path);
   if (existsSync(path)) {
-    log().debug(`${req.component}: using cached graph ${path}`);
-    return path;
+    const problem = manifestProblem(dir);
+    if (!problem) {
+      log().debug(`${req.component}: using cached graph ${path}`);
+      return { path, cached: true };
+    }
+    log().warn(`${req.component}: cached graph ${dir} is not usable (${problem}); rebuilding it`);
+    rmSync(dir, { recursive: true, force: true });
   }
   const weights = await WeightStore.open([...req.weightFiles]);
   weights.weightDtype = req.weightDtype ?? 'float';
@@ -78,8 +117,31 @@ export async function cachedGraph(req: GraphRequest): Promise<string> {
       `${req.component}: building ONNX graph (${g.nodes.length} nodes, ${(bytes / 2 ** 20).toFixed(1)} MiB of weights)`,
     );
     await g.save(path, bytes > EXTERNAL_DATA_BYTES);
+    const files: Record<string, number> = {};
+    for (const f of ['model.onnx', 'model.onnx.data'])
+      if (existsSync(join(dir, f))) files[f] = statSync(join(dir, f)).size;
+    await writeFileAtomic(
+      join(dir, 'manifest.json'),
+      Buffer.from(JSON.stringify({ ort: ORT_VERSION, files } satisfies GraphManifest)),
+    );
   } finally {
     await weights.close();
   }
-  return path;
+  return { path, cached: false };
+}
+
+/**
+ * The graph's session: from the cache when it has one; a cached graph onnxruntime cannot load
+ * (damaged bytes of the right size) is removed and rebuilt once, never an error forever.
+ */
+export async function cachedSession<T>(req: GraphRequest, open: (path: string) => Promise<T>): Promise<T> {
+  const { path, cached } = await graphFile(req);
+  try {
+    return await open(path);
+  } catch (e) {
+    if (!cached || !(e instanceof ModelError)) throw e;
+    log().warn(`${req.component}: cached graph ${path} does not load (${e.message}); rebuilding it`);
+    rmSync(dirname(path), { recursive: true, force: true });
+    return open((await graphFile(req)).path);
+  }
 }

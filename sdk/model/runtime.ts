@@ -4,12 +4,12 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ConfigError, DeviceError, ModelError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
 import { Tensor } from '../core/tensor.ts';
-import { checkPositiveInt } from '../core/validate.ts';
+import { assertFinite, checkPositiveInt } from '../core/validate.ts';
 
 export const DEVICES = ['cpu', 'cuda', 'webgpu'] as const;
 export type Device = (typeof DEVICES)[number];
@@ -88,9 +88,13 @@ export class Session {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
 
-  private constructor(inner: ort.InferenceSession, device: Device) {
+  /** Names the graph in messages ("unet", "vae-encoder", ...). */
+  readonly label: string;
+
+  private constructor(inner: ort.InferenceSession, device: Device, label: string) {
     this.inner = inner;
     this.device = device;
+    this.label = label;
     this.inputNames = inner.inputNames;
     this.outputNames = inner.outputNames;
   }
@@ -114,7 +118,11 @@ export class Session {
         typeof model === 'string'
           ? await ort.InferenceSession.create(model, opts)
           : await ort.InferenceSession.create(model, opts);
-      return new Session(inner, device);
+      const label =
+        typeof model === 'string'
+          ? basename(dirname(model)).replace(/-[0-9a-f]{24}$/, '')
+          : 'in-memory graph';
+      return new Session(inner, device, label);
     } catch (e) {
       const msg = (e as Error).message;
       const where = typeof model === 'string' ? model : '<in-memory graph>';
@@ -138,10 +146,15 @@ export class Session {
           ? new ort.Tensor('float32', t.data, [...t.shape])
           : new ort.Tensor('int64', t.int64, [...t.shape]);
     }
+    // stage boundaries: a NaN or Inf never passes silently (e.g. NaN weights, a damaged map)
+    for (const [name, t] of Object.entries(feeds))
+      if (t instanceof Tensor) assertFinite(t.data, `${this.label}: input "${name}"`);
     const result = outputs ? await this.inner.run(ortFeeds, [...outputs]) : await this.inner.run(ortFeeds);
     const out: Record<string, Tensor> = {};
     for (const [name, v] of Object.entries(result)) {
       out[name] = new Tensor(v.data as Float32Array, v.dims as number[]);
+      if (v.type === 'float32')
+        assertFinite(out[name].data, `${this.label}: output "${name}"`, 'check the model weights and inputs');
     }
     return out;
   }

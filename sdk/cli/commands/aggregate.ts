@@ -2,6 +2,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ConfigError, DataError } from '../../core/errors.ts';
 import { writeSafetensors } from '../../core/safetensors.ts';
+import { checkNotInput, checkOutputDir, checkOutputFile } from '../../core/outputs.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
 import { FeatureStack } from '../../diffusion/feature-stack.ts';
 import { DEVICES } from '../../model/runtime.ts';
@@ -36,15 +37,22 @@ export const aggregate: Command = {
           .map((f) => join(v.features!, f))
       : [v.features];
     if (!files.length) throw new DataError(`${v.features}: no .safetensors feature files`);
+    if (dir) checkOutputDir(v.out);
+    else checkOutputFile(v.out);
+    checkNotInput(v.out, dir ? [v.features, ...files] : files);
+    const outputs = files.map((f) => (dir ? join(v.out!, basename(f)) : v.out!));
+    for (const o of outputs) checkNotInput(o, files);
+    // every input is read and checked before any output is written
+    const stacks = [];
+    for (const file of files) stacks.push(await FeatureStack.load(file));
     const net = await AggregationNetwork.load(v.network, {
       device: choice('device', v.device, DEVICES, 'cpu'),
     });
     try {
-      for (const file of files) {
-        let stack = await FeatureStack.load(file);
-        if (v.flip) stack = stack.flipped();
+      for (const [i, file] of files.entries()) {
+        const stack = v.flip ? stacks[i].flipped() : stacks[i];
         const descriptors = await net.aggregate([stack], resolution);
-        const out = dir ? join(v.out, basename(file)) : v.out;
+        const out = outputs[i];
         await writeSafetensors(
           out,
           { descriptors },

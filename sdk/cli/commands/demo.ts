@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../core/fs.ts';
 import { assetPath } from '../../core/package-root.ts';
+import { checkOutputDir } from '../../core/outputs.ts';
 import { hyperfeaturesCacheDir } from '../../core/paths.ts';
 import { createProgress } from '../../core/progress.ts';
 import { decodeImage, resizeRgb } from '../../data/image.ts';
@@ -42,6 +43,8 @@ export const demo: Command = {
       },
       false,
     );
+    const out = resolve(v.out ?? join('out', 'demo'));
+    checkOutputDir(out);
     say(environmentReport());
     let model = v.model;
     if (!model) {
@@ -56,7 +59,6 @@ export const demo: Command = {
         'For real hyperfeatures: npm run demo -- --model stable-diffusion-v1-5/stable-diffusion-v1-5 --allow-download',
       );
     }
-    const out = resolve(v.out ?? join('out', 'demo'));
     const steps = intOption('steps', v.steps, 50, 1);
     const sd = await loadStableDiffusion(model, {
       device: choice('device', v.device, DEVICES, 'cpu'),

@@ -2,8 +2,9 @@ import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, DataError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
+import { checkOutputDir } from '../../core/outputs.ts';
 import { createProgress } from '../../core/progress.ts';
-import { DATASETS, loadPairs, type KeypointPair } from '../../data/pairs.ts';
+import { DATASETS, checkPointsInImages, loadPairs, type KeypointPair } from '../../data/pairs.ts';
 import { decodeImage } from '../../data/image.ts';
 import { explainPairPng } from '../../viz/explain.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
@@ -74,11 +75,13 @@ export const evaluate: Command = {
     );
     for (const k of ['model', 'dataset', 'root', 'out'] as const)
       if (!v[k]) throw new ConfigError(`eval: --${k} is required`);
+    checkOutputDir(v.out!);
     const dataset = choice('dataset', v.dataset, DATASETS, 'spair');
     const methods = parseMethods(v.methods ?? TABLE1_METHODS.join(','));
     let pairs = loadPairs(dataset, v.root!, v.pairs); // all missing images reported before any work
     if (v.limit) pairs = pairs.slice(0, intOption('limit', v.limit, pairs.length, 1));
     pairs = await decodablePairs(pairs, v['color-managed']);
+    await checkPointsInImages(pairs);
     const explain = v['explain-pair'] !== undefined ? findPair(pairs, v['explain-pair']) : undefined;
     const evaluated = explain ? [explain.pair] : pairs;
     const allow = v['allow-download'] ?? false;

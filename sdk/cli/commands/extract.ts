@@ -12,6 +12,7 @@ import { choice, intOption, parse, spreadList } from '../args.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import type { Command } from '../main.ts';
 import { usableImages } from '../images.ts';
+import { checkOutputDir } from '../../core/outputs.ts';
 
 async function readTensor(path: string, name: string) {
   const r = await SafetensorsReader.open(path);
@@ -64,6 +65,7 @@ export const extract: Command = {
     );
     if (!v.model) throw new ConfigError('extract: --model is required (a diffusers folder or a hub id)');
     if (!v.out) throw new ConfigError('extract: --out is required');
+    checkOutputDir(v.out);
     const sources = [v.images?.length, v.latent, v.prompts].filter(Boolean).length;
     if (sources !== 1) throw new ConfigError('extract: give exactly one of --images, --latent or --prompts');
     const resolution = intOption('output-resolution', v['output-resolution'], 64, 1);

@@ -1,19 +1,25 @@
 import { basename, extname, join } from 'node:path';
-import { ConfigError } from '../../core/errors.ts';
+import { ConfigError, DataError } from '../../core/errors.ts';
+import { messages } from '../../core/messages.ts';
 import { createProgress } from '../../core/progress.ts';
 import { SafetensorsReader, writeSafetensors } from '../../core/safetensors.ts';
 import type { Tensor } from '../../core/tensor.ts';
-import { decodeImage } from '../../data/image.ts';
-import { LOTUS_TASKS, Lotus, DEFAULT_PROCESSING_RES } from '../../lotus/pipeline.ts';
+import { decodeImage, imageSize } from '../../data/image.ts';
+import { LOTUS_TASKS, Lotus, DEFAULT_PROCESSING_RES, processingSize } from '../../lotus/pipeline.ts';
 import { colorizeMap, normalsToRgb, saveDepth16, savePng, savePointCloud } from '../../lotus/outputs.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import { choice, intOption, parse } from '../args.ts';
 import { usableImages } from '../images.ts';
+import { checkOutputDir } from '../../core/outputs.ts';
 import type { Command } from '../main.ts';
 
 async function readNoise(path: string) {
   const r = await SafetensorsReader.open(path);
   try {
+    if (!r.has('posterior_eps') && !r.has('noise'))
+      throw new DataError(
+        `--noise ${path}: holds neither "posterior_eps" nor "noise" (it has ${r.names().join(', ') || 'no tensors'}); expected the tensors the original pipeline drew`,
+      );
     return {
       posteriorEps: r.has('posterior_eps') ? await r.read('posterior_eps') : undefined,
       noise: r.has('noise') ? await r.read('noise') : undefined,
@@ -43,12 +49,31 @@ export const lotus: Command = {
     });
     if (!v.model || !v.out || !positionals.length)
       throw new ConfigError('lotus: expected --model, --out and at least one image');
+    checkOutputDir(v.out);
     const images = await usableImages(positionals, { colorManaged: v['color-managed'] });
     const task = v.task ? choice('task', v.task, LOTUS_TASKS, 'depth') : undefined;
     const res = v['processing-res'] === undefined ? DEFAULT_PROCESSING_RES : Number(v['processing-res']);
     const first = intOption('seed', v.seed, 0);
     const seeds = Array.from({ length: intOption('seeds', v.seeds, 1, 1) }, (_, i) => first + i);
     const noise = v.noise ? await readNoise(v.noise) : undefined;
+    const focal = v.focal === undefined ? undefined : Number(v.focal);
+    if (focal !== undefined && !(Number.isFinite(focal) && focal > 0))
+      throw new ConfigError(
+        messages.invalidOption('--focal', 'a focal length in pixels (a positive number)', v.focal),
+      );
+    if (focal !== undefined && !v.ply) throw new ConfigError('--focal only applies with --ply');
+    if (!Number.isInteger(res) || res < 0)
+      throw new ConfigError(
+        messages.invalidOption(
+          '--processing-res',
+          'a non-negative integer (0 keeps the native size)',
+          v['processing-res'],
+        ),
+      );
+    for (const p of images) {
+      const { width, height } = await imageSize(p);
+      processingSize(height, width, res); // size limits checked for every image before any work
+    }
     const model = await Lotus.fromModel(v.model, {
       device: choice('device', v.device, DEVICES, 'cpu'),
       allowDownload: v['allow-download'],
@@ -86,7 +111,7 @@ export const lotus: Command = {
               `${stem}.ply`,
               r.depth,
               await decodeImage(path, { colorManaged: v['color-managed'] }),
-              v.focal ? Number(v.focal) : undefined,
+              focal,
             );
         }
         if (r.normal) await savePng(`${stem}_normal.png`, normalsToRgb(r.normal));

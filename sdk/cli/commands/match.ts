@@ -1,5 +1,6 @@
 import { ConfigError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
+import { checkNotInput, checkOutputFile } from '../../core/outputs.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
 import { officialNetwork, readUNetConfig } from '../../aggregation/official.ts';
 import { extractionForNetwork } from '../../aggregation/settings.ts';
@@ -42,6 +43,10 @@ export const match: Command = {
     });
     if (!v.model || !v.out || positionals.length !== 2)
       throw new ConfigError('match: expected --model, --out and two images');
+    checkOutputFile(v.out);
+    checkNotInput(v.out, positionals);
+    if (!/\.(png|jpe?g|webp)$/i.test(v.out))
+      throw new ConfigError(`--out ${v.out}: expected a .png, .jpg or .webp file name`);
     const oneStep = v['one-step'];
     const points = v.points ? parsePoints(v.points) : undefined;
     const limit = intOption('limit', v.limit, 30, 1);

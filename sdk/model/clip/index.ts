@@ -2,7 +2,7 @@
 import { ShapeError } from '../../core/errors.ts';
 import type { Tensor } from '../../core/tensor.ts';
 import { resolveComponent } from '../checkpoint.ts';
-import { cachedGraph } from '../cache.ts';
+import { cachedSession } from '../cache.ts';
 import { Session } from '../runtime.ts';
 import type { VaeLoadOptions } from '../vae/index.ts';
 import { buildClipTextGraph } from './build.ts';
@@ -30,15 +30,18 @@ export class TextEncoder {
     const files = resolveComponent(modelDir, 'text_encoder', options);
     const config = parseClipTextConfig(files.configPath, files.config);
     const tokenizer = ClipTokenizer.load(modelDir);
-    const path = await cachedGraph({
-      component: 'text_encoder',
-      config,
-      weightFiles: files.weightFiles,
-      build: (weights) => buildClipTextGraph(config, weights),
-      ignoreUnused: /position_ids$/,
-      cacheDir: options.cacheDir,
-    });
-    return new TextEncoder(config, tokenizer, await Session.create(path, options));
+    const session = await cachedSession(
+      {
+        component: 'text_encoder',
+        config,
+        weightFiles: files.weightFiles,
+        build: (weights) => buildClipTextGraph(config, weights),
+        ignoreUnused: /position_ids$/,
+        cacheDir: options.cacheDir,
+      },
+      (path) => Session.create(path, options),
+    );
+    return new TextEncoder(config, tokenizer, session);
   }
 
   /** last_hidden_state [B, S, D] for token ids [B][S] (all rows the same length). */

@@ -3,7 +3,7 @@ import { ShapeError } from '../../core/errors.ts';
 import { fmtShape } from '../../core/messages.ts';
 import { Tensor } from '../../core/tensor.ts';
 import { resolveComponent, type ResolveOptions } from '../checkpoint.ts';
-import { cachedGraph } from '../cache.ts';
+import { cachedSession } from '../cache.ts';
 import { Session, type SessionOptions } from '../runtime.ts';
 import { buildUNetGraph } from './build.ts';
 import { parseUNetConfig, tapCount, type UNetConfig } from './config.ts';
@@ -63,16 +63,19 @@ export class UNet {
     const files = resolveComponent(modelDir, 'unet', options);
     const config = parseUNetConfig(files.configPath, files.config);
     const taps = options.taps !== false;
-    const path = await cachedGraph({
-      component: 'unet',
-      config,
-      options: { taps },
-      weightFiles: files.weightFiles,
-      build: (weights) => buildUNetGraph(config, weights, { taps }),
-      weightDtype: options.weights === 'fp16' ? 'float16' : 'float',
-      cacheDir: options.cacheDir,
-    });
-    return new UNet(config, await Session.create(path, options), taps);
+    const session = await cachedSession(
+      {
+        component: 'unet',
+        config,
+        options: { taps },
+        weightFiles: files.weightFiles,
+        build: (weights) => buildUNetGraph(config, weights, { taps }),
+        weightDtype: options.weights === 'fp16' ? 'float16' : 'float',
+        cacheDir: options.cacheDir,
+      },
+      (path) => Session.create(path, options),
+    );
+    return new UNet(config, session, taps);
   }
 
   /** @throws ShapeError for inputs that do not fit the config. */

@@ -4,7 +4,7 @@ import { messages } from '../../core/messages.ts';
 import { Rng } from '../../core/rng.ts';
 import { Tensor } from '../../core/tensor.ts';
 import { resolveComponent } from '../checkpoint.ts';
-import { cachedGraph } from '../cache.ts';
+import { cachedSession } from '../cache.ts';
 import { Session } from '../runtime.ts';
 import type { LoadOptions as UNetLoadOptions } from '../unet/index.ts';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from './build.ts';
@@ -44,16 +44,20 @@ export class Vae {
     const config = parseVaeConfig(files.configPath, files.config);
     const parts = options.parts ?? VAE_PARTS;
     const load = async (part: VaePart) => {
-      const path = await cachedGraph({
-        component: `vae-${part}`,
-        config,
-        weightFiles: files.weightFiles,
-        build: (weights) =>
-          part === 'encoder' ? buildVaeEncoderGraph(config, weights) : buildVaeDecoderGraph(config, weights),
-        ignoreUnused: part === 'encoder' ? /^(decoder\.|post_quant_conv)/ : /^(encoder\.|quant_conv)/,
-        cacheDir: options.cacheDir,
-      });
-      return Session.create(path, options);
+      return cachedSession(
+        {
+          component: `vae-${part}`,
+          config,
+          weightFiles: files.weightFiles,
+          build: (weights) =>
+            part === 'encoder'
+              ? buildVaeEncoderGraph(config, weights)
+              : buildVaeDecoderGraph(config, weights),
+          ignoreUnused: part === 'encoder' ? /^(decoder\.|post_quant_conv)/ : /^(encoder\.|quant_conv)/,
+          cacheDir: options.cacheDir,
+        },
+        (path) => Session.create(path, options),
+      );
     };
     const encoder = parts.includes('encoder') ? await load('encoder') : undefined;
     const decoder = parts.includes('decoder') ? await load('decoder') : undefined;
