@@ -19,7 +19,7 @@ import {
 } from './config.ts';
 import { tapChannels, type UNetConfig } from '../model/unet/config.ts';
 import { PAPER_SAVE_TIMESTEPS } from '../diffusion/plan.ts';
-import { checkPositiveInt } from '../core/validate.ts';
+import { assertFinite, checkPositiveInt } from '../core/validate.ts';
 import { buildAggregationGraph } from './graph.ts';
 import { isTorchTensor, toPlain, torchLoad } from './torch-load.ts';
 
@@ -170,7 +170,12 @@ export class AggregationNetwork {
   /** Diffusion hyperfeatures of feature stacks at `resolution` (default 64): [N, P, R, R]. */
   async aggregate(stacks: readonly FeatureStack[], resolution = 64): Promise<Tensor> {
     if (!stacks.length) throw new ShapeError('aggregate: expected at least one feature stack');
-    for (const s of stacks) checkStackFits(this.config, s);
+    for (const [k, s] of stacks.entries()) {
+      checkStackFits(this.config, s);
+      s.saveTimesteps.forEach((t, i) =>
+        s.layers.forEach((l, j) => assertFinite(s.maps[i][j].data, `feature stack ${k}: map t${t}_l${l}`)),
+      );
+    }
     return this.forward(
       concat(
         stacks.map((s) => s.concat(resolution)),

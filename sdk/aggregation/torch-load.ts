@@ -69,8 +69,26 @@ function rebuildTensor(
   stride: number[],
   load: (s: StorageRef) => Buffer,
 ): TorchTensor {
+  const bad = (why: string): never => {
+    throw new DataError(`storage ${s.key}: ${why}`);
+  };
+  const isDims = (v: unknown, what: string) =>
+    Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= 0)
+      ? (v as number[])
+      : bad(`${what} must be non-negative integers, got ${JSON.stringify(v)?.slice(0, 60)}`);
+  isDims(shape, 'shape');
+  isDims(stride, 'strides');
+  if (stride.length !== shape.length) bad(`${shape.length} dims but ${stride.length} strides`);
+  if (!Number.isInteger(offset) || offset < 0) bad(`storage offset ${offset} is not a non-negative integer`);
   const raw = load(s);
   const n = shape.reduce((a, b) => a * b, 1);
+  // checked against the storage BEFORE allocating: a huge or lying shape cannot exhaust memory
+  const maxIndex0 = offset + shape.reduce((a, d, k) => a + Math.max(d - 1, 0) * stride[k], 0);
+  if (n > 0 && (maxIndex0 + 1) * s.bytes > raw.length)
+    bad(`holds ${raw.length / s.bytes} values, the tensor [${shape.join(', ')}] needs ${maxIndex0 + 1}`);
+  // zero strides repeat values; a shape that would expand a small storage absurdly is refused
+  if (n > 2 ** 31 || n > Math.max(raw.length / s.bytes, 1) * 1024)
+    bad(`tensor [${shape.join(', ')}] has ${n} values from a storage of ${raw.length / s.bytes}`);
   const isInt = s.dtype.startsWith('int') || s.dtype === 'uint8' || s.dtype === 'bool';
   const data = isInt ? new BigInt64Array(n) : new Float32Array(n);
   const read = (i: number): number | bigint => {
@@ -96,11 +114,6 @@ function rebuildTensor(
         return BigInt(raw.readUInt8(b));
     }
   };
-  const maxIndex = offset + shape.reduce((a, d, k) => a + (d - 1) * stride[k], 0);
-  if (n > 0 && (maxIndex + 1) * s.bytes > raw.length)
-    throw new DataError(
-      `storage ${s.key} holds ${raw.length / s.bytes} values, tensor needs ${maxIndex + 1}`,
-    );
   const idx = new Array(shape.length).fill(0);
   for (let i = 0; i < n; i++) {
     let src = offset;
@@ -366,6 +379,17 @@ export function unpickle(data: Buffer, file: string, loadStorage: (s: StorageRef
  * @throws DataError for truncated zips, disallowed globals and unsupported opcodes.
  */
 export function torchLoad(path: string): unknown {
+  try {
+    return torchLoadUnchecked(path);
+  } catch (e) {
+    if (e instanceof DataError)
+      throw e.message.startsWith(path) ? e : new DataError(`${path}: ${e.message}`, { cause: e });
+    // anything else (a RangeError from a lying length, a zlib error) is still a bad file
+    throw new DataError(`${path}: not a readable torch.save file (${(e as Error).message})`, { cause: e });
+  }
+}
+
+function torchLoadUnchecked(path: string): unknown {
   const zip = ZipArchive.open(path);
   const pkl = zip.names().find((n) => n.endsWith('/data.pkl') || n === 'data.pkl');
   if (!pkl)

@@ -4,7 +4,8 @@
  */
 import { isHyperfeaturesError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
-import { environmentReport } from './environment.ts';
+import { environmentReportProbed } from './environment.ts';
+import { parse } from './args.ts';
 import { makeTiny } from './commands/make-tiny.ts';
 import { download } from './commands/download.ts';
 import { extract } from './commands/extract.ts';
@@ -26,8 +27,11 @@ const out = (s: string): void => void process.stdout.write(s + '\n');
 export const COMMANDS: Record<string, Command> = {
   env: {
     summary: 'print versions, devices and where models are looked up',
-    usage: 'hyperfeatures env',
-    run: async () => out(environmentReport()),
+    usage: 'hyperfeatures env   (devices other than the CPU are probed by running a test graph on them)',
+    run: async (args) => {
+      parse(args, {}, false); // no options: an unknown flag is an error, not ignored
+      out(await environmentReportProbed());
+    },
   },
   demo,
   'make-tiny': makeTiny,

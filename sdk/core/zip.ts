@@ -90,7 +90,22 @@ export class ZipArchive {
       throw new DataError(`${this.path}: entry "${name}" is truncated`);
     const raw = this.buf.subarray(start, start + e.compressedSize);
     if (e.method === 0) return raw;
-    if (e.method === 8) return inflateRawSync(raw);
+    if (e.method === 8) {
+      // bounded by the declared size: a small entry that inflates to gigabytes is refused, not inflated
+      const limit = Math.max(e.size, 1);
+      try {
+        const out = inflateRawSync(raw, { maxOutputLength: limit });
+        if (out.length !== e.size)
+          throw new Error(`inflated to ${out.length} bytes, the archive declares ${e.size}`);
+        return out;
+      } catch (err) {
+        const msg =
+          (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
+            ? `inflates to more than the ${e.size} bytes it declares`
+            : (err as Error).message;
+        throw new DataError(`${this.path}: entry "${name}" is corrupt (${msg})`, { cause: err });
+      }
+    }
     throw new DataError(
       `${this.path}: entry "${name}" uses compression method ${e.method}; supported: stored (0), deflate (8)`,
     );

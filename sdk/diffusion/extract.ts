@@ -123,11 +123,7 @@ export async function invertImages(
     !(typeof posterior === 'object' && posterior !== null && Number.isInteger(posterior.seed))
   )
     throw new ConfigError(
-      messages.invalidOption(
-        'posterior',
-        '"mean" or { seed: <integer> } (a seeded sample)',
-        posterior,
-      ),
+      messages.invalidOption('posterior', '"mean" or { seed: <integer> } (a seeded sample)', posterior),
     );
   const prompt = o.prompt ?? '';
   if (typeof prompt !== 'string') throw new ConfigError(messages.invalidOption('prompt', 'a string', prompt));
@@ -158,7 +154,7 @@ export async function invertImages(
       steps,
       plan,
       cond,
-      onStep: () => o.onProgress?.(++done * group.length, total),
+      onStep: () => o.onProgress?.((done += group.length), total), // image-steps, across batches
     });
     for (const [b, i] of group.entries()) {
       const meta = {
@@ -242,7 +238,7 @@ export async function generateImages(
       plan,
       cond,
       guidance,
-      onStep: () => o.onProgress?.(++done * group.length, prompts.length * steps),
+      onStep: () => o.onProgress?.((done += group.length), prompts.length * steps),
     });
     const decoded = await sd.vae.decodeLatents(r.finalLatent);
     group.forEach((prompt, b) => {

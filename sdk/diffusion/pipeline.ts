@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { resolveModel, type HubOptions } from '../model/hub.ts';
 import { resolveComponent } from '../model/checkpoint.ts';
 import { graphKey } from '../model/cache.ts';
-import { UNet, type LoadOptions } from '../model/unet/index.ts';
+import { UNet, parseUNetConfig, type LoadOptions } from '../model/unet/index.ts';
+import { ModelError } from '../core/errors.ts';
 import { Vae } from '../model/vae/index.ts';
 import { TextEncoder } from '../model/clip/index.ts';
 
@@ -37,6 +38,11 @@ export async function loadStableDiffusion(
   // the feature cache key covers everything that changes features: every component's config and
   // weights, and the tokenizer's files (replacing vae/ weights must not return old features)
   const parts = (['unet', 'vae', 'text_encoder'] as const).map((c) => resolveComponent(dir, c, options));
+  const unetConfig = parseUNetConfig(parts[0].configPath, parts[0].config);
+  if (unetConfig.classEmbedType === 'projection' || unetConfig.inChannels !== 4)
+    throw new ModelError(
+      `${model}: this is a Lotus checkpoint (${unetConfig.inChannels}-channel input${unetConfig.classEmbedType ? ', task switcher' : ''}), not a text-to-image Stable Diffusion model; use \`hyperfeatures lotus\` or Lotus.fromModel for it`,
+    );
   const tokenizerDir = join(dir, 'tokenizer');
   const tokenizerFiles = existsSync(tokenizerDir)
     ? readdirSync(tokenizerDir)

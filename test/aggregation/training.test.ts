@@ -14,7 +14,8 @@ import { mirroredPairs } from '../../sdk/aggregation/train/mirror.ts';
 import { gridPck } from '../../sdk/correspondence/grid-pck.ts';
 import type { Tensor } from '../../sdk/core/tensor.ts';
 import { captureLogs } from '../../sdk/core/logger.ts';
-import { FIXTURES, REFERENCE } from '../helpers.ts';
+import { FIXTURES, REFERENCE, rejectsWith } from '../helpers.ts';
+import { DataError } from '../../sdk/core/errors.ts';
 
 const R = 16;
 
@@ -58,10 +59,19 @@ describe('aggregation training on mirrored real photos', () => {
       0,
     );
     const good = pairs[0].features as Tensor;
+    // a NaN in the data is a DataError naming the tensor, before any step
     const bad = good.map((v, i) => (i === 7 ? NaN : v));
     const before = new Map([...net.params].map(([k, v]) => [k, v.data.slice()]));
-    const { result: h, records } = await captureLogs(() =>
+    const e = await rejectsWith(
       trainNetwork(net, [{ features: bad, source: [[1, 1]], target: [[1, 14]] }], { steps: 3 }),
+      DataError,
+    );
+    assert.match(e.message, /input "features": 1 of \d+ values are not finite \(first: NaN at index 7\)/);
+    for (const [k, v] of net.params) assert.deepEqual(v.data, before.get(k));
+    // a loss that diverges (features so large the logits overflow) stops the loop instead
+    const huge = good.map((v) => v * 1e38);
+    const { result: h, records } = await captureLogs(() =>
+      trainNetwork(net, [{ features: huge, source: [[1, 1]], target: [[1, 14]] }], { steps: 3 }),
     );
     assert.equal(h.stoppedAt, 1);
     assert.ok(

@@ -116,7 +116,8 @@ export class Trainer {
       feeds[`m.${name}`] = this.m.get(name)!;
       feeds[`v.${name}`] = this.v.get(name)!;
     }
-    const out = await this.session.run(feeds);
+    // inputs are checked; a non-finite loss or gradient is this loop's to handle (stop, keep the last good step)
+    const out = await this.session.run(feeds, undefined, { checkOutputs: false });
     const loss = out.loss.data[0];
     const grads = new Map([...this.network.params.keys()].map((n) => [n, out[`grad.${n}`]]));
     const finite = Number.isFinite(loss) && [...grads.values()].every((gr) => gr.data.every(Number.isFinite));
