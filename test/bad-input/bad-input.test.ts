@@ -266,7 +266,10 @@ describe('bad input: nothing lost, nothing silently wrong', function () {
       const meta = { model: 'x', mode: 'inversion' as const, steps: 1, imageSize: 64, seed: null };
       const map = Tensor.zeros([1, 8, 4, 4]).map((_, i) => (i === 5 ? Infinity : 0.1));
       const e2 = await rejectsWith(net.aggregate([new FeatureStack([0], [1], [[map]], meta)], 4), DataError);
-      assert.match(e2.message, /feature stack 0: map t0_l1: 1 of 128 values are not finite \(first: Infinity at index 5\)/);
+      assert.match(
+        e2.message,
+        /feature stack 0: map t0_l1: 1 of 128 values are not finite \(first: Infinity at index 5\)/,
+      );
       // 0x0 maps in a feature file
       const file = join(tempDir(), 'f.safetensors');
       await writeSafetensors(
