@@ -6,6 +6,7 @@
 import { open, rename, unlink, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { DataError, HyperfeaturesError } from './errors.ts';
 
 export function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -66,6 +67,12 @@ export async function writeFileAtomicStreaming(
   } catch (e) {
     await handle.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code && !(e instanceof HyperfeaturesError))
+      throw new DataError(
+        `cannot write ${path} (${code === 'ENOSPC' ? 'no space left on the device' : code}); the previous file, if any, is unchanged`,
+        { cause: e },
+      );
     throw e;
   }
 }
