@@ -1,7 +1,9 @@
 /**
- * One AdamW training step at a time on the onnxruntime training-step graph: holds the
+ * One AdamW training step at a time on a batch of pairs, layer by layer (./graph.ts): holds the
  * optimizer state (m, v, step) beside the network's parameters, converts keypoints to grid
- * indices as the original code does, and refuses to apply a non-finite step.
+ * indices as the original code does, averages the loss over the batch as the original, and
+ * refuses to apply a non-finite step. Only one layer's inputs and activations are in memory at
+ * a time, so the paper's setting fits a small machine.
  */
 import { ConfigError, ShapeError } from '../../core/errors.ts';
 import { messages } from '../../core/messages.ts';
@@ -9,7 +11,16 @@ import { Tensor } from '../../core/tensor.ts';
 import { roundHalfEven } from '../../core/validate.ts';
 import { Session } from '../../model/runtime.ts';
 import type { AggregationNetwork } from '../network.ts';
-import { buildTrainStepGraph } from './graph.ts';
+import { resizeBilinear } from '../../core/tensor.ts';
+import { checkStackFits, layerKey, type AggregationConfig } from '../config.ts';
+import type { FeatureStack } from '../../diffusion/feature-stack.ts';
+import {
+  buildLayerBackwardGraph,
+  buildLayerForwardGraph,
+  buildLossGraph,
+  buildUpdateGraph,
+  layerParamShapes,
+} from './graph.ts';
 import { adamwScalarFeeds } from './adamw.ts';
 
 export interface AdamWOptions {
@@ -42,22 +53,45 @@ export function pointsToIndices(
   });
 }
 
+/**
+ * A pair's features: the two images' stacked maps [2, S*sum(C), R, R] (as `AggregationNetwork
+ * .forward` takes them), or the two FeatureStacks themselves (maps at any size, resized to the
+ * training resolution one layer at a time: the memory-lean form).
+ */
+export type PairFeatures = Tensor | readonly [FeatureStack, FeatureStack];
+
+export interface TrainingExample {
+  features: PairFeatures;
+  /** (y, x) on the R x R output grid of image 0, and the matching points of image 1. */
+  source: [number, number][];
+  target: [number, number][];
+}
+
 export interface StepResult {
+  /** Mean of the pairs' losses. */
   loss: number;
   grads: Map<string, Tensor>;
   /** False when the loss or a gradient was not finite: the parameters were left unchanged. */
   applied: boolean;
 }
 
+export interface TrainerOptions extends AdamWOptions {
+  /** Output resolution R for FeatureStack inputs (default 64, the paper's). */
+  resolution?: number;
+}
+
+type Feeds = Record<string, Tensor | { int64: BigInt64Array; shape: number[] }>;
+
 export class Trainer {
   readonly network: AggregationNetwork;
   readonly options: Required<AdamWOptions>;
+  readonly resolution: number;
   step = 0;
-  private m = new Map<string, Tensor>();
-  private v = new Map<string, Tensor>();
-  private session?: Session;
+  m = new Map<string, Tensor>();
+  v = new Map<string, Tensor>();
+  private sessions = new Map<string, Promise<Session>>();
 
-  constructor(network: AggregationNetwork, options: AdamWOptions = {}) {
+  constructor(network: AggregationNetwork, options: TrainerOptions = {}) {
     this.network = network;
     const d = ADAMW_DEFAULTS;
     this.options = {
@@ -71,68 +105,202 @@ export class Trainer {
       if (!(Number.isFinite(val) && val >= 0))
         throw new ConfigError(messages.invalidOption(k, 'a finite non-negative number', val));
     }
+    this.resolution = options.resolution ?? 64;
+    if (!Number.isInteger(this.resolution) || this.resolution < 1)
+      throw new ConfigError(messages.invalidOption('resolution', 'a positive integer', this.resolution));
     for (const [name, p] of network.params) {
       this.m.set(name, Tensor.zeros(p.shape));
       this.v.set(name, Tensor.zeros(p.shape));
     }
   }
 
+  private session(key: string, build: () => { serialize(): Promise<Uint8Array> }): Promise<Session> {
+    let s = this.sessions.get(key);
+    if (!s) {
+      // 'basic': these graphs are small; full optimisation gains little and costs seconds
+      s = build()
+        .serialize()
+        .then((b) => Session.create(b, { optimization: 'basic', memoryArena: false }));
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
   /**
-   * Loss and gradients of a pair, then one AdamW update (unless non-finite).
-   * @param features [2, S*sum(C), R, R]: the two images' stacked features
+   * Loss and gradients of one pair, then one AdamW update (unless non-finite).
+   * @param features the pair's features (see PairFeatures)
    * @param sourcePoints (y, x) in the R x R grid of image 0; targetPoints in image 1
    */
-  async trainStep(
-    features: Tensor,
+  trainStep(
+    features: PairFeatures,
     sourcePoints: [number, number][],
     targetPoints: [number, number][],
   ): Promise<StepResult> {
-    features.expectShape('training features', [2, -1, -1, -1]);
-    if (!sourcePoints.length || sourcePoints.length !== targetPoints.length) {
-      throw new ShapeError(
-        `training keypoints: expected equal, non-empty source and target lists, got ${sourcePoints.length} and ${targetPoints.length}`,
+    return this.trainBatch([{ features, source: sourcePoints, target: targetPoints }]);
+  }
+
+  /** One AdamW step on a batch of pairs: the loss is the mean of the pairs' losses, as the original. */
+  async trainBatch(batch: readonly TrainingExample[]): Promise<StepResult> {
+    if (!batch.length) throw new ShapeError('training batch: expected at least one pair, got none');
+    const c = this.network.config;
+    const R = this.checkBatch(batch, c);
+    const B = batch.length;
+    const L = c.featureDims.length;
+    const S = c.saveTimesteps.length;
+    const P = c.projectionDim;
+    const params = this.network.params;
+    const mixing = params.get('mixing_weights')!.data;
+    const max = Math.max(...mixing);
+    const e = Array.from(mixing, (x) => Math.exp(x - max));
+    const sum = e.reduce((a, b) => a + b, 0);
+    const w = Float32Array.from(e, (x) => x / sum);
+    const layerW = (l: number) =>
+      new Tensor(
+        Float32Array.from({ length: S }, (_, s) => w[s * L + l]),
+        [S],
       );
-    }
-    const [, , H, W] = features.shape;
-    const idx = (pts: [number, number][]) => ({
-      int64: BigInt64Array.from(pointsToIndices(pts, H, W).map(BigInt)),
-      shape: [pts.length],
-    });
-    // 'basic': full optimisation of this ~10k-node graph takes minutes and gains little
-    this.session ??= await Session.create(await buildTrainStepGraph(this.network.config).serialize(), {
-      optimization: 'basic',
-      memoryArena: false,
-    });
-    const o = this.options;
-    const t = this.step + 1;
-    const feeds: Record<string, Tensor | { int64: BigInt64Array; shape: number[] }> = {
-      features,
-      source_idx: idx(sourcePoints),
-      target_idx: idx(targetPoints),
-      ...adamwScalarFeeds(o, t),
+    const layerFeeds = (l: number): Feeds => {
+      const feeds: Feeds = { x: this.layerInput(batch, l, R), w: layerW(l) };
+      for (const name of layerParamShapes(c, c.featureDims[l]).keys())
+        feeds[name] = params.get(layerKey(l, name))!;
+      return feeds;
     };
-    for (const [name, p] of this.network.params) {
+    // pass 1: D = sum over layers of each layer's mixed bottleneck outputs
+    const D = new Float32Array(2 * B * P * R * R);
+    for (let l = 0; l < L; l++) {
+      const dim = c.featureDims[l];
+      const fwd = await this.session(`fwd${dim}`, () => buildLayerForwardGraph(c, dim));
+      const out = await fwd.run(layerFeeds(l));
+      const contribution = out.contribution.data;
+      for (let i = 0; i < D.length; i++) D[i] += contribution[i];
+    }
+    // the loss of each pair, and dL/dD with the batch mean folded in
+    const lossGraph = await this.session('loss', () => buildLossGraph(c));
+    const dD = new Float32Array(D.length);
+    const per = 2 * P * R * R;
+    let loss = 0;
+    for (const [b, ex] of batch.entries()) {
+      const idx = (pts: [number, number][]) => ({
+        int64: BigInt64Array.from(pointsToIndices(pts, R, R).map(BigInt)),
+        shape: [pts.length],
+      });
+      const r = await lossGraph.run(
+        {
+          D: new Tensor(D.subarray(b * per, (b + 1) * per), [2, P, R, R]),
+          source_idx: idx(ex.source),
+          target_idx: idx(ex.target),
+        },
+        undefined,
+        { checkOutputs: false },
+      );
+      loss += r.loss.data[0] / B;
+      const g = r.dD.data;
+      for (let i = 0; i < per; i++) dD[b * per + i] = g[i] / B;
+    }
+    const grads = new Map<string, Tensor>();
+    const gwMix = new Float32Array(S * L);
+    let finite = Number.isFinite(loss);
+    // pass 2: each layer's gradients, its forward recomputed
+    if (finite) {
+      const dDt = new Tensor(dD, [2 * B, P, R, R]);
+      for (let l = 0; l < L; l++) {
+        const dim = c.featureDims[l];
+        const bwd = await this.session(`bwd${dim}`, () => buildLayerBackwardGraph(c, dim));
+        const out = await bwd.run({ ...layerFeeds(l), dD: dDt }, undefined, { checkOutputs: false });
+        for (const name of layerParamShapes(c, dim).keys()) grads.set(layerKey(l, name), out[`grad.${name}`]);
+        out.gw.data.forEach((v, s) => (gwMix[s * L + l] = v));
+      }
+    }
+    // AdamW on everything (the mixing logits' gradient goes through the softmax in the graph)
+    const update = await this.session('update', () => buildUpdateGraph(c));
+    const t = this.step + 1;
+    const feeds: Feeds = { gw_mix: new Tensor(gwMix, [S * L]), ...adamwScalarFeeds(this.options, t) };
+    for (const [name, p] of params) {
       feeds[name] = p;
       feeds[`m.${name}`] = this.m.get(name)!;
       feeds[`v.${name}`] = this.v.get(name)!;
+      if (name !== 'mixing_weights') feeds[`grad.${name}`] = grads.get(name) ?? Tensor.zeros(p.shape);
     }
-    // inputs are checked; a non-finite loss or gradient is this loop's to handle (stop, keep the last good step)
-    const out = await this.session.run(feeds, undefined, { checkOutputs: false });
-    const loss = out.loss.data[0];
-    const grads = new Map([...this.network.params.keys()].map((n) => [n, out[`grad.${n}`]]));
-    const finite = Number.isFinite(loss) && [...grads.values()].every((gr) => gr.data.every(Number.isFinite));
     if (finite) {
-      for (const name of this.network.params.keys()) {
-        this.network.params.set(name, out[`new.${name}`]);
-        this.m.set(name, out[`new_m.${name}`]);
-        this.v.set(name, out[`new_v.${name}`]);
+      const out = await this.update(update, feeds);
+      grads.set('mixing_weights', out['grad.mixing_weights']);
+      finite = [...grads.values()].every((gr) => gr.data.every(Number.isFinite));
+      if (finite) {
+        for (const name of params.keys()) {
+          params.set(name, out[`new.${name}`]);
+          this.m.set(name, out[`new_m.${name}`]);
+          this.v.set(name, out[`new_v.${name}`]);
+        }
+        this.step = t;
       }
-      this.step = t;
     }
     return { loss, grads, applied: finite };
   }
 
+  private update(s: Session, feeds: Feeds) {
+    return s.run(feeds, undefined, { checkOutputs: false });
+  }
+
+  /** Every pair fits the network; returns the training resolution. */
+  private checkBatch(batch: readonly TrainingExample[], c: AggregationConfig): number {
+    let R: number | undefined;
+    for (const [i, ex] of batch.entries()) {
+      if (!ex.source.length || ex.source.length !== ex.target.length)
+        throw new ShapeError(
+          `training keypoints of pair ${i}: expected equal, non-empty source and target lists, got ${ex.source.length} and ${ex.target.length}`,
+        );
+      let r: number;
+      if (ex.features instanceof Tensor) {
+        const total = c.saveTimesteps.length * c.featureDims.reduce((a, b) => a + b, 0);
+        ex.features.expectShape('training features', [2, total, -1, -1]);
+        if (ex.features.shape[2] !== ex.features.shape[3])
+          throw new ShapeError(
+            `training features: expected a square grid, got ${ex.features.shape[2]}x${ex.features.shape[3]}`,
+          );
+        r = ex.features.shape[2];
+      } else {
+        if (ex.features.length !== 2)
+          throw new ShapeError(`pair ${i}: expected two feature stacks, got ${ex.features.length}`);
+        for (const s of ex.features) checkStackFits(c, s);
+        r = this.resolution;
+      }
+      if (R !== undefined && r !== R)
+        throw new ShapeError(`pair ${i}: features at ${r}x${r}, the batch is at ${R}x${R}`);
+      R = r;
+    }
+    return R!;
+  }
+
+  /** x_l for the batch: [S * 2B, C_l, R, R], timestep-major, then pair, then image. */
+  private layerInput(batch: readonly TrainingExample[], l: number, R: number): Tensor {
+    const c = this.network.config;
+    const S = c.saveTimesteps.length;
+    const dim = c.featureDims[l];
+    const B = batch.length;
+    const plane = dim * R * R;
+    const out = new Float32Array(S * 2 * B * plane);
+    const sumC = c.featureDims.reduce((a, b) => a + b, 0);
+    const offset = c.featureDims.slice(0, l).reduce((a, b) => a + b, 0);
+    for (const [b, ex] of batch.entries()) {
+      for (let s = 0; s < S; s++) {
+        for (let img = 0; img < 2; img++) {
+          const row = (s * 2 * B + 2 * b + img) * plane;
+          if (ex.features instanceof Tensor) {
+            const start = (img * S * sumC + s * sumC + offset) * R * R;
+            out.set(ex.features.data.subarray(start, start + plane), row);
+          } else {
+            const m = ex.features[img].maps[s][l];
+            const sized = m.shape[2] === R && m.shape[3] === R ? m : resizeBilinear(m, R, R);
+            out.set(sized.data, row);
+          }
+        }
+      }
+    }
+    return new Tensor(out, [S * 2 * B, dim, R, R]);
+  }
+
   async dispose(): Promise<void> {
-    await this.session?.dispose();
+    for (const s of this.sessions.values()) await (await s).dispose();
+    this.sessions.clear();
   }
 }
