@@ -15,6 +15,7 @@ import { evaluate } from './commands/evaluate.ts';
 import { match } from './commands/match.ts';
 import { lotus } from './commands/lotus.ts';
 import { kernel } from './commands/kernel.ts';
+import { train } from './commands/train.ts';
 
 export interface Command {
   summary: string;
@@ -41,6 +42,7 @@ export const COMMANDS: Record<string, Command> = {
   eval: evaluate,
   match,
   lotus,
+  train,
   kernel,
 };
 

@@ -10,12 +10,16 @@ export interface ProgressOptions {
   format?: (v: number) => string;
   sink?: (line: string, final: boolean) => void;
   silent?: boolean;
+  /** Work already done before this run (a resumed run): the ETA counts only this run's rate. */
+  initial?: number;
 }
 
 export interface Progress {
   /** Set the count done (and the total, when it becomes known). */
   update(done: number, total?: number): void;
   tick(n?: number): void;
+  /** Text shown after the counts (e.g. "loss 2.31, val PCK 41.2%"). */
+  note(text: string): void;
   done(): void;
 }
 
@@ -55,17 +59,20 @@ export function createProgress(o: ProgressOptions): Progress {
   const start = Date.now();
   const fmt = o.format ?? ((v: number) => String(v));
   const sink = o.silent ? () => undefined : (o.sink ?? defaultSink());
-  let current = 0;
+  let current = o.initial ?? 0;
+  const initial = current;
   let total = o.total;
+  let noteText = '';
   let lastDraw = 0;
   const draw = (final: boolean) => {
     const elapsed = (Date.now() - start) / 1000;
     const frac = total > 0 ? Math.min(current / total, 1) : 1;
     const width = 24;
     const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
-    const eta = frac > 0 ? (elapsed / frac) * (1 - frac) : Infinity;
+    const rate = (current - initial) / Math.max(elapsed, 1e-9);
+    const eta = rate > 0 ? (total - current) / rate : Infinity;
     sink(
-      `${o.label} [${bar}] ${fmt(current)}/${fmt(total)} ${(frac * 100).toFixed(0)}% ${final ? `in ${formatSeconds(elapsed)}` : `ETA ${formatSeconds(eta)}`}`,
+      `${o.label} [${bar}] ${fmt(current)}/${fmt(total)} ${(frac * 100).toFixed(0)}% ${final ? `in ${formatSeconds(elapsed)}` : `ETA ${formatSeconds(eta)}`}${noteText ? `  ${noteText}` : ''}`,
       final,
     );
   };
@@ -80,6 +87,9 @@ export function createProgress(o: ProgressOptions): Progress {
     },
     tick(n = 1) {
       this.update(current + n);
+    },
+    note(text) {
+      noteText = text;
     },
     done() {
       draw(true);

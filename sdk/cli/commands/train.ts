@@ -1,0 +1,306 @@
+/**
+ * `hyperfeatures train`: the aggregation network trained as the paper trains it (the original's
+ * configs/train.yaml): SPair-71k training pairs, validation PCK@0.1 every 1000 steps, 5000 steps,
+ * batch 2, AdamW lr 1e-3 without weight decay, projection 384, output 64 x 64, features from a
+ * 50-step inversion at load size 512 with the 11 paper timesteps (or one step with --one-step).
+ * Features come from the feature cache (extract once with --features-only, train many times).
+ */
+import { createHash } from 'node:crypto';
+import { ConfigError } from '../../core/errors.ts';
+import { checkOutputDir } from '../../core/outputs.ts';
+import { createProgress } from '../../core/progress.ts';
+import {
+  DATASETS,
+  checkPointsInImages,
+  loadPairs,
+  loadSpairOfficial,
+  type KeypointPair,
+} from '../../data/pairs.ts';
+import { invertImages, type ExtractOptions } from '../../diffusion/extract.ts';
+import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
+import { PAPER_SAVE_TIMESTEPS, parseIndexList } from '../../diffusion/plan.ts';
+import { AggregationNetwork } from '../../aggregation/network.ts';
+import { runTraining, RUN_FILES } from '../../aggregation/train/run.ts';
+import type { TrainingExample } from '../../aggregation/train/trainer.ts';
+import { evaluatePairs } from '../../correspondence/evaluate.ts';
+import { DEVICES } from '../../model/runtime.ts';
+import { choice, intOption, parse } from '../args.ts';
+import { readTrainConfig } from '../train-config.ts';
+import type { Command } from '../main.ts';
+
+/** The paper's recipe (configs/train.yaml of the original code). */
+export const PAPER_RECIPE = {
+  steps: 5000,
+  batchSize: 2,
+  valEvery: 1000,
+  lr: 1e-3,
+  weightDecay: 0,
+  projectionDim: 384,
+  resolution: 64,
+  loadSize: 512,
+  imageSize: 512,
+  ddimSteps: 50,
+  valPairs: 360,
+} as const;
+
+function numberOption(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0)
+    throw new ConfigError(`option --${name}: expected a non-negative number, got "${v}"`);
+  return n;
+}
+
+/** "k/n" (1-based k) -> [k, n]. @throws ConfigError */
+export function parseShard(spec: string): [number, number] {
+  const m = /^(\d+)\/(\d+)$/.exec(spec);
+  const [k, n] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!m || n < 1 || k < 1 || k > n)
+    throw new ConfigError(`option --shard: expected k/n with 1 <= k <= n (e.g. 2/8), got "${spec}"`);
+  return [k, n];
+}
+
+const pairsHash = (pairs: KeypointPair[]) =>
+  createHash('sha256')
+    .update(JSON.stringify(pairs.map((p) => [p.source, p.target, p.sourcePoints, p.targetPoints])))
+    .digest('hex')
+    .slice(0, 16);
+
+export const train: Command = {
+  summary: "train an aggregation network with the paper's recipe (resumable, with curves)",
+  usage: [
+    `hyperfeatures train --model <m> --dataset ${DATASETS.join('|')} --root <dir> --out <dir>`,
+    '  [--split trn] [--pairs <list>] [--val-pairs <list>] [--config <train.yaml|json>] [--resume]',
+    `  [--steps ${PAPER_RECIPE.steps}] [--batch-size ${PAPER_RECIPE.batchSize}] [--val-every ${PAPER_RECIPE.valEvery}] [--checkpoint-every N] [--lr ${PAPER_RECIPE.lr}] [--weight-decay 0] [--seed 0]`,
+    `  [--one-step] [--projection-dim ${PAPER_RECIPE.projectionDim}] [--output-resolution ${PAPER_RECIPE.resolution}] [--load-size ${PAPER_RECIPE.loadSize}] [--image-size 512]`,
+    '  [--ddim-steps 50] [--save-timesteps 49,45,...,0] [--limit N] [--val-limit 360] [--color-managed]',
+    `  [--features-only [--shard k/n]] [--device ${DEVICES.join('|')}] [--allow-download]`,
+    `writes <out>/${RUN_FILES.network}, ${RUN_FILES.state} (parameters, AdamW moments, step), ${RUN_FILES.curves} and ${RUN_FILES.csv}`,
+  ].join('\n'),
+  async run(args) {
+    const { values: v } = parse(
+      args,
+      {
+        model: { type: 'string' },
+        dataset: { type: 'string' },
+        root: { type: 'string' },
+        out: { type: 'string' },
+        split: { type: 'string' },
+        pairs: { type: 'string' },
+        'val-pairs': { type: 'string' },
+        config: { type: 'string' },
+        resume: { type: 'boolean' },
+        steps: { type: 'string' },
+        'batch-size': { type: 'string' },
+        'val-every': { type: 'string' },
+        'checkpoint-every': { type: 'string' },
+        lr: { type: 'string' },
+        'weight-decay': { type: 'string' },
+        seed: { type: 'string' },
+        'one-step': { type: 'boolean' },
+        'projection-dim': { type: 'string' },
+        'output-resolution': { type: 'string' },
+        'load-size': { type: 'string' },
+        'image-size': { type: 'string' },
+        'ddim-steps': { type: 'string' },
+        'save-timesteps': { type: 'string' },
+        limit: { type: 'string' },
+        'val-limit': { type: 'string' },
+        'color-managed': { type: 'boolean' },
+        'features-only': { type: 'boolean' },
+        shard: { type: 'string' },
+        device: { type: 'string' },
+        'allow-download': { type: 'boolean' },
+      },
+      false,
+    );
+    // every option is read and checked before anything loads
+    const cfg = v.config ? readTrainConfig(v.config) : { ignored: [] as string[] };
+    const model = v.model ?? cfg.model;
+    for (const [k, val] of [
+      ['model', model],
+      ['dataset', v.dataset],
+      ['root', v.root],
+      ['out', v.out],
+    ] as const)
+      if (!val) throw new ConfigError(`train: --${k} is required`);
+    const dataset = choice('dataset', v.dataset, DATASETS, 'spair');
+    const oneStep = v['one-step'] ?? false;
+    const steps = intOption('steps', v.steps, cfg.steps ?? PAPER_RECIPE.steps, 1);
+    const batchSize = intOption('batch-size', v['batch-size'], cfg.batchSize ?? PAPER_RECIPE.batchSize, 1);
+    const valEvery = intOption('val-every', v['val-every'], cfg.valEvery ?? PAPER_RECIPE.valEvery, 0);
+    const checkpointEvery = v['checkpoint-every']
+      ? intOption('checkpoint-every', v['checkpoint-every'], 1, 1)
+      : undefined;
+    const lr = numberOption('lr', v.lr) ?? cfg.lr ?? PAPER_RECIPE.lr;
+    const weightDecay =
+      numberOption('weight-decay', v['weight-decay']) ?? cfg.weightDecay ?? PAPER_RECIPE.weightDecay;
+    const seed = intOption('seed', v.seed, cfg.seed ?? 0);
+    const projectionDim = intOption(
+      'projection-dim',
+      v['projection-dim'],
+      cfg.projectionDim ?? PAPER_RECIPE.projectionDim,
+      128,
+    );
+    const resolution = intOption(
+      'output-resolution',
+      v['output-resolution'],
+      cfg.resolution ?? PAPER_RECIPE.resolution,
+      1,
+    );
+    const loadSize = intOption('load-size', v['load-size'], cfg.loadSize ?? PAPER_RECIPE.loadSize, 1);
+    const imageSize = intOption('image-size', v['image-size'], PAPER_RECIPE.imageSize, 8);
+    const ddimSteps = intOption(
+      'ddim-steps',
+      v['ddim-steps'],
+      oneStep ? 1 : (cfg.ddimSteps ?? PAPER_RECIPE.ddimSteps),
+      1,
+    );
+    if (oneStep && ddimSteps !== 1)
+      throw new ConfigError('--one-step extracts with 1 DDIM step; drop --ddim-steps');
+    const saveTimesteps = v['save-timesteps']
+      ? parseIndexList(v['save-timesteps'], '--save-timesteps')
+      : (cfg.saveTimesteps ??
+        (ddimSteps === 1 ? [0] : ddimSteps === 50 ? [...PAPER_SAVE_TIMESTEPS] : undefined));
+    if (!saveTimesteps)
+      throw new ConfigError(
+        `--ddim-steps ${ddimSteps}: pass --save-timesteps too (the paper's 11 are for 50 steps)`,
+      );
+    const shard = v.shard ? parseShard(v.shard) : undefined;
+    if (shard && !v['features-only'])
+      throw new ConfigError('--shard applies to --features-only (training itself is one process)');
+    checkOutputDir(v.out!);
+
+    // data: training pairs and validation pairs, checked up front
+    const pairsList = v.pairs ?? cfg.pairs;
+    let trainPairs =
+      dataset === 'spair' && !pairsList
+        ? loadSpairOfficial(v.root!, (v.split ?? 'trn') as 'trn' | 'val' | 'test')
+        : loadPairs(dataset, v.root!, pairsList);
+    if (v.limit) trainPairs = trainPairs.slice(0, intOption('limit', v.limit, trainPairs.length, 1));
+    const valList = v['val-pairs'] ?? cfg.valPairs;
+    const valLimit = intOption('val-limit', v['val-limit'], PAPER_RECIPE.valPairs, 1);
+    const valPairs = valEvery
+      ? (valList
+          ? loadPairs(dataset, v.root!, valList)
+          : dataset === 'spair'
+            ? loadSpairOfficial(v.root!, 'val')
+            : []
+        ).slice(0, valLimit)
+      : [];
+    await checkPointsInImages([...trainPairs, ...valPairs]);
+    if (cfg.ignored.length)
+      process.stderr.write(
+        `--config: not used here (logging and the original's paths): ${cfg.ignored.join(', ')}\n`,
+      );
+
+    const device = choice('device', v.device, DEVICES, 'cpu');
+    const sd = await loadStableDiffusion(model!, { device, allowDownload: v['allow-download'] });
+    const extract: ExtractOptions = {
+      steps: ddimSteps,
+      saveTimesteps,
+      loadSize,
+      imageSize,
+      colorManaged: v['color-managed'],
+    };
+    try {
+      if (v['features-only']) {
+        const images = [...new Set([...trainPairs, ...valPairs].flatMap((p) => [p.source, p.target]))].filter(
+          (_, i) => !shard || i % shard[1] === shard[0] - 1,
+        );
+        const bar = createProgress({
+          label: `features${shard ? ` (shard ${shard.join('/')})` : ''} (images)`,
+          total: images.length,
+        });
+        for (const [i, img] of images.entries()) {
+          await invertImages(sd, [img], extract); // cached: a rerun resumes where it stopped
+          bar.update(i + 1);
+        }
+        bar.done();
+        process.stdout.write(`extracted ${images.length} image(s) into the feature cache\n`);
+        return;
+      }
+      const network = AggregationNetwork.forModel(sd, {
+        oneStep,
+        steps: ddimSteps,
+        saveTimesteps,
+        projectionDim,
+        seed,
+        device,
+      });
+      const examples = {
+        count: trainPairs.length,
+        async get(i: number): Promise<TrainingExample> {
+          const p = trainPairs[i];
+          const [a, b] = await invertImages(sd, [p.source, p.target], extract);
+          // keypoints from original pixels to the R x R output grid, (y, x)
+          const grid = (pts: [number, number][], size: { width: number; height: number }) =>
+            pts.map(([x, y]): [number, number] => [
+              (y * resolution) / size.height,
+              (x * resolution) / size.width,
+            ]);
+          return {
+            features: [a, b],
+            source: grid(p.sourcePoints, a.meta.originalSize!),
+            target: grid(p.targetPoints, b.meta.originalSize!),
+          };
+        },
+      };
+      const validate = valPairs.length
+        ? async (net: AggregationNetwork) => {
+            const r = await evaluatePairs(sd, valPairs, {
+              methods: [oneStep ? 'one-step' : 'ours'],
+              network: net,
+              oneStepNetwork: net,
+              loadSize,
+              outputResolution: resolution,
+              extract: { steps: ddimSteps, saveTimesteps, imageSize, colorManaged: v['color-managed'] },
+            });
+            const p = r.methods[oneStep ? 'one-step' : 'ours']!.pck['0.1'];
+            return { img: p.img.perKeypoint, bbox: p.bbox?.perKeypoint };
+          }
+        : undefined;
+      const bar = createProgress({ label: 'train (steps)', total: steps });
+      const result = await runTraining(network, {
+        out: v.out!,
+        steps,
+        batchSize,
+        valEvery: validate ? valEvery : 0,
+        checkpointEvery,
+        lr,
+        weightDecay,
+        seed,
+        resolution,
+        resume: v.resume ?? false,
+        settings: {
+          model: sd.modelHash,
+          dataset,
+          train: pairsHash(trainPairs),
+          val: pairsHash(valPairs),
+          batchSize,
+          lr,
+          weightDecay,
+          seed,
+          resolution,
+          projectionDim,
+          extract: {
+            ddimSteps,
+            saveTimesteps,
+            loadSize,
+            imageSize,
+            colorManaged: v['color-managed'] ?? false,
+          },
+        },
+        examples,
+        validate,
+        progress: bar,
+      });
+      bar.done();
+      process.stdout.write(
+        `${result.stoppedAt ? `stopped at step ${result.stoppedAt} (non-finite loss); ` : ''}trained to step ${result.step}; wrote ${v.out}/${RUN_FILES.network}, ${RUN_FILES.state}, ${RUN_FILES.curves}, ${RUN_FILES.csv}\n`,
+      );
+    } finally {
+      await sd.dispose();
+    }
+  },
+};

@@ -1,0 +1,220 @@
+/**
+ * `hyperfeatures train` on the tiny model and the SPair fixture pairs: files and curves, a run
+ * killed with SIGKILL mid-way and resumed ends with the parameters of an uninterrupted run, the
+ * original's train.yaml keys, the features-only pre-pass, and bad input.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SafetensorsReader, readAllSafetensors } from '../sdk/core/safetensors.ts';
+import { relativeError } from '../sdk/core/tensor.ts';
+import { FIXTURES, REFERENCE, REPO, runCli, tempDir } from './helpers.ts';
+
+const LIST = join(FIXTURES, 'spair/spair_71k_test-6.json');
+const tiny = (out: string, extra: string[] = []) => [
+  'train',
+  '--model',
+  join(REFERENCE, 'tiny-sd15'),
+  '--dataset',
+  'spair',
+  '--root',
+  join(FIXTURES, 'spair'),
+  '--pairs',
+  LIST,
+  '--val-pairs',
+  LIST,
+  '--val-limit',
+  '2',
+  '--steps',
+  '6',
+  '--batch-size',
+  '2',
+  '--val-every',
+  '3',
+  '--ddim-steps',
+  '2',
+  '--save-timesteps',
+  '1,0',
+  '--load-size',
+  '64',
+  '--image-size',
+  '64',
+  '--projection-dim',
+  '128',
+  '--output-resolution',
+  '16',
+  '--out',
+  out,
+  ...extra,
+];
+
+async function stateStep(dir: string): Promise<number> {
+  const p = join(dir, 'train_state.safetensors');
+  if (!existsSync(p)) return 0;
+  try {
+    const r = await SafetensorsReader.open(p);
+    const s = Number(r.metadata.step);
+    await r.close();
+    return s;
+  } catch {
+    return 0;
+  }
+}
+
+describe('cli: train', function () {
+  this.timeout(300_000);
+  const uninterrupted = tempDir();
+
+  before(async () => {
+    const r = await runCli(tiny(uninterrupted, ['--checkpoint-every', '1']));
+    assert.equal(r.code, 0, r.err);
+  });
+
+  it('writes the network, the training state and the curves (loss every step, validation every 3)', async () => {
+    const rows = readFileSync(join(uninterrupted, 'curves.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      rows.map((r) => r.step),
+      [0, 1, 2, 3, 4, 5, 6],
+    );
+    assert.ok(rows.slice(1).every((r) => Number.isFinite(r.loss)));
+    assert.deepEqual(
+      rows.filter((r) => r.val_pck_img !== undefined).map((r) => r.step),
+      [0, 3, 6],
+    );
+    const csv = readFileSync(join(uninterrupted, 'curves.csv'), 'utf8').trim().split('\n');
+    assert.equal(csv[0], 'step,loss,val_pck_img,val_pck_bbox,seconds');
+    assert.equal(csv.length, 8);
+    const { tensors, metadata } = await readAllSafetensors(
+      join(uninterrupted, 'aggregation_network.safetensors'),
+    );
+    assert.deepEqual(JSON.parse(metadata.config).save_timestep, [1, 0]);
+    assert.equal(JSON.parse(metadata.config).num_timesteps, 2);
+    assert.ok(tensors.has('mixing_weights'));
+    assert.equal(await stateStep(uninterrupted), 6);
+  });
+
+  it('a run killed with SIGKILL and resumed ends with the parameters of the uninterrupted run', async () => {
+    const out = tempDir();
+    const child = spawn(
+      process.execPath,
+      [join(REPO, 'bin', 'hyperfeatures.js'), ...tiny(out, ['--checkpoint-every', '1'])],
+      {
+        stdio: 'ignore',
+        env: process.env,
+      },
+    );
+    const exited = new Promise((res) => child.on('exit', res));
+    // kill it once it has checkpointed step 2 (mid-run: it would go on to 6)
+    for (let i = 0; i < 1200 && (await stateStep(out)) < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGKILL');
+    await exited;
+    const killedAt = await stateStep(out);
+    assert.ok(killedAt >= 2 && killedAt < 6, `killed at step ${killedAt}`);
+    const r = await runCli(tiny(out, ['--checkpoint-every', '1', '--resume']));
+    assert.equal(r.code, 0, r.err);
+    const [a, b] = await Promise.all(
+      [uninterrupted, out].map(
+        async (d) => (await readAllSafetensors(join(d, 'aggregation_network.safetensors'))).tensors,
+      ),
+    );
+    for (const [name, t] of a) {
+      const rel = relativeError(b.get(name)!.data, t.data);
+      assert.ok(rel <= 1e-5, `${name}: relative difference ${rel} after resuming at step ${killedAt}`);
+    }
+    const steps = readFileSync(join(out, 'curves.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).step);
+    assert.deepEqual(steps, [0, 1, 2, 3, 4, 5, 6], 'each step once in the curves');
+  });
+
+  it("reads the original's train.yaml keys, and refuses unknown ones", async () => {
+    const dir = tempDir();
+    const yaml = join(dir, 'train.yaml');
+    writeFileSync(
+      yaml,
+      [
+        '# the original configs/train.yaml keys',
+        'lr: 1e-3',
+        'weight_decay: 0',
+        'batch_size: 1',
+        'max_epochs: 1',
+        'max_steps_per_epoch: 2',
+        'val_every_n_steps: 0',
+        'projection_dim: 128',
+        'output_resolution: 16',
+        'load_resolution: 64',
+        'num_timesteps: 2',
+        'save_timestep:',
+        '  - 1',
+        '  - 0',
+        'wandb_project: hyperfeatures',
+      ].join('\n'),
+    );
+    const out = join(dir, 'run');
+    const base = [
+      'train',
+      '--model',
+      join(REFERENCE, 'tiny-sd15'),
+      '--dataset',
+      'spair',
+      '--root',
+      join(FIXTURES, 'spair'),
+      '--pairs',
+      LIST,
+      '--image-size',
+      '64',
+      '--out',
+      out,
+    ];
+    const r = await runCli([...base, '--config', yaml]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /--config: not used here .*wandb_project/);
+    const steps = readFileSync(join(out, 'curves.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).step);
+    assert.deepEqual(steps, [1, 2], 'max_epochs x max_steps_per_epoch steps, no validation');
+    writeFileSync(yaml, 'lr: 1e-3\nlearning_rate_warmup: 10\n');
+    const bad = await runCli([...base, '--config', yaml, '--out', join(dir, 'other')]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /unknown key\(s\) learning_rate_warmup; known: /);
+  });
+
+  it('refuses a resume with other settings (saying what differs) and an existing run without --resume', async () => {
+    const other = await runCli(tiny(uninterrupted, ['--resume', '--lr', '0.002', '--steps', '7']));
+    assert.equal(other.code, 2);
+    assert.match(other.err, /holds a run with other settings: lr was 0.001, now 0.002/);
+    const again = await runCli(tiny(uninterrupted));
+    assert.equal(again.code, 2);
+    assert.match(again.err, /already holds a training run; pass --resume/);
+    const empty = join(tempDir(), 'empty.json');
+    writeFileSync(empty, '[]');
+    const noVal = await runCli(tiny(tempDir(), ['--val-pairs', empty]));
+    assert.equal(noVal.code, 2);
+    assert.match(noVal.err, /empty\.json: the pair list is empty/);
+    const shard = await runCli(tiny(tempDir(), ['--features-only', '--shard', '3/2']));
+    assert.equal(shard.code, 2);
+    assert.match(shard.err, /--shard: expected k\/n with 1 <= k <= n/);
+  });
+
+  it('--features-only fills the feature cache in shards', async () => {
+    const out = tempDir();
+    const r1 = await runCli(tiny(out, ['--features-only', '--shard', '1/2']));
+    const r2 = await runCli(tiny(out, ['--features-only', '--shard', '2/2']));
+    assert.equal(r1.code, 0, r1.err);
+    assert.equal(r2.code, 0, r2.err);
+    const n = (s: string) => Number(/extracted (\d+) image/.exec(s)![1]);
+    const all = new Set(
+      (JSON.parse(readFileSync(LIST, 'utf8')) as { source_path: string; target_path: string }[]).flatMap(
+        (p) => [p.source_path, p.target_path],
+      ),
+    ).size;
+    assert.equal(n(r1.out) + n(r2.out), all);
+    assert.ok(!existsSync(join(out, 'train_state.safetensors')), 'no training in the pre-pass');
+  });
+});
