@@ -27,3 +27,13 @@ export {
   OFFICIAL_REPO,
   type ModelFamily,
 } from './official.ts';
+export { type PairFeatures, type TrainingExample } from './train/trainer.ts';
+export {
+  runTraining,
+  batchIndices,
+  RUN_FILES,
+  type CurveRow,
+  type TrainRunOptions,
+  type TrainRunResult,
+} from './train/run.ts';
+export { trainWithRecipe, resolveRecipe, PAPER_RECIPE, type RecipeOptions } from './train/recipe.ts';

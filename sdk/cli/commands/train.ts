@@ -5,43 +5,19 @@
  * 50-step inversion at load size 512 with the 11 paper timesteps (or one step with --one-step).
  * Features come from the feature cache (extract once with --features-only, train many times).
  */
-import { createHash } from 'node:crypto';
 import { ConfigError } from '../../core/errors.ts';
 import { checkOutputDir } from '../../core/outputs.ts';
 import { createProgress } from '../../core/progress.ts';
-import {
-  DATASETS,
-  checkPointsInImages,
-  loadPairs,
-  loadSpairOfficial,
-  type KeypointPair,
-} from '../../data/pairs.ts';
+import { DATASETS, checkPointsInImages, loadPairs, loadSpairOfficial } from '../../data/pairs.ts';
 import { invertImages, type ExtractOptions } from '../../diffusion/extract.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { PAPER_SAVE_TIMESTEPS, parseIndexList } from '../../diffusion/plan.ts';
-import { AggregationNetwork } from '../../aggregation/network.ts';
-import { runTraining, RUN_FILES } from '../../aggregation/train/run.ts';
-import type { TrainingExample } from '../../aggregation/train/trainer.ts';
-import { evaluatePairs } from '../../correspondence/evaluate.ts';
+import { RUN_FILES } from '../../aggregation/train/run.ts';
+import { PAPER_RECIPE, trainWithRecipe } from '../../aggregation/train/recipe.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import { choice, intOption, parse } from '../args.ts';
 import { readTrainConfig } from '../train-config.ts';
 import type { Command } from '../main.ts';
-
-/** The paper's recipe (configs/train.yaml of the original code). */
-export const PAPER_RECIPE = {
-  steps: 5000,
-  batchSize: 2,
-  valEvery: 1000,
-  lr: 1e-3,
-  weightDecay: 0,
-  projectionDim: 384,
-  resolution: 64,
-  loadSize: 512,
-  imageSize: 512,
-  ddimSteps: 50,
-  valPairs: 360,
-} as const;
 
 function numberOption(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -59,12 +35,6 @@ export function parseShard(spec: string): [number, number] {
     throw new ConfigError(`option --shard: expected k/n with 1 <= k <= n (e.g. 2/8), got "${spec}"`);
   return [k, n];
 }
-
-const pairsHash = (pairs: KeypointPair[]) =>
-  createHash('sha256')
-    .update(JSON.stringify(pairs.map((p) => [p.source, p.target, p.sourcePoints, p.targetPoints])))
-    .digest('hex')
-    .slice(0, 16);
 
 export const train: Command = {
   summary: "train an aggregation network with the paper's recipe (resumable, with curves)",
@@ -196,15 +166,15 @@ export const train: Command = {
 
     const device = choice('device', v.device, DEVICES, 'cpu');
     const sd = await loadStableDiffusion(model!, { device, allowDownload: v['allow-download'] });
-    const extract: ExtractOptions = {
-      steps: ddimSteps,
-      saveTimesteps,
-      loadSize,
-      imageSize,
-      colorManaged: v['color-managed'],
-    };
     try {
       if (v['features-only']) {
+        const extract: ExtractOptions = {
+          steps: ddimSteps,
+          saveTimesteps,
+          loadSize,
+          imageSize,
+          colorManaged: v['color-managed'],
+        };
         const images = [...new Set([...trainPairs, ...valPairs].flatMap((p) => [p.source, p.target]))].filter(
           (_, i) => !shard || i % shard[1] === shard[0] - 1,
         );
@@ -220,80 +190,28 @@ export const train: Command = {
         process.stdout.write(`extracted ${images.length} image(s) into the feature cache\n`);
         return;
       }
-      const network = AggregationNetwork.forModel(sd, {
-        oneStep,
-        steps: ddimSteps,
-        saveTimesteps,
-        projectionDim,
-        seed,
-        device,
-      });
-      const examples = {
-        count: trainPairs.length,
-        async get(i: number): Promise<TrainingExample> {
-          const p = trainPairs[i];
-          const [a, b] = await invertImages(sd, [p.source, p.target], extract);
-          // keypoints from original pixels to the R x R output grid, (y, x)
-          const grid = (pts: [number, number][], size: { width: number; height: number }) =>
-            pts.map(([x, y]): [number, number] => [
-              (y * resolution) / size.height,
-              (x * resolution) / size.width,
-            ]);
-          return {
-            features: [a, b],
-            source: grid(p.sourcePoints, a.meta.originalSize!),
-            target: grid(p.targetPoints, b.meta.originalSize!),
-          };
-        },
-      };
-      const validate = valPairs.length
-        ? async (net: AggregationNetwork) => {
-            const r = await evaluatePairs(sd, valPairs, {
-              methods: [oneStep ? 'one-step' : 'ours'],
-              network: net,
-              oneStepNetwork: net,
-              loadSize,
-              outputResolution: resolution,
-              extract: { steps: ddimSteps, saveTimesteps, imageSize, colorManaged: v['color-managed'] },
-            });
-            const p = r.methods[oneStep ? 'one-step' : 'ours']!.pck['0.1'];
-            return { img: p.img.perKeypoint, bbox: p.bbox?.perKeypoint };
-          }
-        : undefined;
       const bar = createProgress({ label: 'train (steps)', total: steps });
-      const result = await runTraining(network, {
+      const result = await trainWithRecipe(sd, trainPairs, valPairs, {
         out: v.out!,
         steps,
         batchSize,
-        valEvery: validate ? valEvery : 0,
+        valEvery,
         checkpointEvery,
         lr,
         weightDecay,
         seed,
+        oneStep,
+        projectionDim,
         resolution,
+        loadSize,
+        imageSize,
+        ddimSteps,
+        saveTimesteps,
+        colorManaged: v['color-managed'],
         resume: v.resume ?? false,
-        settings: {
-          model: sd.modelHash,
-          dataset,
-          train: pairsHash(trainPairs),
-          val: pairsHash(valPairs),
-          batchSize,
-          lr,
-          weightDecay,
-          seed,
-          resolution,
-          projectionDim,
-          extract: {
-            ddimSteps,
-            saveTimesteps,
-            loadSize,
-            imageSize,
-            colorManaged: v['color-managed'] ?? false,
-          },
-        },
-        examples,
-        validate,
+        device,
         progress: bar,
+        datasetName: dataset,
       });
       bar.done();
       process.stdout.write(
