@@ -96,13 +96,15 @@ export function pckBarsSpec(
 }
 
 /** Training loss per step and validation PCK, two panels. */
+/** Loss per step and validation PCK (curves of a run folder, or a trainNetwork history). */
 export function trainingCurvesSpec(
   losses: readonly number[],
   validations: readonly { step: number; score: number }[],
+  title: string | string[] = 'Aggregation network training',
 ): Spec {
   return {
     ...base,
-    title: 'Aggregation network training',
+    title: { text: title },
     hconcat: [
       {
         data: { values: losses.map((loss, i) => ({ step: i + 1, loss })) },
