@@ -9,6 +9,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsReader, readAllSafetensors } from '../sdk/core/safetensors.ts';
 import { relativeError } from '../sdk/core/tensor.ts';
+import { torchLoad } from '../sdk/aggregation/torch-load.ts';
+import { AggregationNetwork } from '../sdk/aggregation/network.ts';
 import { FIXTURES, REFERENCE, REPO, runCli, tempDir } from './helpers.ts';
 
 const LIST = join(FIXTURES, 'spair/spair_71k_test-6.json');
@@ -67,7 +69,7 @@ describe('cli: train', function () {
   const uninterrupted = tempDir();
 
   before(async () => {
-    const r = await runCli(tiny(uninterrupted, ['--checkpoint-every', '1']));
+    const r = await runCli(tiny(uninterrupted, ['--checkpoint-every', '1', '--release-pt']));
     assert.equal(r.code, 0, r.err);
   });
 
@@ -95,6 +97,22 @@ describe('cli: train', function () {
     assert.equal(JSON.parse(metadata.config).num_timesteps, 2);
     assert.ok(tensors.has('mixing_weights'));
     assert.equal(await stateStep(uninterrupted), 6);
+  });
+
+  it("--release-pt writes the authors' torch.save layout, which loads back to the same network", async () => {
+    const pt = join(uninterrupted, 'aggregation_network.pt');
+    const root = torchLoad(pt) as Map<string, unknown>;
+    assert.deepEqual([...root.keys()], ['step', 'config', 'aggregation_network', 'optimizer_state_dict']);
+    assert.equal(root.get('step'), 6);
+    const opt = root.get('optimizer_state_dict') as Map<string, unknown>;
+    const state = opt.get('state') as Map<number, Map<string, unknown>>;
+    assert.deepEqual([...state.get(0)!.keys()], ['step', 'exp_avg', 'exp_avg_sq']);
+    const [fromPt, fromSt] = await Promise.all([
+      AggregationNetwork.load(pt),
+      AggregationNetwork.load(join(uninterrupted, 'aggregation_network.safetensors')),
+    ]);
+    assert.deepEqual(fromPt.config, fromSt.config);
+    for (const [name, t] of fromSt.params) assert.deepEqual(fromPt.params.get(name)!.data, t.data, name);
   });
 
   it('a run killed with SIGKILL and resumed ends with the parameters of the uninterrupted run', async () => {

@@ -22,6 +22,7 @@ import { PAPER_SAVE_TIMESTEPS } from '../diffusion/plan.ts';
 import { assertFinite, checkPositiveInt } from '../core/validate.ts';
 import { buildAggregationGraph } from './graph.ts';
 import { isTorchTensor, toPlain, torchLoad } from './torch-load.ts';
+import { orderedDict, torchSave, torchTensor } from './torch-save.ts';
 
 export interface MixingWeight {
   saveTimestep: number;
@@ -231,6 +232,71 @@ export class AggregationNetwork {
       ...(networkSteps(this.config) ? { num_timesteps: networkSteps(this.config) } : {}),
     };
     await writeSafetensors(path, Object.fromEntries(this.params), { config: JSON.stringify(config) });
+  }
+
+  /**
+   * The authors' release layout (`torch.save({"step", "config", "aggregation_network",
+   * "optimizer_state_dict"})`), readable by their code and by `AggregationNetwork.load`.
+   * With `optimizer`, its AdamW state in torch's format (param indices in state-dict order).
+   */
+  async saveRelease(
+    path: string,
+    o: {
+      step?: number;
+      optimizer?: {
+        m: Map<string, Tensor>;
+        v: Map<string, Tensor>;
+        step: number;
+        lr: number;
+        betas: [number, number];
+        eps: number;
+        weightDecay: number;
+      };
+    } = {},
+  ): Promise<void> {
+    const names = [...this.params.keys()];
+    const config = {
+      projection_dim: this.config.projectionDim,
+      save_timestep: this.config.saveTimesteps,
+      num_timesteps: networkSteps(this.config) ?? null,
+      dims: this.config.featureDims,
+    };
+    const opt = o.optimizer;
+    const optimizerState = opt
+      ? {
+          state: new Map(
+            names.map((n, i) => [
+              i,
+              {
+                step: torchTensor(Tensor.from([opt.step], [])),
+                exp_avg: torchTensor(opt.m.get(n)!),
+                exp_avg_sq: torchTensor(opt.v.get(n)!),
+              },
+            ]),
+          ),
+          param_groups: [
+            {
+              lr: opt.lr,
+              betas: opt.betas,
+              eps: opt.eps,
+              weight_decay: opt.weightDecay,
+              amsgrad: false,
+              maximize: false,
+              foreach: null,
+              capturable: false,
+              differentiable: false,
+              fused: null,
+              params: names.map((_, i) => i),
+            },
+          ],
+        }
+      : null;
+    await torchSave(path, {
+      step: o.step ?? opt?.step ?? 0,
+      config,
+      aggregation_network: orderedDict(names.map((n) => [n, torchTensor(this.params.get(n)!)])),
+      optimizer_state_dict: optimizerState,
+    });
   }
 
   async dispose(): Promise<void> {

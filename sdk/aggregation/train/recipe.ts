@@ -58,6 +58,8 @@ export interface RecipeOptions {
   progress?: Progress;
   /** Recorded in the run's settings (a resume on other data is refused). */
   datasetName?: string;
+  /** Also write the authors' `.pt` release layout. */
+  releasePt?: boolean;
 }
 
 const pairsHash = (pairs: readonly KeypointPair[]) =>
@@ -186,6 +188,7 @@ export async function trainWithRecipe(
     examples,
     validate,
     progress: o.progress,
+    releasePt: o.releasePt,
   });
   return { ...result, network };
 }

@@ -23,6 +23,7 @@ export const RUN_FILES = {
   state: 'train_state.safetensors',
   curves: 'curves.jsonl',
   csv: 'curves.csv',
+  releasePt: 'aggregation_network.pt',
 } as const;
 
 export interface CurveRow {
@@ -51,6 +52,8 @@ export interface TrainRunOptions extends AdamWOptions {
   examples: { count: number; get(i: number): Promise<TrainingExample> };
   validate?: (network: AggregationNetwork) => Promise<{ img: number; bbox?: number }>;
   progress?: Progress;
+  /** Also write aggregation_network.pt in the authors' release layout (with the AdamW state). */
+  releasePt?: boolean;
 }
 
 export interface TrainRunResult {
@@ -113,6 +116,20 @@ async function saveState(o: TrainRunOptions, trainer: Trainer, rows: CurveRow[])
     config: JSON.stringify(trainer.network.config),
   });
   await trainer.network.save(join(o.out, RUN_FILES.network));
+  if (o.releasePt) {
+    const t = trainer.options;
+    await trainer.network.saveRelease(join(o.out, RUN_FILES.releasePt), {
+      optimizer: {
+        m: trainer.m,
+        v: trainer.v,
+        step: trainer.step,
+        lr: t.lr,
+        betas: [t.beta1, t.beta2],
+        eps: t.eps,
+        weightDecay: t.weightDecay,
+      },
+    });
+  }
   await writeFileAtomic(join(o.out, RUN_FILES.csv), Buffer.from(csv(rows)));
 }
 

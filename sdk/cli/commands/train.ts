@@ -44,6 +44,7 @@ export const train: Command = {
     `  [--steps ${PAPER_RECIPE.steps}] [--batch-size ${PAPER_RECIPE.batchSize}] [--val-every ${PAPER_RECIPE.valEvery}] [--checkpoint-every N] [--lr ${PAPER_RECIPE.lr}] [--weight-decay 0] [--seed 0]`,
     `  [--one-step] [--projection-dim ${PAPER_RECIPE.projectionDim}] [--output-resolution ${PAPER_RECIPE.resolution}] [--load-size ${PAPER_RECIPE.loadSize}] [--image-size 512]`,
     '  [--ddim-steps 50] [--save-timesteps 49,45,...,0] [--limit N] [--val-limit 360] [--color-managed]',
+    "  [--release-pt (also aggregation_network.pt in the authors' torch.save layout, with the AdamW state)]",
     `  [--features-only [--shard k/n]] [--device ${DEVICES.join('|')}] [--allow-download]`,
     `writes <out>/${RUN_FILES.network}, ${RUN_FILES.state} (parameters, AdamW moments, step), ${RUN_FILES.curves} and ${RUN_FILES.csv}`,
   ].join('\n'),
@@ -78,6 +79,7 @@ export const train: Command = {
         'val-limit': { type: 'string' },
         'color-managed': { type: 'boolean' },
         'features-only': { type: 'boolean' },
+        'release-pt': { type: 'boolean' },
         shard: { type: 'string' },
         device: { type: 'string' },
         'allow-download': { type: 'boolean' },
@@ -212,6 +214,7 @@ export const train: Command = {
         device,
         progress: bar,
         datasetName: dataset,
+        releasePt: v['release-pt'],
       });
       bar.done();
       process.stdout.write(
