@@ -137,7 +137,7 @@ export class Session {
   async run(
     feeds: Record<string, Tensor | { int64: BigInt64Array; shape: readonly number[] }>,
     outputs?: readonly string[],
-    check: { checkOutputs?: boolean } = {},
+    check: { checkOutputs?: boolean; checkInputs?: boolean } = {},
   ): Promise<Record<string, Tensor>> {
     if (!this.inner) throw new ModelError('session has been disposed');
     const ortFeeds: Record<string, ort.Tensor> = {};
@@ -148,8 +148,9 @@ export class Session {
           : new ort.Tensor('int64', t.int64, [...t.shape]);
     }
     // stage boundaries: a NaN or Inf never passes silently (e.g. NaN weights, a damaged map)
-    for (const [name, t] of Object.entries(feeds))
-      if (t instanceof Tensor) assertFinite(t.data, `${this.label}: input "${name}"`);
+    if (check.checkInputs !== false)
+      for (const [name, t] of Object.entries(feeds))
+        if (t instanceof Tensor) assertFinite(t.data, `${this.label}: input "${name}"`);
     const result = outputs ? await this.inner.run(ortFeeds, [...outputs]) : await this.inner.run(ortFeeds);
     const out: Record<string, Tensor> = {};
     for (const [name, v] of Object.entries(result)) {

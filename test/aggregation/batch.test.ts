@@ -10,7 +10,10 @@ import { Trainer } from '../../sdk/aggregation/train/trainer.ts';
 import { FeatureStack } from '../../sdk/diffusion/feature-stack.ts';
 import { Rng } from '../../sdk/core/rng.ts';
 import { Tensor, relativeError } from '../../sdk/core/tensor.ts';
-import { REFERENCE } from '../helpers.ts';
+import { REFERENCE, tempDir } from '../helpers.ts';
+import { runTraining } from '../../sdk/aggregation/train/run.ts';
+import { captureLogs } from '../../sdk/core/logger.ts';
+import { SafetensorsReader } from '../../sdk/core/safetensors.ts';
 
 const CASES = join(REFERENCE, 'cases');
 
@@ -34,6 +37,7 @@ describe('aggregation training: batches and feature stacks', () => {
     );
   const points = (n: number): [number, number][] => Array.from({ length: n }, () => [rng.int(8), rng.int(8)]);
 
+  let calls = 0;
   before(async () => {
     base = await AggregationNetwork.load(join(CASES, 'aggregation_network.pt'));
   });
@@ -60,6 +64,48 @@ describe('aggregation training: batches and feature stacks', () => {
       const rel = relativeError(g.data, mean.data);
       assert.ok(rel < 1e-5, `${name}: relative error ${rel}`);
     }
+  });
+
+  it('a run that meets a non-finite loss stops, keeps the last good checkpoint and says which step', async () => {
+    const out = tempDir();
+    const good = { features: [stack(), stack()] as const, source: points(3), target: points(3) };
+    const huge = (s: FeatureStack) =>
+      new FeatureStack(
+        s.saveTimesteps,
+        s.layers,
+        s.maps.map((row) => row.map((m) => m.map((v) => v * 1e37))),
+        meta,
+      );
+    const bad = {
+      features: [huge(good.features[0]), huge(good.features[1])] as const,
+      source: good.source,
+      target: good.target,
+    };
+    const net = clone();
+    const { result, records } = await captureLogs(() =>
+      runTraining(net, {
+        out,
+        steps: 3,
+        batchSize: 1,
+        valEvery: 0,
+        checkpointEvery: 1,
+        seed: 0,
+        resolution: 8,
+        resume: false,
+        settings: { test: 1 },
+        examples: { count: 1, get: async () => (calls++ === 0 ? good : bad) },
+      }),
+    );
+    assert.equal(result.stoppedAt, 2);
+    assert.equal(result.step, 1);
+    assert.ok(
+      records.some((r) => r.level === 'error' && /stopped at step 2: non-finite loss/.test(r.message)),
+    );
+    const saved = await AggregationNetwork.load(join(out, 'aggregation_network.safetensors'));
+    for (const [name, t] of net.params) assert.deepEqual(saved.params.get(name)!.data, t.data, name);
+    const r = await SafetensorsReader.open(join(out, 'train_state.safetensors'));
+    assert.equal(r.metadata.step, '1', 'the state is the last good step');
+    await r.close();
   });
 
   it('FeatureStack inputs train exactly like the pre-stacked, pre-resized tensor', async () => {

@@ -8,7 +8,7 @@
 import { ConfigError, ShapeError } from '../../core/errors.ts';
 import { messages } from '../../core/messages.ts';
 import { Tensor } from '../../core/tensor.ts';
-import { roundHalfEven } from '../../core/validate.ts';
+import { assertFinite, roundHalfEven } from '../../core/validate.ts';
 import { Session } from '../../model/runtime.ts';
 import type { AggregationNetwork } from '../network.ts';
 import { resizeBilinear } from '../../core/tensor.ts';
@@ -170,7 +170,7 @@ export class Trainer {
     for (let l = 0; l < L; l++) {
       const dim = c.featureDims[l];
       const fwd = await this.session(`fwd${dim}`, () => buildLayerForwardGraph(c, dim));
-      const out = await fwd.run(layerFeeds(l));
+      const out = await fwd.run(layerFeeds(l), undefined, { checkOutputs: false });
       const contribution = out.contribution.data;
       for (let i = 0; i < D.length; i++) D[i] += contribution[i];
     }
@@ -191,7 +191,7 @@ export class Trainer {
           target_idx: idx(ex.target),
         },
         undefined,
-        { checkOutputs: false },
+        { checkOutputs: false, checkInputs: false }, // a diverged D is a non-finite loss, handled below
       );
       loss += r.loss.data[0] / B;
       const g = r.dD.data;
@@ -206,7 +206,10 @@ export class Trainer {
       for (let l = 0; l < L; l++) {
         const dim = c.featureDims[l];
         const bwd = await this.session(`bwd${dim}`, () => buildLayerBackwardGraph(c, dim));
-        const out = await bwd.run({ ...layerFeeds(l), dD: dDt }, undefined, { checkOutputs: false });
+        const out = await bwd.run({ ...layerFeeds(l), dD: dDt }, undefined, {
+          checkOutputs: false,
+          checkInputs: false,
+        });
         for (const name of layerParamShapes(c, dim).keys()) grads.set(layerKey(l, name), out[`grad.${name}`]);
         out.gw.data.forEach((v, s) => (gwMix[s * L + l] = v));
       }
@@ -238,7 +241,7 @@ export class Trainer {
   }
 
   private update(s: Session, feeds: Feeds) {
-    return s.run(feeds, undefined, { checkOutputs: false });
+    return s.run(feeds, undefined, { checkOutputs: false, checkInputs: false });
   }
 
   /** Every pair fits the network; returns the training resolution. */
@@ -253,6 +256,7 @@ export class Trainer {
       if (ex.features instanceof Tensor) {
         const total = c.saveTimesteps.length * c.featureDims.reduce((a, b) => a + b, 0);
         ex.features.expectShape('training features', [2, total, -1, -1]);
+        assertFinite(ex.features.data, `training pair ${i}: features`);
         if (ex.features.shape[2] !== ex.features.shape[3])
           throw new ShapeError(
             `training features: expected a square grid, got ${ex.features.shape[2]}x${ex.features.shape[3]}`,
@@ -261,7 +265,14 @@ export class Trainer {
       } else {
         if (ex.features.length !== 2)
           throw new ShapeError(`pair ${i}: expected two feature stacks, got ${ex.features.length}`);
-        for (const s of ex.features) checkStackFits(c, s);
+        for (const [img, s] of ex.features.entries()) {
+          checkStackFits(c, s);
+          s.saveTimesteps.forEach((t, a) =>
+            s.layers.forEach((l, b) =>
+              assertFinite(s.maps[a][b].data, `training pair ${i}, image ${img}: map t${t}_l${l}`),
+            ),
+          );
+        }
         r = this.resolution;
       }
       if (R !== undefined && r !== R)
