@@ -66,7 +66,10 @@ describe('aggregation training on mirrored real photos', () => {
       trainNetwork(net, [{ features: bad, source: [[1, 1]], target: [[1, 14]] }], { steps: 3 }),
       DataError,
     );
-    assert.match(e.message, /training pair 0: features: 1 of \d+ values are not finite \(first: NaN at index 7\)/);
+    assert.match(
+      e.message,
+      /training pair 0: features: 1 of \d+ values are not finite \(first: NaN at index 7\)/,
+    );
     for (const [k, v] of net.params) assert.deepEqual(v.data, before.get(k));
     // a loss that diverges (features so large the logits overflow) stops the loop instead
     const huge = good.map((v) => v * 1e38);

@@ -117,10 +117,10 @@ export class Trainer {
   private session(key: string, build: () => { serialize(): Promise<Uint8Array> }): Promise<Session> {
     let s = this.sessions.get(key);
     if (!s) {
-      // 'basic': these graphs are small; full optimisation gains little and costs seconds
+      // per-layer graphs are small enough for onnxruntime's full optimisation (NCHWc convolutions)
       s = build()
         .serialize()
-        .then((b) => Session.create(b, { optimization: 'basic', memoryArena: false }));
+        .then((b) => Session.create(b, { memoryArena: false }));
       this.sessions.set(key, s);
     }
     return s;
