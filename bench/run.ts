@@ -3,7 +3,9 @@
  * 64x64 latents (CPU), against the machine's measured matmul peak. Writes
  * bench/results/<timestamp>.json and bench/results/latest.json. `--quick` skips the
  * SD-1.5-sized model (its 3.4 GB checkpoint is generated once and reused); `--no-sd15-50` skips
- * only the ~6 minute 50-step extraction at SD-1.5 size.
+ * only the ~6 minute 50-step extraction at SD-1.5 size; `--only aggregation` runs just the
+ * aggregation network cases (forward, training steps incl. the paper's setting) and writes
+ * bench/results/<timestamp>-aggregation.json.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
@@ -17,6 +19,11 @@ import { machineInfo, matmulPeak } from './machine.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
+const onlyAt = process.argv.indexOf('--only');
+const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : undefined;
+if (only !== undefined && only !== 'aggregation')
+  throw new Error(`--only: expected "aggregation", got ${JSON.stringify(only)}`);
+const section = (name: string) => !only || only === name;
 const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
 function dirBytes(dir: string): number {
@@ -70,7 +77,7 @@ const results: Record<string, unknown> = {
 
 const cases: [string, 'tiny' | 'full', number][] = [['tiny-sd15', 'tiny', 5]];
 if (!quick) cases.push(['sd15-sized', 'full', 3]);
-for (const [name, size, calls] of cases) {
+for (const [name, size, calls] of section('unet') ? cases : []) {
   const dir = await ensureModel(name, size);
   say(`${name}: build + load + ${calls} calls at 64x64 with taps`);
   const r = unetCase(dir, 64, calls);
@@ -99,7 +106,7 @@ if (!quick)
     ['sd15-sized', 1],
     ...(process.argv.includes('--no-sd15-50') ? [] : [['sd15-sized', 50] as [string, number]]),
   );
-for (const [name, steps] of extractCases) {
+for (const [name, steps] of section('extract') ? extractCases : []) {
   say(`${name}: ${steps}-step extraction of one 512x512 image`);
   const r = extractCase(join(hyperfeaturesCacheDir(), 'bench-models', name), steps);
   (results.extract as Record<string, unknown>)[`${name}/${steps}-step`] = r;
@@ -109,7 +116,7 @@ for (const [name, steps] of extractCases) {
 // Aggregation network at SD-1.5 size: forward per image (64x64), a training step on a pair at
 // 32x32, and the paper's training setting (batch 2 pairs, 64x64, raw maps resized per layer:
 // the layerwise step keeps one layer's inputs and activations, so it fits in 8 GB).
-if (!quick) {
+if (!quick && section('aggregation')) {
   say('aggregation network at SD-1.5 size (132 maps, projection 384)');
   const forward = child('aggregation-case.ts', ['forward', '64']);
   const train = child('aggregation-case.ts', ['train', '32']);
@@ -128,7 +135,7 @@ if (!quick) {
 }
 
 // Lotus at SD-2 size on a 768-pixel image.
-if (!quick) {
+if (!quick && section('lotus')) {
   const dir = join(hyperfeaturesCacheDir(), 'bench-models', 'lotus-depth-g-sd2-sized');
   if (!existsSync(join(dir, 'model_index.json'))) {
     say(`generating an SD-2-sized Lotus-G checkpoint (random weights) in ${dir}`);
@@ -141,9 +148,11 @@ if (!quick) {
 }
 
 // Matching (64x64x384 pair, 4096 query points) and eval seconds per pair on the tiny model.
-say('matching and eval per pair');
-results.correspondence = child('match-case.ts', []);
-say(`  ${JSON.stringify(results.correspondence)}`);
+if (section('correspondence')) {
+  say('matching and eval per pair');
+  results.correspondence = child('match-case.ts', []);
+  say(`  ${JSON.stringify(results.correspondence)}`);
+}
 
 // FeatureStack memory at SD-1.5 size: 11 timesteps x 12 layers of a 64x64 latent.
 const SD15_TAPS = [1280, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320].map((c, i) => ({
@@ -163,6 +172,7 @@ say(`FeatureStack at SD-1.5 size: ${JSON.stringify(results.featureStackSd15)}`);
 
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 const json = Buffer.from(JSON.stringify(results, null, 2) + '\n');
-await writeFileAtomic(join(HERE, 'results', `${stamp}.json`), json);
-await writeFileAtomic(join(HERE, 'results', 'latest.json'), json);
-say(`wrote bench/results/${stamp}.json`);
+const name = only ? `${stamp}-${only}.json` : `${stamp}.json`;
+await writeFileAtomic(join(HERE, 'results', name), json);
+if (!only) await writeFileAtomic(join(HERE, 'results', 'latest.json'), json);
+say(`wrote bench/results/${name}`);
