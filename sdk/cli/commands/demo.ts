@@ -17,7 +17,7 @@ import { DEVICES } from '../../model/runtime.ts';
 import { makeTinyCheckpoint } from '../../model/tiny/index.ts';
 import { imageGridPng } from '../../viz/grid.ts';
 import { choice, intOption, parse } from '../args.ts';
-import { environmentReport } from '../environment.ts';
+import { environmentReportProbed } from '../environment.ts';
 import type { Command } from '../main.ts';
 
 // Two SPair-71k aeroplanes (PASCAL VOC photos), shipped with the package.
@@ -45,7 +45,7 @@ export const demo: Command = {
     );
     const out = resolve(v.out ?? join('out', 'demo'));
     checkOutputDir(out);
-    say(environmentReport());
+    say(await environmentReportProbed());
     let model = v.model;
     if (!model) {
       model = join(hyperfeaturesCacheDir(), 'models', 'tiny-sd15-demo');
