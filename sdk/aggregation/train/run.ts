@@ -112,6 +112,9 @@ async function saveState(o: TrainRunOptions, trainer: Trainer, rows: CurveRow[])
   await writeSafetensors(join(o.out, RUN_FILES.state), tensors, {
     format: 'hyperfeatures-train-state',
     step: String(trainer.step),
+    // the data order's position: pairs drawn so far; the order itself is batchIndices(seed)
+    data_position: String(trainer.step * o.batchSize),
+    seed: String(o.seed),
     settings: canonical(o.settings),
     config: JSON.stringify(trainer.network.config),
   });
