@@ -4,8 +4,8 @@
  * PyTorch's zip format (archive/data.pkl pickled with protocol 2, one raw little-endian storage
  * per tensor under archive/data/, archive/version), stored uncompressed with CRCs.
  */
-import { crc32 } from 'node:zlib';
 import { writeFileAtomic } from '../core/fs.ts';
+import { zipEntries } from '../core/zip.ts';
 import type { Tensor } from '../core/tensor.ts';
 
 class TorchTensorRef {
@@ -115,49 +115,6 @@ class Pickler {
   }
 }
 
-function zipStored(entries: { name: string; data: Buffer }[]): Buffer[] {
-  const parts: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const name = Buffer.from(e.name);
-    // pad the local header's extra field so every record's data starts 64-byte aligned (torch mmap)
-    const pad = (64 - ((offset + 30 + name.length + 4) % 64)) % 64;
-    const extra = Buffer.alloc(4 + pad);
-    extra.writeUInt16LE(0xcafe, 0);
-    extra.writeUInt16LE(pad, 2);
-    const crc = crc32(e.data);
-    const h = Buffer.alloc(30);
-    h.writeUInt32LE(0x04034b50, 0);
-    h.writeUInt16LE(20, 4);
-    h.writeUInt32LE(crc, 14);
-    h.writeUInt32LE(e.data.length, 18);
-    h.writeUInt32LE(e.data.length, 22);
-    h.writeUInt16LE(name.length, 26);
-    h.writeUInt16LE(extra.length, 28);
-    const c = Buffer.alloc(46);
-    c.writeUInt32LE(0x02014b50, 0);
-    c.writeUInt16LE(20, 4);
-    c.writeUInt16LE(20, 6);
-    c.writeUInt32LE(crc, 16);
-    c.writeUInt32LE(e.data.length, 20);
-    c.writeUInt32LE(e.data.length, 24);
-    c.writeUInt16LE(name.length, 28);
-    c.writeUInt32LE(offset, 42);
-    parts.push(h, name, extra, e.data);
-    central.push(c, name);
-    offset += 30 + name.length + extra.length + e.data.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return [...parts, cd, end];
-}
-
 /** `torch.save(obj)` of plain values, dicts, lists, OrderedDicts and float32 tensors, atomically. */
 export async function torchSave(path: string, obj: unknown): Promise<void> {
   const p = new Pickler();
@@ -171,5 +128,5 @@ export async function torchSave(path: string, obj: unknown): Promise<void> {
     })),
     { name: 'archive/version', data: Buffer.from('3\n') },
   ];
-  await writeFileAtomic(path, zipStored(entries));
+  await writeFileAtomic(path, zipEntries(entries, { align: 64 })); // aligned records, as torch mmaps them
 }

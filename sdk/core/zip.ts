@@ -1,10 +1,11 @@
 /**
  * A minimal zip reader (what `torch.save` writes: stored or deflated entries, no
  * encryption). Reads the central directory and extracts entries by name; every structural
- * problem is a DataError naming the file.
+ * problem is a DataError naming the file. And the matching writer (stored entries, or
+ * pre-compressed ones with a declared size), used to write torch.save files.
  */
 import { readFileSync } from 'node:fs';
-import { inflateRawSync } from 'node:zlib';
+import { crc32, inflateRawSync } from 'node:zlib';
 import { DataError } from './errors.ts';
 
 export interface ZipEntry {
@@ -138,4 +139,64 @@ function zip64Extra(buf: Buffer, start: number, len: number, values: number[]): 
     p += 4 + size;
   }
   return [out[0], out[1], out[2]];
+}
+
+export interface ZipWriteEntry {
+  name: string;
+  /** The bytes as stored: raw (method 0), or already deflated (method 8, with `size`). */
+  data: Buffer;
+  method?: 0 | 8;
+  /** Uncompressed size declared for a deflated entry (default: data.length). */
+  size?: number;
+}
+
+/**
+ * A zip archive as buffers to write in order. `align` pads each local header's extra field so
+ * entry data starts at a multiple of it (torch mmaps its storages).
+ */
+export function zipEntries(entries: readonly ZipWriteEntry[], o: { align?: number } = {}): Buffer[] {
+  const parts: Buffer[] = [];
+  const central: Buffer[] = [];
+  let offset = 0;
+  for (const e of entries) {
+    const name = Buffer.from(e.name);
+    const size = e.size ?? e.data.length;
+    const pad = o.align ? (o.align - ((offset + 30 + name.length + 4) % o.align)) % o.align : -4;
+    const extra = Buffer.alloc(4 + pad);
+    if (extra.length) {
+      extra.writeUInt16LE(0xcafe, 0);
+      extra.writeUInt16LE(pad, 2);
+    }
+    const crc = crc32(e.data);
+    const h = Buffer.alloc(30);
+    h.writeUInt32LE(0x04034b50, 0);
+    h.writeUInt16LE(20, 4);
+    h.writeUInt16LE(e.method ?? 0, 8);
+    h.writeUInt32LE(crc, 14);
+    h.writeUInt32LE(e.data.length, 18);
+    h.writeUInt32LE(size, 22);
+    h.writeUInt16LE(name.length, 26);
+    h.writeUInt16LE(extra.length, 28);
+    const c = Buffer.alloc(46);
+    c.writeUInt32LE(0x02014b50, 0);
+    c.writeUInt16LE(20, 4);
+    c.writeUInt16LE(20, 6);
+    c.writeUInt16LE(e.method ?? 0, 10);
+    c.writeUInt32LE(crc, 16);
+    c.writeUInt32LE(e.data.length, 20);
+    c.writeUInt32LE(size, 24);
+    c.writeUInt16LE(name.length, 28);
+    c.writeUInt32LE(offset, 42);
+    parts.push(h, name, extra, e.data);
+    central.push(c, name);
+    offset += 30 + name.length + extra.length + e.data.length;
+  }
+  const cd = Buffer.concat(central);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(entries.length, 8);
+  end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(cd.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return [...parts, cd, end];
 }

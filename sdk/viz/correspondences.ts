@@ -17,6 +17,38 @@ export interface DrawOptions {
   lines?: boolean;
 }
 
+/**
+ * Two images side by side at height `h` (each scaled to it), `gap` apart, below a `top` band:
+ * the layout both drawings share. `compose(svg)` puts an SVG overlay (in canvas pixels) on them.
+ */
+export function sideBySide(a: RgbImage, b: RgbImage, h: number, gap: number, top: number) {
+  const [sa, sb] = [h / a.height, h / b.height];
+  const [wa, wb] = [Math.round(a.width * sa), Math.round(b.width * sb)];
+  const width = wa + gap + wb;
+  const tile = (img: RgbImage, w: number) =>
+    sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+      .resize(w, h, { fit: 'fill' })
+      .png()
+      .toBuffer();
+  return {
+    sa,
+    sb,
+    wa,
+    width,
+    /** x offset of the second image. */
+    ox: wa + gap,
+    compose: async (svg: string): Promise<Buffer> =>
+      sharp({ create: { width, height: h + top, channels: 3, background: '#ffffff' } })
+        .composite([
+          { input: await tile(a, wa), left: 0, top },
+          { input: await tile(b, wb), left: wa + gap, top },
+          { input: Buffer.from(svg), left: 0, top: 0 },
+        ])
+        .png()
+        .toBuffer(),
+  };
+}
+
 /** PNG of `a` and `b` with matches (points [x, y] in each image's own pixels). */
 export async function drawCorrespondences(
   a: RgbImage,
@@ -25,16 +57,9 @@ export async function drawCorrespondences(
   o: DrawOptions = {},
 ): Promise<Buffer> {
   const h = o.height ?? 384;
-  const [sa, sb] = [h / a.height, h / b.height];
-  const [wa, wb] = [Math.round(a.width * sa), Math.round(b.width * sb)];
   const gap = 12;
   const top = o.title ? 30 : 0;
-  const width = wa + gap + wb;
-  const tile = (img: RgbImage, w: number) =>
-    sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
-      .resize(w, h, { fit: 'fill' })
-      .png()
-      .toBuffer();
+  const { sa, sb, wa, width, compose } = sideBySide(a, b, h, gap, top);
   const colors = palette(matches.length);
   const r = Math.max(3, Math.round(h / 80));
   const marks = matches
@@ -55,15 +80,9 @@ export async function drawCorrespondences(
   const title = o.title
     ? `<text x="${width / 2}" y="21" text-anchor="middle" font-size="16" font-family="DejaVu Sans, sans-serif" fill="#222">${o.title.replace(/[<&]/g, '')}</text>`
     : '';
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${h + top}">${title}${marks}</svg>`;
-  return sharp({ create: { width, height: h + top, channels: 3, background: '#ffffff' } })
-    .composite([
-      { input: await tile(a, wa), left: 0, top },
-      { input: await tile(b, wb), left: wa + gap, top },
-      { input: Buffer.from(svg), left: 0, top: 0 },
-    ])
-    .png()
-    .toBuffer();
+  return compose(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${h + top}">${title}${marks}</svg>`,
+  );
 }
 
 /** A similarity map [h*w] in [-1, 1] as a viridis-like heatmap image blended over `img`. */

@@ -4,7 +4,7 @@
  * (alpha x max side of the image or box), the box, and each prediction joined to its truth,
  * green when it is a hit and red when not.
  */
-import sharp from 'sharp';
+import { sideBySide } from './correspondences.ts';
 import type { RgbImage } from '../core/rgb.ts';
 import type { PairRecord } from '../correspondence/evaluate.ts';
 
@@ -20,17 +20,8 @@ export async function explainPairPng(
   const threshold = by === 'bbox' ? r.thresholdBbox! : r.thresholdImg;
   const hits = by === 'bbox' ? r.hitsBbox! : r.hitsImg;
   const h = o.height ?? 420;
-  const [sa, sb] = [h / source.height, h / target.height];
-  const [wa, wb] = [Math.round(source.width * sa), Math.round(target.width * sb)];
-  const gap = 16;
   const top = 48;
-  const width = wa + gap + wb;
-  const tile = (img: RgbImage, w: number) =>
-    sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
-      .resize(w, h, { fit: 'fill' })
-      .png()
-      .toBuffer();
-  const ox = wa + gap;
+  const { sa, sb, ox, width, compose } = sideBySide(source, target, h, 16, top);
   const label = (x: number, y: number, text: string, colour: string) =>
     `<text x="${x + 6}" y="${y - 6}" font-size="12" font-family="DejaVu Sans, sans-serif" fill="${colour}" stroke="black" stroke-width="0.6" paint-order="stroke">${text}</text>`;
   const parts: string[] = [];
@@ -67,12 +58,5 @@ export async function explainPairPng(
 <text x="${width / 2}" y="19" text-anchor="middle" font-size="15" font-family="DejaVu Sans, sans-serif" fill="#222">${title}</text>
 <text x="${width / 2}" y="38" text-anchor="middle" font-size="11" font-family="DejaVu Sans, sans-serif" fill="#555">${legend}</text>
 ${parts.join('\n')}</svg>`;
-  return sharp({ create: { width, height: h + top, channels: 3, background: '#ffffff' } })
-    .composite([
-      { input: await tile(source, wa), left: 0, top },
-      { input: await tile(target, wb), left: ox, top },
-      { input: Buffer.from(svg), left: 0, top: 0 },
-    ])
-    .png()
-    .toBuffer();
+  return compose(svg);
 }

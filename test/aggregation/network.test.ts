@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync, truncateSync, statSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { zipEntries } from '../../sdk/core/zip.ts';
 import { AggregationNetwork } from '../../sdk/aggregation/network.ts';
 import { torchLoad, unpickle } from '../../sdk/aggregation/torch-load.ts';
 import { Trainer, pointsToIndices, roundHalfEven } from '../../sdk/aggregation/train/trainer.ts';
@@ -17,36 +17,7 @@ const CASES = join(REFERENCE, 'cases');
 
 /** A stored (uncompressed) zip with the given entries, as torch.save writes. */
 function zipOf(entries: Record<string, Buffer>): Buffer {
-  const locals: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const [name, data] of Object.entries(entries)) {
-    const n = Buffer.from(name);
-    const h = Buffer.alloc(30);
-    h.writeUInt32LE(0x04034b50, 0);
-    h.writeUInt32LE(crc32(data), 14);
-    h.writeUInt32LE(data.length, 18);
-    h.writeUInt32LE(data.length, 22);
-    h.writeUInt16LE(n.length, 26);
-    const c = Buffer.alloc(46);
-    c.writeUInt32LE(0x02014b50, 0);
-    c.writeUInt32LE(crc32(data), 16);
-    c.writeUInt32LE(data.length, 20);
-    c.writeUInt32LE(data.length, 24);
-    c.writeUInt16LE(n.length, 28);
-    c.writeUInt32LE(offset, 42);
-    locals.push(h, n, data);
-    central.push(c, n);
-    offset += 30 + n.length + data.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(Object.keys(entries).length, 8);
-  end.writeUInt16LE(Object.keys(entries).length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cd, end]);
+  return Buffer.concat(zipEntries(Object.entries(entries).map(([name, data]) => ({ name, data }))));
 }
 
 function points(t: Map<string, Tensor>, name: string): [number, number][] {

@@ -18,7 +18,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { crc32, deflateRawSync } from 'node:zlib';
+import { deflateRawSync } from 'node:zlib';
+import { zipEntries, type ZipWriteEntry } from '../../sdk/core/zip.ts';
 import sharp from 'sharp';
 import { ConfigError, DataError, ModelError } from '../../sdk/core/errors.ts';
 import { writeFileAtomic } from '../../sdk/core/fs.ts';
@@ -93,41 +94,7 @@ function i32(v: number) {
   b.writeInt32LE(v);
   return b;
 }
-function zip(entries: { name: string; data: Buffer; method?: number; size?: number }[]): Buffer {
-  const locals: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const n = Buffer.from(e.name);
-    const size = e.size ?? e.data.length;
-    const h = Buffer.alloc(30);
-    h.writeUInt32LE(0x04034b50, 0);
-    h.writeUInt16LE(e.method ?? 0, 8);
-    h.writeUInt32LE(crc32(e.data), 14);
-    h.writeUInt32LE(e.data.length, 18);
-    h.writeUInt32LE(size, 22);
-    h.writeUInt16LE(n.length, 26);
-    const c = Buffer.alloc(46);
-    c.writeUInt32LE(0x02014b50, 0);
-    c.writeUInt16LE(e.method ?? 0, 10);
-    c.writeUInt32LE(crc32(e.data), 16);
-    c.writeUInt32LE(e.data.length, 20);
-    c.writeUInt32LE(size, 24);
-    c.writeUInt16LE(n.length, 28);
-    c.writeUInt32LE(offset, 42);
-    locals.push(h, n, e.data);
-    central.push(c, n);
-    offset += 30 + n.length + e.data.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cd, end]);
-}
+const zip = (entries: ZipWriteEntry[]) => Buffer.concat(zipEntries(entries));
 
 describe('bad input: nothing lost, nothing silently wrong', function () {
   this.timeout(120_000);
