@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { ConfigError, DataError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
 import { imageSize } from './image.ts';
+import { assetPath } from '../core/package-root.ts';
 
 export type PointXY = [number, number];
 
@@ -323,11 +324,32 @@ export function loadCustomPairs(listPath: string, root?: string): KeypointPair[]
   return pairs;
 }
 
-/** Dispatch by dataset name (CLI). */
-export function loadPairs(dataset: string, root: string, pairs?: string): KeypointPair[] {
+/**
+ * SPair-71k splits: the paper's 360-pair lists (`test-360` for Table 1, `val-360` for validation
+ * during training; shipped with the package, resolved against `root`), or the dataset's own
+ * `PairAnnotation/<trn|val|test>`.
+ */
+export const SPAIR_SPLITS = ['test-360', 'val-360', 'trn', 'val', 'test'] as const;
+export type SpairSplit = (typeof SPAIR_SPLITS)[number];
+
+export function loadSpairSplit(root: string, split: SpairSplit): KeypointPair[] {
+  if (!SPAIR_SPLITS.includes(split))
+    throw new ConfigError(`unknown SPair-71k split "${split}"; valid: ${SPAIR_SPLITS.join(', ')}`);
+  return split.endsWith('-360')
+    ? loadSpairPairList(assetPath('pairs', `spair_71k_${split}.json`), root)
+    : loadSpairOfficial(root, split as 'trn' | 'val' | 'test');
+}
+
+/** Dispatch by dataset name (CLI); SPair without a list reads `split` (default the paper's test-360). */
+export function loadPairs(dataset: string, root: string, pairs?: string, split?: string): KeypointPair[] {
+  if (split !== undefined && dataset !== 'spair')
+    throw new ConfigError(`--split applies to SPair-71k; ${dataset} is read from its own files or --pairs`);
+  if (split !== undefined && pairs) throw new ConfigError('give either --split or --pairs, not both');
   switch (dataset) {
     case 'spair':
-      return pairs ? loadSpairPairList(pairs, root) : loadSpairOfficial(root, 'test');
+      return pairs
+        ? loadSpairPairList(pairs, root)
+        : loadSpairSplit(root, (split ?? 'test-360') as SpairSplit);
     case 'cub':
       return loadCub(root);
     case 'pfpascal':

@@ -9,12 +9,13 @@ import {
   loadCub,
   loadCustomPairs,
   loadPairs,
+  loadSpairSplit,
 } from '../../sdk/data/pairs.ts';
 import { readHomography, warpPoints } from '../../sdk/data/homography.ts';
 import { rescalePoints, type PointYX } from '../../sdk/correspondence/match.ts';
 import { computePck } from '../../sdk/correspondence/pck.ts';
 import { ConfigError, DataError } from '../../sdk/core/errors.ts';
-import { FIXTURES, tempDir } from '../helpers.ts';
+import { FIXTURES, REPO, tempDir } from '../helpers.ts';
 
 const SPAIR = join(FIXTURES, 'spair');
 
@@ -158,5 +159,37 @@ describe('data: keypoint pair datasets', () => {
     assert.ok(truth.length > 10);
     assert.equal(evalWith(0), 1);
     assert.ok(evalWith(0.05 * Math.max(size3.width, size3.height) + 1) < 1);
+  });
+
+  it("finds the paper's SPair lists shipped with the package (test-360, val-360) under any root", () => {
+    for (const split of ['test-360', 'val-360'] as const) {
+      // the fixture root holds only 12 of their images: the error proves the list was read and resolved there
+      assert.throws(
+        () => loadSpairSplit(SPAIR, split),
+        (e: Error) =>
+          e instanceof DataError &&
+          new RegExp(
+            `assets/pairs/spair_71k_${split}\\.json: \\d+ image\\(s\\) missing:\\n  ${SPAIR}/JPEGImages/\\w+/`,
+          ).test(e.message),
+      );
+    }
+    const shipped = JSON.parse(
+      readFileSync(join(REPO, 'assets/pairs/spair_71k_test-360.json'), 'utf8'),
+    ) as unknown[];
+    assert.equal(shipped.length, 360);
+    assert.throws(
+      () => loadSpairSplit(SPAIR, 'test-720' as 'test-360'),
+      /unknown SPair-71k split "test-720"; valid: test-360, val-360, trn, val, test/,
+    );
+    assert.throws(() => loadPairs('cub', SPAIR, undefined, 'test-360'), /--split applies to SPair-71k/);
+    assert.throws(
+      () => loadPairs('spair', SPAIR, join(SPAIR, 'spair_71k_test-6.json'), 'test-360'),
+      /either --split or --pairs/,
+    );
+    // 'test' is the dataset's own PairAnnotation/test (the fixture lacks one of its images)
+    assert.throws(
+      () => loadPairs('spair', SPAIR, undefined, 'test'),
+      /PairAnnotation\/test: 1 image\(s\) missing/,
+    );
   });
 });

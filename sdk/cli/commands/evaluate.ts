@@ -4,7 +4,13 @@ import { ConfigError, DataError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
 import { checkOutputDir } from '../../core/outputs.ts';
 import { createProgress } from '../../core/progress.ts';
-import { DATASETS, checkPointsInImages, loadPairs, type KeypointPair } from '../../data/pairs.ts';
+import {
+  DATASETS,
+  SPAIR_SPLITS,
+  checkPointsInImages,
+  loadPairs,
+  type KeypointPair,
+} from '../../data/pairs.ts';
 import { decodeImage } from '../../data/image.ts';
 import { explainPairPng } from '../../viz/explain.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
@@ -43,7 +49,7 @@ async function network(
 export const evaluate: Command = {
   summary: "the paper's Table 1: PCK of each method on a keypoint dataset, beside the paper's numbers",
   usage: [
-    `hyperfeatures eval --model <m> --dataset ${DATASETS.join('|')} --root <dataset folder> [--pairs <list>] --out <dir>`,
+    `hyperfeatures eval --model <m> --dataset ${DATASETS.join('|')} --root <dataset folder> [--split ${SPAIR_SPLITS.join('|')} (SPair; default test-360, the paper's list, shipped) | --pairs <list>] --out <dir>`,
     `  [--methods ${TABLE1_METHODS.join(',')}] [--aggregator <ckpt>] [--one-step-aggregator <ckpt>]`,
     '  [--load-size 224] [--output-resolution 64] [--steps 50] [--save-timesteps ...] [--image-size 512] [--limit N]',
     `  [--pruned-k 10] [--device ${DEVICES.join('|')}] [--allow-download] [--no-cache] [--color-managed]`,
@@ -58,6 +64,7 @@ export const evaluate: Command = {
         dataset: { type: 'string' },
         root: { type: 'string' },
         pairs: { type: 'string' },
+        split: { type: 'string' },
         out: { type: 'string' },
         methods: { type: 'string' },
         aggregator: { type: 'string' },
@@ -78,7 +85,7 @@ export const evaluate: Command = {
     checkOutputDir(v.out!);
     const dataset = choice('dataset', v.dataset, DATASETS, 'spair');
     const methods = parseMethods(v.methods ?? TABLE1_METHODS.join(','));
-    let pairs = loadPairs(dataset, v.root!, v.pairs); // all missing images reported before any work
+    let pairs = loadPairs(dataset, v.root!, v.pairs, v.split); // all missing images reported before any work
     if (v.limit) pairs = pairs.slice(0, intOption('limit', v.limit, pairs.length, 1));
     pairs = await decodablePairs(pairs, v['color-managed']);
     await checkPointsInImages(pairs);

@@ -8,7 +8,7 @@
 import { ConfigError } from '../../core/errors.ts';
 import { checkOutputDir } from '../../core/outputs.ts';
 import { createProgress } from '../../core/progress.ts';
-import { DATASETS, checkPointsInImages, loadPairs, loadSpairOfficial } from '../../data/pairs.ts';
+import { DATASETS, SPAIR_SPLITS, checkPointsInImages, loadPairs, loadSpairSplit } from '../../data/pairs.ts';
 import { invertImages, type ExtractOptions } from '../../diffusion/extract.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { PAPER_SAVE_TIMESTEPS, parseIndexList } from '../../diffusion/plan.ts';
@@ -40,7 +40,7 @@ export const train: Command = {
   summary: "train an aggregation network with the paper's recipe (resumable, with curves)",
   usage: [
     `hyperfeatures train --model <m> --dataset ${DATASETS.join('|')} --root <dir> --out <dir>`,
-    '  [--split trn] [--pairs <list>] [--val-pairs <list>] [--config <train.yaml|json>] [--resume]',
+    `  [--split ${SPAIR_SPLITS.join('|')} (default trn)] [--pairs <list>] [--val-pairs <list> (default: the paper's val-360)] [--config <train.yaml|json>] [--resume]`,
     `  [--steps ${PAPER_RECIPE.steps}] [--batch-size ${PAPER_RECIPE.batchSize}] [--val-every ${PAPER_RECIPE.valEvery}] [--checkpoint-every N] [--lr ${PAPER_RECIPE.lr}] [--weight-decay 0] [--seed 0]`,
     `  [--one-step] [--projection-dim ${PAPER_RECIPE.projectionDim}] [--output-resolution ${PAPER_RECIPE.resolution}] [--load-size ${PAPER_RECIPE.loadSize}] [--image-size 512]`,
     '  [--ddim-steps 50] [--save-timesteps 49,45,...,0] [--limit N] [--val-limit 360] [--color-managed]',
@@ -145,10 +145,12 @@ export const train: Command = {
 
     // data: training pairs and validation pairs, checked up front
     const pairsList = v.pairs ?? cfg.pairs;
-    let trainPairs =
-      dataset === 'spair' && !pairsList
-        ? loadSpairOfficial(v.root!, (v.split ?? 'trn') as 'trn' | 'val' | 'test')
-        : loadPairs(dataset, v.root!, pairsList);
+    let trainPairs = loadPairs(
+      dataset,
+      v.root!,
+      pairsList,
+      dataset === 'spair' && !pairsList ? (v.split ?? 'trn') : v.split,
+    );
     if (v.limit) trainPairs = trainPairs.slice(0, intOption('limit', v.limit, trainPairs.length, 1));
     const valList = v['val-pairs'] ?? cfg.valPairs;
     const valLimit = intOption('val-limit', v['val-limit'], PAPER_RECIPE.valPairs, 1);
@@ -156,7 +158,7 @@ export const train: Command = {
       ? (valList
           ? loadPairs(dataset, v.root!, valList)
           : dataset === 'spair'
-            ? loadSpairOfficial(v.root!, 'val')
+            ? loadSpairSplit(v.root!, 'val-360') // the paper's validation list, shipped with the package
             : []
         ).slice(0, valLimit)
       : [];
