@@ -30,6 +30,7 @@ export {
   invertImages,
   invertLatents,
   generateImages,
+  generateLatents,
   DEFAULT_EXTRACT,
   type ExtractOptions,
   type GenerateOptions,

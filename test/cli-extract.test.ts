@@ -144,6 +144,53 @@ describe('cli: extract and demo', () => {
       );
   });
 
+  it('reproduces the original classifier-free-guided generation from --generate --latent --embeddings', async () => {
+    const out = tempDir();
+    const ref = join(REFERENCE, 'cases/generation_cfg.safetensors');
+    const saves = [0, 5, 10, 25, 49];
+    const r = await runCli([
+      'extract',
+      '--model',
+      TINY,
+      '--generate',
+      '--latent',
+      ref,
+      '--embeddings',
+      ref,
+      '--guidance-scale',
+      '7.5',
+      '--steps',
+      '50',
+      '--save-timesteps',
+      saves.join(','),
+      '--out',
+      out,
+      '--no-cache',
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const { tensors: want } = await readAllSafetensors(ref);
+    const got = await FeatureStack.load(join(out, 'generation_cfg.safetensors'));
+    assert.deepEqual(got.saveTimesteps, saves, "the original's generation numbering");
+    const r16 = got.resized(16);
+    let worst = 0;
+    for (const s of saves)
+      for (let l = 1; l <= 12; l++) {
+        for (const [name, map] of [
+          [`t${s}_l${l}`, got.map(s, l)],
+          [`r16_t${s}_l${l}`, r16.map(s, l)],
+        ] as const) {
+          const rel = relativeError(map.data, want.get(name)!.data);
+          assert.ok(rel <= tolerance('generation_cfg', name), `${name}: relative error ${rel}`);
+          worst = Math.max(worst, rel / tolerance('generation_cfg', name));
+        }
+      }
+    assert.ok(worst < 1);
+    assert.equal((await decodeImage(join(out, 'generation_cfg.png'))).width, 128);
+    const bad = await runCli(['extract', '--model', TINY, '--generate', '--out', out]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--generate takes the initial noise from --latent/);
+  });
+
   it('generates from --prompts, writing features and the image', async () => {
     const out = tempDir();
     const r = await runCli([

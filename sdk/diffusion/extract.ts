@@ -201,6 +201,49 @@ export async function invertLatents(
 }
 
 /**
+ * Generation from exactly given inputs, as the original synthetic demo saves its noise: `noise`
+ * [B, 4, h, w] is x_T, `cond` [1 or B, S, D] the prompt embedding, and with `guidance` its
+ * negative-prompt embedding and scale (classifier-free guidance, taps of the conditional half).
+ * Returns the feature stacks (generation numbering), the x0 trajectory, the final latent and
+ * the decoded images.
+ */
+export async function generateLatents(
+  sd: StableDiffusion,
+  noise: Tensor,
+  cond: Tensor,
+  o: Omit<GenerateOptions, 'seed' | 'size' | 'negativePrompt' | 'guidanceScale'> & {
+    guidance?: { scale: number; uncond: Tensor };
+  } = {},
+): Promise<{ stacks: FeatureStack[]; images: Tensor[]; x0Preds: Tensor[]; finalLatent: Tensor }> {
+  const { steps, plan } = resolvePlan(sd, o);
+  noise.expectShape('noise (latent)', [-1, sd.unet.config.inChannels, -1, -1]);
+  if (o.guidance && !(Number.isFinite(o.guidance.scale) && o.guidance.scale >= 0))
+    throw new ConfigError(messages.invalidOption('guidance scale', 'a finite number >= 0', o.guidance.scale));
+  const r = await runDiffusion(sd.unet, noise, {
+    mode: 'generation',
+    steps,
+    plan,
+    cond,
+    guidance: o.guidance,
+    onStep: o.onProgress,
+  });
+  const decoded = await sd.vae.decodeLatents(r.finalLatent);
+  const meta = {
+    model: sd.modelId,
+    mode: 'generation' as DiffusionMode,
+    steps,
+    imageSize: noise.shape[2] * 8,
+    seed: null,
+  };
+  return {
+    stacks: Array.from({ length: noise.shape[0] }, (_, b) => imageStack(r.captures, plan, b, meta)),
+    images: Array.from({ length: noise.shape[0] }, (_, b) => decoded.sliceFirst(b)),
+    x0Preds: r.x0Preds,
+    finalLatent: r.finalLatent,
+  };
+}
+
+/**
  * Generate images from prompts and capture generation features (save timestep i at step i;
  * use `.flipped()` before an inversion-trained aggregation network).
  */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadStableDiffusion, type StableDiffusion } from '../../sdk/diffusion/pipeline.ts';
-import { invertImages, invertLatents, generateImages } from '../../sdk/diffusion/extract.ts';
+import { generateLatents, invertImages, invertLatents, generateImages } from '../../sdk/diffusion/extract.ts';
 import { FeatureStack } from '../../sdk/diffusion/feature-stack.ts';
 import { PAPER_SAVE_TIMESTEPS } from '../../sdk/diffusion/plan.ts';
 import { runDiffusion } from '../../sdk/diffusion/loop.ts';
@@ -67,6 +67,26 @@ describe('diffusion extractor on tiny-sd15', () => {
       r.finalLatent,
       t.get('final_latent')!,
       tolerance('inversion_50', 'final_latent'),
+      'final_latent',
+    );
+  });
+
+  it('matches the x0 trajectory and final latent of the guided 50-step generation', async () => {
+    const { tensors: t } = await readAllSafetensors(join(REFERENCE, 'cases/generation_cfg.safetensors'));
+    const r = await generateLatents(sd, t.get('latent')!, t.get('cond')!, {
+      steps: 50,
+      saveTimesteps: [0],
+      layers: [1],
+      guidance: { scale: 7.5, uncond: t.get('uncond')! },
+    });
+    assert.equal(r.x0Preds.length, 51);
+    r.x0Preds.forEach((x, i) =>
+      assertClose(x, t.get(`x0_${i}`)!, tolerance('generation_cfg', `x0_${i}`), `x0_${i}`),
+    );
+    assertClose(
+      r.finalLatent,
+      t.get('final_latent')!,
+      tolerance('generation_cfg', 'final_latent'),
       'final_latent',
     );
   });

@@ -4,7 +4,13 @@ import { ConfigError, DataError } from '../../core/errors.ts';
 import { createProgress } from '../../core/progress.ts';
 import { SafetensorsReader } from '../../core/safetensors.ts';
 import { saveImage } from '../../data/image.ts';
-import { generateImages, invertImages, invertLatents, DEFAULT_EXTRACT } from '../../diffusion/extract.ts';
+import {
+  generateImages,
+  invertImages,
+  invertLatents,
+  generateLatents,
+  DEFAULT_EXTRACT,
+} from '../../diffusion/extract.ts';
 import type { FeatureStack } from '../../diffusion/feature-stack.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { parseIndexList } from '../../diffusion/plan.ts';
@@ -30,6 +36,7 @@ export const extract: Command = {
     '  [--steps 50] [--save-timesteps 49,45,...,0] [--layers 1-12] [--output-resolution 64] [--resize]',
     '  [--load-size 224] [--image-size 512] [--seed N (posterior sample; default: mean)] [--prompt ""]',
     '  [--latent <file.safetensors: latent [1,4,h,w]>] [--embeddings <file.safetensors: cond [, uncond]>]',
+    "  [--generate (with --latent: generate from that noise x_T, with --guidance-scale g and the embeddings' uncond)]",
     '  [--prompts <json list or file> [--guidance-scale 7.5] [--negative-prompt ""]]  (generation: features + PNG)',
     `  [--device ${DEVICES.join('|')}] [--threads N] [--no-cache] [--allow-download]`,
     '  [--color-managed]  (apply embedded ICC profiles; off by default, as the paper reads images with Pillow)',
@@ -53,6 +60,7 @@ export const extract: Command = {
         latent: { type: 'string' },
         embeddings: { type: 'string' },
         prompts: { type: 'string' },
+        generate: { type: 'boolean' },
         'guidance-scale': { type: 'string' },
         'negative-prompt': { type: 'string' },
         device: { type: 'string' },
@@ -68,6 +76,13 @@ export const extract: Command = {
     checkOutputDir(v.out);
     const sources = [v.images?.length, v.latent, v.prompts].filter(Boolean).length;
     if (sources !== 1) throw new ConfigError('extract: give exactly one of --images, --latent or --prompts');
+    if (v.generate && !v.latent)
+      throw new ConfigError(
+        'extract: --generate takes the initial noise from --latent <file> (prompts: use --prompts)',
+      );
+    const gs = v['guidance-scale'] !== undefined ? Number(v['guidance-scale']) : undefined;
+    if (gs !== undefined && !(Number.isFinite(gs) && gs >= 0))
+      throw new ConfigError(`--guidance-scale: expected a number >= 0, got "${v['guidance-scale']}"`);
     const resolution = intOption('output-resolution', v['output-resolution'], 64, 1);
     const steps = intOption('steps', v.steps, DEFAULT_EXTRACT.steps, 1);
     const common = {
@@ -106,9 +121,6 @@ export const extract: Command = {
         }
         if (!Array.isArray(prompts) || !prompts.every((p) => typeof p === 'string'))
           throw new ConfigError('--prompts: expected a JSON list of strings');
-        const gs = v['guidance-scale'] !== undefined ? Number(v['guidance-scale']) : undefined;
-        if (gs !== undefined && !Number.isFinite(gs))
-          throw new ConfigError(`--guidance-scale: expected a number, got ${v['guidance-scale']}`);
         const r = await generateImages(sd, prompts, {
           ...common,
           size: intOption('image-size', v['image-size'], 512, 8),
@@ -128,6 +140,27 @@ export const extract: Command = {
           ? await readTensor(v.embeddings, 'cond')
           : await sd.textEncoder.encode(v.prompt ?? '');
         if (!cond) throw new DataError(`${v.embeddings}: no tensor "cond"`);
+        const stem = basename(v.latent, '.safetensors');
+        if (v.generate) {
+          const uncond =
+            gs === undefined
+              ? undefined
+              : ((v.embeddings ? await readTensor(v.embeddings, 'uncond') : undefined) ??
+                (await sd.textEncoder.encode(v['negative-prompt'] ?? '')));
+          const r = await generateLatents(sd, latent, cond, {
+            ...common,
+            guidance: uncond ? { scale: gs!, uncond } : undefined,
+            onProgress,
+          });
+          for (const [i, s] of r.stacks.entries()) {
+            const name = `${stem}${r.stacks.length > 1 ? `_${i}` : ''}`;
+            written.push(await save(s, name));
+            await saveImage(join(v.out, `${name}.png`), r.images[i]);
+          }
+          bar.done();
+          process.stdout.write(`wrote ${written.length} feature file(s) and image(s) to ${v.out}\n`);
+          return;
+        }
         const stacks = await invertLatents(sd, latent, cond, { ...common, onProgress });
         for (const [i, s] of stacks.entries())
           written.push(
