@@ -74,12 +74,12 @@ export const extract: Command = {
     if (!v.model) throw new ConfigError('extract: --model is required (a diffusers folder or a hub id)');
     if (!v.out) throw new ConfigError('extract: --out is required');
     checkOutputDir(v.out);
-    const sources = [v.images?.length, v.latent, v.prompts].filter(Boolean).length;
-    if (sources !== 1) throw new ConfigError('extract: give exactly one of --images, --latent or --prompts');
     if (v.generate && !v.latent)
       throw new ConfigError(
         'extract: --generate takes the initial noise from --latent <file> (prompts: use --prompts)',
       );
+    const sources = [v.images?.length, v.latent, v.prompts].filter(Boolean).length;
+    if (sources !== 1) throw new ConfigError('extract: give exactly one of --images, --latent or --prompts');
     const gs = v['guidance-scale'] !== undefined ? Number(v['guidance-scale']) : undefined;
     if (gs !== undefined && !(Number.isFinite(gs) && gs >= 0))
       throw new ConfigError(`--guidance-scale: expected a number >= 0, got "${v['guidance-scale']}"`);
