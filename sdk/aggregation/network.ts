@@ -161,11 +161,15 @@ export class AggregationNetwork {
   }
 
   /** Descriptors [B, P, R, R] from stacked features [B, S*sum(C), R, R]. @throws ShapeError */
-  async forward(features: Tensor): Promise<Tensor> {
+  forward(features: Tensor): Promise<Tensor> {
+    return this.run(features, true);
+  }
+
+  private async run(features: Tensor, checkInputs: boolean): Promise<Tensor> {
     const total = this.config.saveTimesteps.length * this.config.featureDims.reduce((a, b) => a + b, 0);
     features.expectShape('aggregation features', [-1, total, -1, -1]);
     const feeds: Record<string, Tensor> = { features, ...Object.fromEntries(this.params) };
-    return (await (await this.getSession()).run(feeds)).descriptors;
+    return (await (await this.getSession()).run(feeds, undefined, { checkInputs })).descriptors;
   }
 
   /** Diffusion hyperfeatures of feature stacks at `resolution` (default 64): [N, P, R, R]. */
@@ -177,11 +181,13 @@ export class AggregationNetwork {
         s.layers.forEach((l, j) => assertFinite(s.maps[i][j].data, `feature stack ${k}: map t${t}_l${l}`)),
       );
     }
-    return this.forward(
+    // the maps were just checked (naming the bad one); their resized concatenation needs no second scan
+    return this.run(
       concat(
         stacks.map((s) => s.concat(resolution)),
         0,
       ),
+      false,
     );
   }
 
@@ -224,14 +230,21 @@ export class AggregationNetwork {
   }
 
   /** Save parameters as safetensors with the same key names and the config in metadata. */
-  async save(path: string): Promise<void> {
-    const config = {
+  /** The config under the original code's keys (num_timesteps only when known). */
+  private originalConfig(): Record<string, unknown> {
+    const steps = networkSteps(this.config);
+    return {
       dims: this.config.featureDims,
       save_timestep: this.config.saveTimesteps,
       projection_dim: this.config.projectionDim,
-      ...(networkSteps(this.config) ? { num_timesteps: networkSteps(this.config) } : {}),
+      ...(steps ? { num_timesteps: steps } : {}),
     };
-    await writeSafetensors(path, Object.fromEntries(this.params), { config: JSON.stringify(config) });
+  }
+
+  async save(path: string): Promise<void> {
+    await writeSafetensors(path, Object.fromEntries(this.params), {
+      config: JSON.stringify(this.originalConfig()),
+    });
   }
 
   /**
@@ -255,12 +268,6 @@ export class AggregationNetwork {
     } = {},
   ): Promise<void> {
     const names = [...this.params.keys()];
-    const config = {
-      projection_dim: this.config.projectionDim,
-      save_timestep: this.config.saveTimesteps,
-      num_timesteps: networkSteps(this.config) ?? null,
-      dims: this.config.featureDims,
-    };
     const opt = o.optimizer;
     const optimizerState = opt
       ? {
@@ -293,7 +300,7 @@ export class AggregationNetwork {
       : null;
     await torchSave(path, {
       step: o.step ?? opt?.step ?? 0,
-      config,
+      config: this.originalConfig(),
       aggregation_network: orderedDict(names.map((n) => [n, torchTensor(this.params.get(n)!)])),
       optimizer_state_dict: optimizerState,
     });

@@ -27,29 +27,34 @@ export function expandImages(paths: string[]): string[] {
   return files;
 }
 
-/**
- * The decodable images among `paths`, and the skipped ones with their reasons.
- * @throws DataError when none is left; ConfigError when two outputs would share a stem.
- */
-export async function usableImages(
-  paths: string[],
-  o: { colorManaged?: boolean; warn?: (s: string) => void } = {},
-): Promise<string[]> {
-  const files = expandImages(paths);
-  const skipped: string[] = [];
-  const ok: string[] = [];
-  for (const f of files) {
+/** Each image among `paths` (each once) that cannot be decoded, with the DataError's message. */
+export async function undecodable(
+  paths: Iterable<string>,
+  colorManaged?: boolean,
+): Promise<Map<string, string>> {
+  const bad = new Map<string, string>();
+  for (const path of new Set(paths)) {
     try {
-      await decodeImage(f, { colorManaged: o.colorManaged });
-      ok.push(f);
+      await decodeImage(path, { colorManaged });
     } catch (e) {
       if (!(e instanceof DataError)) throw e;
-      skipped.push(e.message);
+      bad.set(path, e.message);
     }
   }
-  if (skipped.length)
-    (o.warn ?? ((s) => process.stderr.write(s + '\n')))(
-      `skipped ${skipped.length} of ${files.length} image(s) that cannot be decoded:\n  ${skipped.join('\n  ')}`,
+  return bad;
+}
+
+/**
+ * The decodable images among `paths`; the skipped ones are listed on stderr with their reasons.
+ * @throws DataError when none is left; ConfigError when two outputs would share a stem.
+ */
+export async function usableImages(paths: string[], o: { colorManaged?: boolean } = {}): Promise<string[]> {
+  const files = expandImages(paths);
+  const bad = await undecodable(files, o.colorManaged);
+  const ok = files.filter((f) => !bad.has(f));
+  if (bad.size)
+    process.stderr.write(
+      `skipped ${bad.size} of ${files.length} image(s) that cannot be decoded:\n  ${[...bad.values()].join('\n  ')}\n`,
     );
   if (!ok.length)
     throw new DataError(`none of the ${files.length} image(s) can be decoded; see the reasons above`);

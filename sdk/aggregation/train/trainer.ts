@@ -170,7 +170,8 @@ export class Trainer {
     for (let l = 0; l < L; l++) {
       const dim = c.featureDims[l];
       const fwd = await this.session(`fwd${dim}`, () => buildLayerForwardGraph(c, dim));
-      const out = await fwd.run(layerFeeds(l), undefined, { checkOutputs: false });
+      // the data was checked in checkBatch (naming the map); a non-finite result is a stopped step
+      const out = await fwd.run(layerFeeds(l), undefined, { checkOutputs: false, checkInputs: false });
       const contribution = out.contribution.data;
       for (let i = 0; i < D.length; i++) D[i] += contribution[i];
     }

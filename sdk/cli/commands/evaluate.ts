@@ -13,6 +13,7 @@ import {
 } from '../../data/pairs.ts';
 import { decodeImage } from '../../data/image.ts';
 import { explainPairPng } from '../../viz/explain.ts';
+import { undecodable } from '../images.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
 import { officialNetwork, readUNetConfig } from '../../aggregation/official.ts';
@@ -185,15 +186,10 @@ export const evaluate: Command = {
  * skipped with a count and the reasons. @throws DataError when none is left.
  */
 async function decodablePairs(pairs: KeypointPair[], colorManaged?: boolean): Promise<KeypointPair[]> {
-  const bad = new Map<string, string>();
-  for (const path of new Set(pairs.flatMap((p) => [p.source, p.target]))) {
-    try {
-      await decodeImage(path, { colorManaged });
-    } catch (e) {
-      if (!(e instanceof DataError)) throw e;
-      bad.set(path, e.message);
-    }
-  }
+  const bad = await undecodable(
+    pairs.flatMap((p) => [p.source, p.target]),
+    colorManaged,
+  );
   if (!bad.size) return pairs;
   const kept = pairs.filter((p) => !bad.has(p.source) && !bad.has(p.target));
   process.stderr.write(
