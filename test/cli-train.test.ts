@@ -197,6 +197,10 @@ describe('cli: train', function () {
       .split('\n')
       .map((l) => JSON.parse(l).step);
     assert.deepEqual(steps, [1, 2], 'max_epochs x max_steps_per_epoch steps, no validation');
+    writeFileSync(yaml, 'pck_threshold: 2\n');
+    const alpha = await runCli([...base, '--config', yaml, '--out', join(dir, 'alpha')]);
+    assert.equal(alpha.code, 2);
+    assert.match(alpha.err, /validation PCK threshold \(pck_threshold\) must be in \(0, 1\], got 2/);
     writeFileSync(yaml, 'lr: 1e-3\nlearning_rate_warmup: 10\n');
     const bad = await runCli([...base, '--config', yaml, '--out', join(dir, 'other')]);
     assert.equal(bad.code, 2);

@@ -31,6 +31,8 @@ export const PAPER_RECIPE = {
   ddimSteps: 50,
   valPairs: 360,
   seed: 0,
+  /** PCK threshold of the validation (the original's pck_threshold). */
+  alpha: 0.1,
 } as const;
 
 export interface RecipeOptions {
@@ -52,6 +54,8 @@ export interface RecipeOptions {
   imageSize?: number;
   ddimSteps?: number;
   saveTimesteps?: number[];
+  /** Validation PCK threshold (default 0.1). */
+  alpha?: number;
   colorManaged?: boolean;
   resume?: boolean;
   device?: Device;
@@ -83,14 +87,17 @@ export function resolveRecipe(o: RecipeOptions) {
     imageSize: o.imageSize ?? PAPER_RECIPE.imageSize,
     ddimSteps: o.ddimSteps ?? (o.oneStep ? 1 : PAPER_RECIPE.ddimSteps),
     saveTimesteps: o.saveTimesteps,
+    alpha: o.alpha ?? PAPER_RECIPE.alpha,
   };
   if (o.oneStep && r.ddimSteps !== 1)
-    throw new ConfigError('oneStep extracts with 1 DDIM step; drop ddimSteps');
+    throw new ConfigError('oneStep (--one-step) extracts with 1 DDIM step; drop ddimSteps (--ddim-steps)');
+  if (!(r.alpha > 0 && r.alpha <= 1))
+    throw new ConfigError(`the validation PCK threshold (pck_threshold) must be in (0, 1], got ${r.alpha}`);
   const saveTimesteps =
     r.saveTimesteps ?? (r.ddimSteps === 1 ? [0] : r.ddimSteps === 50 ? [...PAPER_SAVE_TIMESTEPS] : undefined);
   if (!saveTimesteps)
     throw new ConfigError(
-      `ddimSteps ${r.ddimSteps}: give saveTimesteps too (the paper's 11 are for 50 steps)`,
+      `ddimSteps (--ddim-steps) ${r.ddimSteps}: give saveTimesteps (--save-timesteps) too (the paper's 11 are for 50 steps)`,
     );
   return { ...r, saveTimesteps };
 }
@@ -144,6 +151,7 @@ export async function trainWithRecipe(
             oneStepNetwork: net,
             loadSize: r.loadSize, // the training features (cached), as the original validates
             outputResolution: R,
+            alphas: [r.alpha],
             extract: {
               steps: r.ddimSteps,
               saveTimesteps: r.saveTimesteps,
@@ -151,8 +159,8 @@ export async function trainWithRecipe(
               colorManaged: o.colorManaged,
             },
           });
-          const p = res.methods[method]!.pck['0.1'];
-          return { img: p.img.perKeypoint, bbox: p.bbox?.perKeypoint };
+          const p = res.methods[method]!.pck[String(r.alpha)];
+          return { img: p.img.perKeypoint, bbox: p.bbox?.perKeypoint, alpha: r.alpha };
         }
       : undefined;
   const result = await runTraining(network, {
@@ -177,6 +185,7 @@ export async function trainWithRecipe(
       seed: r.seed,
       resolution: R,
       projectionDim: r.projectionDim,
+      alpha: r.alpha,
       extract: {
         ddimSteps: r.ddimSteps,
         saveTimesteps: r.saveTimesteps,

@@ -50,7 +50,8 @@ export interface TrainRunOptions extends AdamWOptions {
   /** What identifies the run (model, data, recipe): a resume with other settings is refused. */
   settings: Record<string, unknown>;
   examples: { count: number; get(i: number): Promise<TrainingExample> };
-  validate?: (network: AggregationNetwork) => Promise<{ img: number; bbox?: number }>;
+  /** PCK by image (and box) at the threshold `alpha` (default 0.1). */
+  validate?: (network: AggregationNetwork) => Promise<{ img: number; bbox?: number; alpha?: number }>;
   progress?: Progress;
   /** Also write aggregation_network.pt in the authors' release layout (with the AdamW state). */
   releasePt?: boolean;
@@ -202,7 +203,7 @@ export async function runTraining(network: AggregationNetwork, o: TrainRunOption
   };
   const validate = async (step: number, loss: number | null) => {
     const v = await o.validate!(network);
-    lastVal = `val PCK@0.1 ${(100 * v.img).toFixed(1)}%${v.bbox === undefined ? '' : ` (bbox ${(100 * v.bbox).toFixed(1)}%)`}`;
+    lastVal = `val PCK@${v.alpha ?? 0.1} ${(100 * v.img).toFixed(1)}%${v.bbox === undefined ? '' : ` (bbox ${(100 * v.bbox).toFixed(1)}%)`}`;
     log().info(`step ${step}: ${lastVal}`);
     record({
       step,

@@ -11,9 +11,14 @@ import { createProgress } from '../../core/progress.ts';
 import { DATASETS, SPAIR_SPLITS, checkPointsInImages, loadPairs, loadSpairSplit } from '../../data/pairs.ts';
 import { invertImages, type ExtractOptions } from '../../diffusion/extract.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
-import { PAPER_SAVE_TIMESTEPS, parseIndexList } from '../../diffusion/plan.ts';
+import { parseIndexList } from '../../diffusion/plan.ts';
 import { RUN_FILES } from '../../aggregation/train/run.ts';
-import { PAPER_RECIPE, trainWithRecipe } from '../../aggregation/train/recipe.ts';
+import {
+  PAPER_RECIPE,
+  resolveRecipe,
+  trainWithRecipe,
+  type RecipeOptions,
+} from '../../aggregation/train/recipe.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import { choice, intOption, parse } from '../args.ts';
 import { readTrainConfig } from '../train-config.ts';
@@ -97,47 +102,34 @@ export const train: Command = {
     ] as const)
       if (!val) throw new ConfigError(`train: --${k} is required`);
     const dataset = choice('dataset', v.dataset, DATASETS, 'spair');
-    const oneStep = v['one-step'] ?? false;
-    const steps = intOption('steps', v.steps, cfg.steps ?? PAPER_RECIPE.steps, 1);
-    const batchSize = intOption('batch-size', v['batch-size'], cfg.batchSize ?? PAPER_RECIPE.batchSize, 1);
-    const valEvery = intOption('val-every', v['val-every'], cfg.valEvery ?? PAPER_RECIPE.valEvery, 0);
-    const checkpointEvery = v['checkpoint-every']
-      ? intOption('checkpoint-every', v['checkpoint-every'], 1, 1)
-      : undefined;
-    const lr = numberOption('lr', v.lr) ?? cfg.lr ?? PAPER_RECIPE.lr;
-    const weightDecay =
-      numberOption('weight-decay', v['weight-decay']) ?? cfg.weightDecay ?? PAPER_RECIPE.weightDecay;
-    const seed = intOption('seed', v.seed, cfg.seed ?? 0);
-    const projectionDim = intOption(
-      'projection-dim',
-      v['projection-dim'],
-      cfg.projectionDim ?? PAPER_RECIPE.projectionDim,
-      128,
-    );
-    const resolution = intOption(
-      'output-resolution',
-      v['output-resolution'],
-      cfg.resolution ?? PAPER_RECIPE.resolution,
-      1,
-    );
-    const loadSize = intOption('load-size', v['load-size'], cfg.loadSize ?? PAPER_RECIPE.loadSize, 1);
-    const imageSize = intOption('image-size', v['image-size'], PAPER_RECIPE.imageSize, 8);
-    const ddimSteps = intOption(
-      'ddim-steps',
-      v['ddim-steps'],
-      oneStep ? 1 : (cfg.ddimSteps ?? PAPER_RECIPE.ddimSteps),
-      1,
-    );
-    if (oneStep && ddimSteps !== 1)
-      throw new ConfigError('--one-step extracts with 1 DDIM step; drop --ddim-steps');
-    const saveTimesteps = v['save-timesteps']
-      ? parseIndexList(v['save-timesteps'], '--save-timesteps')
-      : (cfg.saveTimesteps ??
-        (ddimSteps === 1 ? [0] : ddimSteps === 50 ? [...PAPER_SAVE_TIMESTEPS] : undefined));
-    if (!saveTimesteps)
-      throw new ConfigError(
-        `--ddim-steps ${ddimSteps}: pass --save-timesteps too (the paper's 11 are for 50 steps)`,
-      );
+    // flags over the config file over the paper's recipe (resolveRecipe fills in and checks the rest)
+    const int = (name: keyof typeof v, fromConfig: number | undefined, min: number) =>
+      v[name] === undefined ? fromConfig : intOption(name, v[name] as string, 0, min);
+    const recipe: RecipeOptions = {
+      out: v.out!,
+      steps: int('steps', cfg.steps, 1),
+      batchSize: int('batch-size', cfg.batchSize, 1),
+      valEvery: int('val-every', cfg.valEvery, 0),
+      checkpointEvery: int('checkpoint-every', undefined, 1),
+      lr: numberOption('lr', v.lr) ?? cfg.lr,
+      weightDecay: numberOption('weight-decay', v['weight-decay']) ?? cfg.weightDecay,
+      seed: int('seed', cfg.seed, 0),
+      oneStep: v['one-step'],
+      projectionDim: int('projection-dim', cfg.projectionDim, 128),
+      resolution: int('output-resolution', cfg.resolution, 1),
+      loadSize: int('load-size', cfg.loadSize, 1),
+      imageSize: int('image-size', undefined, 8),
+      ddimSteps: int('ddim-steps', v['one-step'] ? undefined : cfg.ddimSteps, 1),
+      saveTimesteps: v['save-timesteps']
+        ? parseIndexList(v['save-timesteps'], '--save-timesteps')
+        : cfg.saveTimesteps,
+      alpha: cfg.alpha,
+      colorManaged: v['color-managed'],
+      resume: v.resume ?? false,
+      datasetName: dataset,
+      releasePt: v['release-pt'],
+    };
+    const r = resolveRecipe(recipe);
     const shard = v.shard ? parseShard(v.shard) : undefined;
     if (shard && !v['features-only'])
       throw new ConfigError('--shard applies to --features-only (training itself is one process)');
@@ -154,7 +146,7 @@ export const train: Command = {
     if (v.limit) trainPairs = trainPairs.slice(0, intOption('limit', v.limit, trainPairs.length, 1));
     const valList = v['val-pairs'] ?? cfg.valPairs;
     const valLimit = intOption('val-limit', v['val-limit'], PAPER_RECIPE.valPairs, 1);
-    const valPairs = valEvery
+    const valPairs = r.valEvery
       ? (valList
           ? loadPairs(dataset, v.root!, valList)
           : dataset === 'spair'
@@ -173,10 +165,10 @@ export const train: Command = {
     try {
       if (v['features-only']) {
         const extract: ExtractOptions = {
-          steps: ddimSteps,
-          saveTimesteps,
-          loadSize,
-          imageSize,
+          steps: r.ddimSteps,
+          saveTimesteps: r.saveTimesteps,
+          loadSize: r.loadSize,
+          imageSize: r.imageSize,
           colorManaged: v['color-managed'],
         };
         const images = [...new Set([...trainPairs, ...valPairs].flatMap((p) => [p.source, p.target]))].filter(
@@ -194,30 +186,8 @@ export const train: Command = {
         process.stdout.write(`extracted ${images.length} image(s) into the feature cache\n`);
         return;
       }
-      const bar = createProgress({ label: 'train (steps)', total: steps });
-      const result = await trainWithRecipe(sd, trainPairs, valPairs, {
-        out: v.out!,
-        steps,
-        batchSize,
-        valEvery,
-        checkpointEvery,
-        lr,
-        weightDecay,
-        seed,
-        oneStep,
-        projectionDim,
-        resolution,
-        loadSize,
-        imageSize,
-        ddimSteps,
-        saveTimesteps,
-        colorManaged: v['color-managed'],
-        resume: v.resume ?? false,
-        device,
-        progress: bar,
-        datasetName: dataset,
-        releasePt: v['release-pt'],
-      });
+      const bar = createProgress({ label: 'train (steps)', total: r.steps });
+      const result = await trainWithRecipe(sd, trainPairs, valPairs, { ...recipe, device, progress: bar });
       bar.done();
       process.stdout.write(
         `${result.stoppedAt ? `stopped at step ${result.stoppedAt} (non-finite loss); ` : ''}trained to step ${result.step}; wrote ${v.out}/${RUN_FILES.network}, ${RUN_FILES.state}, ${RUN_FILES.curves}, ${RUN_FILES.csv}\n`,
