@@ -219,7 +219,8 @@ describe('fluent SDK, eval and match', () => {
     }[];
     assert.equal(results.keypoints, list[0].source_points.length + list[1].source_points.length);
     const table = readFileSync(join(out, 'table1.md'), 'utf8');
-    assert.match(table, /\| ours \| [\d.]+ \| [\d.]+ \| 72.56 \| 64.61 \|/);
+    assert.match(table, /\| Ours \| \d+ \| 2 \| [\d.]+ \| [\d.]+ \| 72.56 \| 64.61 \|/);
+    assert.match(table, /\| DHPF \| 34 \| - \| not computed \| not computed \| 55.28 \| 42.63 \|/);
     assert.match(r.out, /PCK@0.1 on spair \(2 pairs/);
     // pair-by-pair records: hits follow from distances and thresholds, and pool to results.json
     const records = readFileSync(join(out, 'pairs.jsonl'), 'utf8')
@@ -329,12 +330,17 @@ describe('fluent SDK, eval and match', () => {
       '--out',
       tempDir(),
     ];
-    const a = await runCli([...base, '--methods', 'ours,dino']);
+    const a = await runCli([...base, '--methods', 'ours,dhpf']);
     assert.equal(a.code, 2);
-    assert.match(a.err, /unknown method\(s\) dino; valid: ours, one-step, sd-layer-4/);
+    assert.match(a.err, /unknown method\(s\) dhpf; valid: ours, one-step, sd-layer-4/);
+    assert.match(a.err, /DHPF needs its own trained weights and code/);
+    // the DINO row needs its ViT: offline and not cached, said before any work
+    const d = await runCli([...base, '--methods', 'dino']);
+    assert.notEqual(d.code, 0);
+    assert.match(d.err, /facebook\/dino-vits8.* is not in the Hugging Face cache/);
     const b = await runCli([...base, '--methods', 'ours']);
     assert.equal(b.code, 2);
-    assert.match(b.err, /need an aggregation network: pass --aggregator/);
+    assert.match(b.err, /need an aggregation network \(no official aggregation network is known for .*neither SD-1.5 nor SD-2.1.*\): pass --aggregator/);
   });
 
   it('match draws the correspondences side by side', async () => {

@@ -7,7 +7,7 @@
 import { ShapeError } from '../core/errors.ts';
 import { fmtShape } from '../core/messages.ts';
 import { Tensor, resizeBilinear } from '../core/tensor.ts';
-import { batchedArgmax, bidirectionalArgmax } from './similarity.ts';
+import { batchedArgmax, bidirectionalArgmax, partialSimilarity } from './similarity.ts';
 import { roundHalfEven } from '../core/validate.ts';
 
 export type PointYX = [number, number];
@@ -132,6 +132,61 @@ export async function matchPointsBatched(
     target: [Math.floor(j / size), j % size] as PointYX,
     score: score[k],
   }));
+}
+
+/**
+ * The same as `matchPoints` for descriptors too wide to upsample whole (SD-Concat-All: 10560
+ * channels at 224x224 would be 2 GB per image): channels are taken in chunks, each chunk is
+ * upsampled and its dot products and squared norms are accumulated, so memory is one chunk.
+ * Bilinear upsampling is linear per channel, so the result equals the unchunked cosine.
+ */
+export async function matchPointsChunked(
+  source: Tensor,
+  target: Tensor,
+  points: readonly PointYX[],
+  o: MatchOptions & { chunk?: number } = {},
+): Promise<Match[]> {
+  checkPair(source, target);
+  if (!points.length) throw new ShapeError('matchPoints: expected at least one source point, got none');
+  const size = o.loadSize ?? source.shape[2];
+  const chunk = o.chunk ?? 512;
+  const [, D, h, w] = source.shape;
+  const [, , h2, w2] = target.shape;
+  const rows = points.map((p) => pointIndex(p, size, size));
+  const n = size * size;
+  const dots = rows.map(() => new Float64Array(n));
+  const targetNorm = new Float64Array(n);
+  const queryNorm = new Float64Array(rows.length);
+  const up = (t: Tensor) => (t.shape[2] === size && t.shape[3] === size ? t : resizeBilinear(t, size, size));
+  for (let c0 = 0; c0 < D; c0 += chunk) {
+    const c = Math.min(chunk, D - c0);
+    const a = up(new Tensor(source.data.subarray(c0 * h * w, (c0 + c) * h * w), [1, c, h, w]));
+    const b = up(new Tensor(target.data.subarray(c0 * h2 * w2, (c0 + c) * h2 * w2), [1, c, h2, w2]));
+    const queries = new Float32Array(rows.length * c);
+    rows.forEach((r, k) => {
+      for (let j = 0; j < c; j++) {
+        const v = a.data[j * n + r];
+        queries[k * c + j] = v;
+        queryNorm[k] += v * v;
+      }
+    });
+    const part = await partialSimilarity(queries, b.data, c);
+    rows.forEach((_, k) => {
+      const d = dots[k];
+      for (let j = 0; j < n; j++) d[j] += part.dots[k * n + j];
+    });
+    for (let j = 0; j < n; j++) targetNorm[j] += part.norms[j];
+  }
+  return rows.map((_, k) => {
+    let best = 0;
+    let score = -Infinity;
+    const qn = Math.sqrt(queryNorm[k] || 1);
+    for (let j = 0; j < n; j++) {
+      const s = dots[k][j] / (qn * Math.sqrt(targetNorm[j] || 1));
+      if (s > score) [best, score] = [j, s];
+    }
+    return { source: [...points[k]] as PointYX, target: [Math.floor(best / size), best % size], score };
+  });
 }
 
 /**

@@ -40,6 +40,38 @@ export async function batchedArgmax(
   return { best: Array.from(out.best.data), score: Array.from(out.score.data) };
 }
 
+let partialSession: Promise<Session> | undefined;
+
+function buildPartialGraph(): GraphBuilder {
+  const g = new GraphBuilder();
+  const q = g.input('queries', ['k', 'c']);
+  const t = g.input('targets', ['c', 'n']);
+  g.output('dots', g.op('MatMul', [q, t]), ['k', 'n']);
+  g.output('norms', g.op('ReduceSumSquare', [t], { axes: [0], keepdims: 0 }), ['n']);
+  return g;
+}
+
+/**
+ * One channel chunk of a cosine similarity: raw dot products of query rows [K, c] with target
+ * columns (channel-major [c, N], as maps are stored) and the targets' squared norms.
+ */
+export async function partialSimilarity(
+  queries: Float32Array,
+  targets: Float32Array,
+  channels: number,
+): Promise<{ dots: Float32Array; norms: Float32Array }> {
+  partialSession ??= buildPartialGraph()
+    .serialize()
+    .then((b) => Session.create(b));
+  const out = await (
+    await partialSession
+  ).run({
+    queries: new Tensor(queries, [queries.length / channels, channels]),
+    targets: new Tensor(targets, [channels, targets.length / channels]),
+  });
+  return { dots: out.dots.data, norms: out.norms.data };
+}
+
 function buildMutualGraph(): GraphBuilder {
   const g = new GraphBuilder();
   const a = g.input('source', ['n', 'p']);

@@ -19,7 +19,8 @@ import { pcaRgb } from './pca.ts';
 
 export interface FeatureMeta {
   model: string;
-  mode: DiffusionMode;
+  /** `noised`: one UNet call on q(x_t | x0) (DIFT); its save timestep label is t itself. */
+  mode: DiffusionMode | 'noised';
   steps: number;
   /** Square size the image was loaded at (pixels fed to the VAE). */
   imageSize: number;
@@ -27,6 +28,9 @@ export interface FeatureMeta {
   /** Original image size, for mapping points back. */
   originalSize?: { width: number; height: number };
   prompt?: string;
+  /** Noised mode: the diffusion timestep and the number of noises averaged. */
+  timestep?: number;
+  ensemble?: number;
   /** Maps are in reversed timestep order (see `flipped()`). */
   flipped?: boolean;
 }

@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, DataError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
@@ -16,50 +16,159 @@ import { explainPairPng } from '../../viz/explain.ts';
 import { undecodable } from '../images.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
-import { officialNetwork, readUNetConfig } from '../../aggregation/official.ts';
+import { modelFamily, officialNetwork, readUNetConfig } from '../../aggregation/official.ts';
 import {
+  DEFAULT_METHODS,
   TABLE1_METHODS,
+  describeMethods,
   evaluatePairs,
   pairId,
   parseMethods,
+  summarizeRecords,
   table1Markdown,
+  type EvalOptions,
+  type EvalResults,
   type PairRecord,
 } from '../../correspondence/evaluate.ts';
+import { DINO_DEFAULTS, DINO_FACETS, DinoModel } from '../../model/dino/index.ts';
 import { DEVICES } from '../../model/runtime.ts';
-import { EXTRACT_FLAGS, choice, extractFlags, intOption, parse } from '../args.ts';
+import { EXTRACT_FLAGS, choice, extractFlags, intOption, parse, spreadList } from '../args.ts';
+import {
+  RECORDS_FILE,
+  mergeShards,
+  readRecords,
+  readRunFile,
+  settingsDiff,
+  sha256File,
+  sha256Json,
+  writeRunFile,
+  type RunFile,
+  type RunSettings,
+} from '../eval-run.ts';
+import { resolveShard, shardIndices } from '../shard.ts';
 import type { Command } from '../main.ts';
 
+/** The network given, else the official one for the model's family; the reason when there is none. */
 async function network(
   path: string | undefined,
   model: string,
   variant: 'multi-step' | 'one-step',
   allowDownload: boolean,
-) {
-  if (path) return AggregationNetwork.load(path);
-  // no network given: the official one for the model's family, when there is one
+): Promise<{ net?: AggregationNetwork; file?: string; missing?: string }> {
+  if (path) return { net: await AggregationNetwork.load(path), file: path };
   const config = await readUNetConfig(model, { allowDownload });
-  const official = await officialNetwork({ modelId: model, config }, variant, { allowDownload }).catch(
-    (e) => {
-      if (e instanceof ConfigError) return undefined; // the methods that need it say so
-      throw e;
-    },
+  try {
+    const file = await officialNetwork({ modelId: model, config }, variant, { allowDownload });
+    return { net: await AggregationNetwork.load(file), file };
+  } catch (e) {
+    if (e instanceof ConfigError) return { missing: e.message }; // the methods that need it say so
+    throw e;
+  }
+}
+
+const pckDefinitions = {
+  perKeypoint:
+    "correct keypoints / all keypoints, pooled over every pair (the paper's number; the original code averages this way)",
+  perImage: "mean over pairs of each pair's fraction of correct keypoints",
+  img: 'threshold alpha x max(width, height) of the target image',
+  bbox: 'threshold alpha x max(width, height) of the target object box',
+  records: 'pairs.jsonl: one line per pair and method with points (x, y), distances, thresholds and hits',
+};
+
+/** results.json and table1.md of a finished (or merged) run; the same files for the same records. */
+async function writeResults(dir: string, run: RunFile, results: EvalResults): Promise<string> {
+  const family = run.family === 'sd15' || run.family === 'sd21' ? run.family : undefined;
+  let table = table1Markdown(results, run.dataset, run.model, family);
+  if (run.shard)
+    table += `\nShard ${run.shard.k}/${run.shard.n} only: merge the shards with \`hyperfeatures eval --merge <folders> --out <dir>\` for the table.\n`;
+  const json = {
+    dataset: run.dataset,
+    model: run.model,
+    family: run.family,
+    shard: run.shard,
+    pck_definitions: pckDefinitions,
+    ...results,
+  };
+  await writeFileAtomic(join(dir, 'results.json'), Buffer.from(JSON.stringify(json, null, 2)));
+  await writeFileAtomic(join(dir, 'table1.md'), Buffer.from(table));
+  return table;
+}
+
+async function merge(dirs: string[], out: string | undefined): Promise<void> {
+  if (!out) throw new ConfigError('eval --merge: --out <dir> is required (where the merged results go)');
+  checkOutputDir(out);
+  const { run, records } = mergeShards(dirs);
+  const sorted = [...records].sort(
+    (a, b) => a.index - b.index || run.methods.indexOf(a.method) - run.methods.indexOf(b.method),
   );
-  return official ? AggregationNetwork.load(official) : undefined;
+  const results = summarizeRecords(sorted, run.methods, {
+    loadSize: Number(run.options.loadSize),
+    outputResolution: Number(run.options.outputResolution),
+    definitions: run.definitions,
+  });
+  mkdirSync(out, { recursive: true });
+  const merged: RunFile = { ...run, shard: null };
+  await writeRunFile(out, merged);
+  await writeFileAtomic(
+    join(out, RECORDS_FILE),
+    Buffer.from(sorted.map((r) => JSON.stringify(r) + '\n').join('')),
+  );
+  const table = await writeResults(out, merged, results);
+  process.stdout.write(
+    table +
+      `\nmerged ${run.shard?.n ?? 1} shard(s), ${results.pairs} pairs: wrote ${join(out, 'results.json')}, table1.md and ${RECORDS_FILE}\n`,
+  );
+}
+
+/**
+ * Where this run's records go, and the records to reuse: a fresh folder, a resumed run (same
+ * settings, or an error naming what differs), or a refusal to overwrite finished work.
+ */
+function prepareRunFolder(
+  dir: string,
+  settings: RunSettings,
+  resume: boolean,
+  overwrite: boolean,
+): PairRecord[] {
+  const jsonl = join(dir, RECORDS_FILE);
+  const hasRun = existsSync(join(dir, 'run.json'));
+  const hasRecords = existsSync(jsonl) && statSync(jsonl).size > 0;
+  if (resume && hasRun) {
+    const diff = settingsDiff(readRunFile(dir), settings);
+    if (diff.length)
+      throw new ConfigError(
+        `--resume: ${dir} holds a run with other settings:\n  ${diff.join('\n  ')}\nuse another --out, or --overwrite to start again`,
+      );
+    return readRecords(jsonl, true);
+  }
+  if ((hasRun || hasRecords) && !overwrite && !resume)
+    throw new ConfigError(
+      `${dir} already holds an eval run (${readRecords(jsonl).length} pair records); pass --resume to continue it, --overwrite to start again, or another --out`,
+    );
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(jsonl, '');
+  return [];
 }
 
 export const evaluate: Command = {
   summary: "the paper's Table 1: PCK of each method on a keypoint dataset, beside the paper's numbers",
   usage: [
     `hyperfeatures eval --model <m> --dataset ${DATASETS.join('|')} --root <dataset folder> [--split ${SPAIR_SPLITS.join('|')} (SPair; default test-360, the paper's list, shipped) | --pairs <list>] --out <dir>`,
-    `  [--methods ${TABLE1_METHODS.join(',')}] [--aggregator <ckpt>] [--one-step-aggregator <ckpt>]`,
+    `  [--methods ${TABLE1_METHODS.join(',')}] (default ${DEFAULT_METHODS.join(',')})`,
+    '  [--aggregator <ckpt>] [--one-step-aggregator <ckpt>] (default: the released networks of the model family)',
     '  [--load-size 224] [--output-resolution 64] [--steps 50] [--save-timesteps ...] [--image-size 512] [--limit N]',
-    `  [--pruned-k 10] [--device ${DEVICES.join('|')}] [--allow-download] [--no-cache] [--color-managed]`,
+    `  [--pruned-k 1] [--device ${DEVICES.join('|')}] [--allow-download] [--no-cache] [--color-managed]`,
+    '  [--dift-timestep 261] [--dift-ensemble 8] [--dift-up-block 1] [--dift-seed 0] [--dift-prompt "a photo of a {category}"]',
+    `  [--dino ${DINO_DEFAULTS.model}] [--dino-layer ${DINO_DEFAULTS.layer}] [--dino-facet ${DINO_FACETS.join('|')}] [--dino-stride ${DINO_DEFAULTS.stride}]`,
+    '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
     '  [--explain-pair <index | id like 2008_007604-2009_001056:aeroplane>]  (that pair only: <out>/explain_<index>_<method>.png)',
-    'writes <out>/results.json, table1.md and pairs.jsonl (one record per pair and method, as each pair finishes)',
+    'hyperfeatures eval --merge <shard folders or their parent...> --out <dir>  (the table of all shards, as one run)',
+    'writes <out>/run.json, pairs.jsonl (one record per pair and method, appended as each pair finishes), results.json, table1.md;',
+    'a shard writes into <out>/shard-<k>-of-<n>/',
   ].join('\n'),
   async run(args) {
-    const { values: v } = parse(
-      args,
+    const { values: v, positionals } = parse(
+      spreadList(args, 'merge'),
       {
         model: { type: 'string' },
         dataset: { type: 'string' },
@@ -75,110 +184,187 @@ export const evaluate: Command = {
         limit: { type: 'string' },
         'explain-pair': { type: 'string' },
         'pruned-k': { type: 'string' },
+        'dift-timestep': { type: 'string' },
+        'dift-ensemble': { type: 'string' },
+        'dift-up-block': { type: 'string' },
+        'dift-seed': { type: 'string' },
+        'dift-prompt': { type: 'string' },
+        dino: { type: 'string' },
+        'dino-layer': { type: 'string' },
+        'dino-facet': { type: 'string' },
+        'dino-stride': { type: 'string' },
+        resume: { type: 'boolean' },
+        overwrite: { type: 'boolean' },
+        shard: { type: 'string' },
+        'shard-count': { type: 'string' },
+        merge: { type: 'string', multiple: true },
         device: { type: 'string' },
         'allow-download': { type: 'boolean' },
         'no-cache': { type: 'boolean' },
       },
       false,
     );
+    void positionals;
+    if (v.merge) return merge(v.merge, v.out);
     for (const k of ['model', 'dataset', 'root', 'out'] as const)
       if (!v[k]) throw new ConfigError(`eval: --${k} is required`);
+    if (v.resume && v.overwrite) throw new ConfigError('eval: --resume and --overwrite exclude each other');
     checkOutputDir(v.out!);
     const dataset = choice('dataset', v.dataset, DATASETS, 'spair');
-    const methods = parseMethods(v.methods ?? TABLE1_METHODS.join(','));
+    const methods = parseMethods(v.methods ?? DEFAULT_METHODS.join(','));
+    const shard = resolveShard(v.shard, v['shard-count']);
     let pairs = loadPairs(dataset, v.root!, v.pairs, v.split); // all missing images reported before any work
     if (v.limit) pairs = pairs.slice(0, intOption('limit', v.limit, pairs.length, 1));
     pairs = await decodablePairs(pairs, v['color-managed']);
     await checkPointsInImages(pairs);
     const explain = v['explain-pair'] !== undefined ? findPair(pairs, v['explain-pair']) : undefined;
-    const evaluated = explain ? [explain.pair] : pairs;
+    if (explain && shard) throw new ConfigError('--explain-pair runs one pair: it takes no --shard');
     const allow = v['allow-download'] ?? false;
-    const net = await network(v.aggregator, v.model!, 'multi-step', allow);
-    const oneStep = methods.includes('one-step')
+    const device = choice('device', v.device, DEVICES, 'cpu');
+    const needs = (...ms: string[]) => methods.some((m) => ms.includes(m));
+    const multi = needs('ours', 'sd-layer-pruned', 'ours-pruned')
+      ? await network(v.aggregator, v.model!, 'multi-step', allow)
+      : {};
+    const oneStep = needs('one-step')
       ? await network(v['one-step-aggregator'], v.model!, 'one-step', allow)
+      : {};
+    const dino = needs('dino')
+      ? await DinoModel.load(v.dino ?? DINO_DEFAULTS.model, {
+          layer: v['dino-layer'] !== undefined ? intOption('dino-layer', v['dino-layer'], 0, 0) : undefined,
+          facet: choice('dino-facet', v['dino-facet'], DINO_FACETS, DINO_DEFAULTS.facet),
+          stride:
+            v['dino-stride'] !== undefined ? intOption('dino-stride', v['dino-stride'], 1, 1) : undefined,
+          device,
+          allowDownload: allow,
+        })
       : undefined;
-    const sd = await loadStableDiffusion(v.model!, {
-      device: choice('device', v.device, DEVICES, 'cpu'),
-      allowDownload: allow,
-    });
-    const bar = createProgress({ label: `eval ${dataset} (pairs)`, total: evaluated.length });
-    const records: PairRecord[] = [];
-    const jsonl = join(v.out!, explain ? `explain_${explain.index}.jsonl` : 'pairs.jsonl');
-    mkdirSync(v.out!, { recursive: true });
-    writeFileSync(jsonl, ''); // a fresh run starts a fresh file; each line is one complete record
+    const sd = await loadStableDiffusion(v.model!, { device, allowDownload: allow });
+    const options: EvalOptions = {
+      methods,
+      network: multi.net,
+      oneStepNetwork: oneStep.net,
+      networkMissing: multi.missing ?? oneStep.missing,
+      dino,
+      loadSize: intOption('load-size', v['load-size'], 224, 1),
+      outputResolution: intOption('output-resolution', v['output-resolution'], 64, 1),
+      prunedK: intOption('pruned-k', v['pruned-k'], 1, 1),
+      dift: {
+        timestep:
+          v['dift-timestep'] !== undefined
+            ? intOption('dift-timestep', v['dift-timestep'], 261, 0)
+            : undefined,
+        ensemble:
+          v['dift-ensemble'] !== undefined ? intOption('dift-ensemble', v['dift-ensemble'], 8, 1) : undefined,
+        upBlock:
+          v['dift-up-block'] !== undefined ? intOption('dift-up-block', v['dift-up-block'], 1, 0) : undefined,
+        seed: v['dift-seed'] !== undefined ? intOption('dift-seed', v['dift-seed'], 0, 0) : undefined,
+        prompt: v['dift-prompt'],
+      },
+      extract: { ...withoutLoadSize(extractFlags(v)), cache: v['no-cache'] ? false : undefined },
+    };
     try {
-      const results = await evaluatePairs(sd, evaluated, {
+      if (explain) return await explainOne(sd, explain, options, v.out!, v['color-managed']);
+      const dir = shard ? join(v.out!, `shard-${shard.k}-of-${shard.n}`) : v.out!;
+      const settings: RunSettings = {
+        dataset,
+        model: v.model!,
+        family: modelFamily(sd.unet.config) ?? null,
+        pairList: sha256Json(
+          pairs.map((p) => [pairId(p), p.sourcePoints, p.targetPoints, p.targetBbox ?? null]),
+        ),
+        pairCount: pairs.length,
         methods,
-        network: net,
-        oneStepNetwork: oneStep,
-        loadSize: intOption('load-size', v['load-size'], 224, 1),
-        outputResolution: intOption('output-resolution', v['output-resolution'], 64, 1),
-        prunedK: intOption('pruned-k', v['pruned-k'], 10, 1),
-        extract: { ...withoutLoadSize(extractFlags(v)), cache: v['no-cache'] ? false : undefined },
-        onProgress: (d) => bar.update(d),
-        onPair: (r) => {
-          const record = explain ? { ...r, index: explain.index } : r;
-          records.push(record);
-          appendFileSync(jsonl, JSON.stringify(record) + '\n');
+        options: {
+          loadSize: options.loadSize,
+          outputResolution: options.outputResolution,
+          prunedK: options.prunedK,
+          dift: methods.includes('dift') ? options.dift : null,
+          dino: dino ? { layer: dino.layer, facet: dino.facet, stride: dino.stride } : null,
+          extract: { ...options.extract, cache: undefined },
         },
+        weights: {
+          model: sd.modelHash,
+          network: multi.file ? sha256File(multi.file) : null,
+          oneStepNetwork: oneStep.file ? sha256File(oneStep.file) : null,
+          dino: dino ? dino.modelId : null,
+        },
+      };
+      const completed = prepareRunFolder(dir, settings, v.resume ?? false, v.overwrite ?? false);
+      const run: RunFile = {
+        ...settings,
+        shard: shard ? { k: shard.k, n: shard.n } : null,
+        definitions: describeMethods(options, sd),
+        started: new Date().toISOString(),
+      };
+      await writeRunFile(dir, run);
+      const indices = shardIndices(pairs.length, shard);
+      if (shard)
+        process.stderr.write(
+          `shard ${shard.k}/${shard.n} (from ${shard.source}): ${indices.length} of ${pairs.length} pairs -> ${dir}\n`,
+        );
+      const reused = new Set(completed.map((r) => r.index)).size;
+      if (reused)
+        process.stderr.write(`resuming: ${reused} pair(s) already recorded in ${join(dir, RECORDS_FILE)}\n`);
+      const bar = createProgress({ label: `eval ${dataset} (pairs)`, total: indices.length });
+      const jsonl = join(dir, RECORDS_FILE);
+      const results = await evaluatePairs(sd, pairs, {
+        ...options,
+        indices,
+        completed,
+        onProgress: (d) => bar.update(d),
+        // one append per pair: a kill leaves whole pairs, at worst one cut line (dropped on resume)
+        onPair: (rs) => appendFileSync(jsonl, rs.map((r) => JSON.stringify(r) + '\n').join('')),
       });
       bar.done();
-      if (explain) {
-        const colorManaged = v['color-managed'];
-        const [src, tgt] = await Promise.all(
-          [explain.pair.source, explain.pair.target].map((p) => decodeImage(p, { colorManaged })),
-        );
-        const written: string[] = [];
-        for (const r of records) {
-          const path = join(v.out!, `explain_${explain.index}_${r.method}.png`);
-          await writeFileAtomic(path, await explainPairPng(src, tgt, r));
-          written.push(path);
-        }
-        process.stdout.write(
-          records
-            .map(
-              (r) =>
-                `${r.method}: ${r.hitsImg.filter(Boolean).length}/${r.hitsImg.length} hits by image` +
-                (r.hitsBbox ? `, ${r.hitsBbox.filter(Boolean).length}/${r.hitsBbox.length} by box` : '') +
-                ` (distances ${r.distances.map((d) => d.toFixed(1)).join(', ')})`,
-            )
-            .join('\n') + `\nwrote ${written.join(', ')} and ${jsonl}\n`,
-        );
-        return;
-      }
-      const table = table1Markdown(results, dataset, v.model!);
-      await writeFileAtomic(
-        join(v.out!, 'results.json'),
-        Buffer.from(
-          JSON.stringify(
-            {
-              dataset,
-              model: v.model,
-              pck_definitions: {
-                perKeypoint:
-                  "correct keypoints / all keypoints, pooled over every pair (the paper's number; the original code averages this way)",
-                perImage: "mean over pairs of each pair's fraction of correct keypoints",
-                img: 'threshold alpha x max(width, height) of the target image',
-                bbox: 'threshold alpha x max(width, height) of the target object box',
-                records:
-                  'pairs.jsonl: one line per pair and method with points (x, y), distances, thresholds and hits',
-              },
-              ...results,
-            },
-            null,
-            2,
-          ),
-        ),
-      );
-      await writeFileAtomic(join(v.out!, 'table1.md'), Buffer.from(table));
-      process.stdout.write(table + `\nwrote ${join(v.out!, 'results.json')} and table1.md\n`);
+      const table = await writeResults(dir, run, results);
+      process.stdout.write(table + `\nwrote ${join(dir, 'results.json')}, table1.md and ${RECORDS_FILE}\n`);
     } finally {
       await sd.dispose();
-      await net?.dispose();
-      await oneStep?.dispose();
+      await multi.net?.dispose();
+      await oneStep.net?.dispose();
+      await dino?.dispose();
     }
   },
 };
+
+/** `--explain-pair`: one pair, its records and one PNG per method. */
+async function explainOne(
+  sd: Awaited<ReturnType<typeof loadStableDiffusion>>,
+  explain: { pair: KeypointPair; index: number },
+  options: EvalOptions,
+  out: string,
+  colorManaged: boolean | undefined,
+): Promise<void> {
+  const records: PairRecord[] = [];
+  const jsonl = join(out, `explain_${explain.index}.jsonl`);
+  mkdirSync(out, { recursive: true });
+  await evaluatePairs(sd, [explain.pair], {
+    ...options,
+    onPair: (rs) => {
+      records.push(...rs.map((r) => ({ ...r, index: explain.index })));
+    },
+  });
+  await writeFileAtomic(jsonl, Buffer.from(records.map((r) => JSON.stringify(r) + '\n').join('')));
+  const [src, tgt] = await Promise.all(
+    [explain.pair.source, explain.pair.target].map((p) => decodeImage(p, { colorManaged })),
+  );
+  const written: string[] = [];
+  for (const r of records) {
+    const path = join(out, `explain_${explain.index}_${r.method}.png`);
+    await writeFileAtomic(path, await explainPairPng(src, tgt, r));
+    written.push(path);
+  }
+  process.stdout.write(
+    records
+      .map(
+        (r) =>
+          `${r.method}: ${r.hitsImg.filter(Boolean).length}/${r.hitsImg.length} hits by image` +
+          (r.hitsBbox ? `, ${r.hitsBbox.filter(Boolean).length}/${r.hitsBbox.length} by box` : '') +
+          ` (distances ${r.distances.map((d) => d.toFixed(1)).join(', ')})`,
+      )
+      .join('\n') + `\nwrote ${written.join(', ')} and ${jsonl}\n`,
+  );
+}
 
 /** eval passes the load size on its own (it is also the matching frame). */
 /**

@@ -23,6 +23,7 @@ import { DEVICES } from '../../model/runtime.ts';
 import { choice, intOption, parse } from '../args.ts';
 import { readTrainConfig } from '../train-config.ts';
 import type { Command } from '../main.ts';
+import { parseShard } from '../shard.ts';
 
 function numberOption(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -30,15 +31,6 @@ function numberOption(name: string, v: string | undefined): number | undefined {
   if (!Number.isFinite(n) || n < 0)
     throw new ConfigError(`option --${name}: expected a non-negative number, got "${v}"`);
   return n;
-}
-
-/** "k/n" (1-based k) -> [k, n]. @throws ConfigError */
-export function parseShard(spec: string): [number, number] {
-  const m = /^(\d+)\/(\d+)$/.exec(spec);
-  const [k, n] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
-  if (!m || n < 1 || k < 1 || k > n)
-    throw new ConfigError(`option --shard: expected k/n with 1 <= k <= n (e.g. 2/8), got "${spec}"`);
-  return [k, n];
 }
 
 export const train: Command = {

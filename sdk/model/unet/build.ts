@@ -2,7 +2,8 @@
  * UNet2DConditionModel as an ONNX graph: inputs `sample` [B, C, h, w], `timestep` [1 or B]
  * (float; -1 is valid), `encoder_hidden_states` [B, S, D], and `class_labels` [B, P] for
  * projection class embeddings. Outputs `noise_pred` and, unless disabled, the decoder taps
- * `tap_l1`..`tap_lN` (DESIGN.md semantics 4).
+ * `tap_l1`..`tap_lN` (DESIGN.md semantics 4) and the up-block outputs `up_block_0`.. (DIFT's
+ * features).
  */
 import { GraphBuilder } from '../onnx/graph.ts';
 import { conv2d, groupNorm, linear, silu, upsampleNearestLike, type Ctx } from '../onnx/nn.ts';
@@ -126,6 +127,7 @@ export function buildUNetGraph(
   // Up path: concatenate skips in reverse; upsample to the size of the next skip (diffusers
   // forwards that size so odd latent sizes round-trip).
   const taps: string[] = [];
+  const blockOutputs: string[] = [];
   const reversed = [...boc].reverse();
   const upHeads = [...cfg.heads.keys()].reverse();
   cfg.upBlockTypes.forEach((type, i) => {
@@ -158,13 +160,17 @@ export function buildUNetGraph(
           3,
         );
       }
+      blockOutputs.push(h);
     });
   });
 
   h = silu(g, groupNorm(ctx, 'conv_norm_out', h, ch, cfg.normGroups, cfg.normEps));
   h = conv2d(ctx, 'conv_out', h, ch, cfg.outChannels, cfg.convOutKernel);
   g.output('noise_pred', h, ['batch', cfg.outChannels, 'height', 'width']);
-  if (options.taps !== false)
+  if (options.taps !== false) {
     taps.forEach((t, k) => g.output(`tap_l${k + 1}`, t, ['batch', 'channels', 'h', 'w']));
+    // whole up-block outputs (after the upsampler): DIFT's `up_ft`
+    blockOutputs.forEach((t, i) => g.output(`up_block_${i}`, t, ['batch', 'channels', 'h', 'w']));
+  }
   return g;
 }

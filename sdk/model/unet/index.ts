@@ -34,6 +34,8 @@ export interface UNetInput {
   classLabels?: Tensor;
   /** Which taps to fetch (1-based layers, in this order); default all. `[]` skips them. */
   tapLayers?: number[];
+  /** Whole up-block outputs to fetch (0-based block index, after the upsampler: DIFT's up_ft). */
+  upBlocks?: number[];
 }
 
 export interface UNetOutput {
@@ -41,6 +43,8 @@ export interface UNetOutput {
   noisePred: Tensor;
   /** Decoder taps in `tapLayers` order (all layers, layer 1 first, by default; empty when built without taps). */
   taps: Tensor[];
+  /** Up-block outputs in `upBlocks` order (empty unless asked for). */
+  upBlocks: Tensor[];
 }
 
 export class UNet {
@@ -113,8 +117,20 @@ export class UNet {
     const bad = layers.filter((l) => !Number.isInteger(l) || l < 1 || l > tapCount(c));
     if (bad.length) throw new ShapeError(`tapLayers: ${JSON.stringify(bad)} outside 1..${tapCount(c)}`);
     const names = layers.map((l) => `tap_l${l}`);
-    const out = await this.session.run(feeds, ['noise_pred', ...names]);
-    return { noisePred: out.noise_pred, taps: names.map((n) => out[n]) };
+    const blocks = input.upBlocks ?? [];
+    const nBlocks = c.upBlockTypes.length;
+    if (blocks.length && !this.withTaps)
+      throw new ShapeError('upBlocks: this UNet was loaded without feature outputs (taps: false)');
+    const badBlocks = blocks.filter((b) => !Number.isInteger(b) || b < 0 || b >= nBlocks);
+    if (badBlocks.length)
+      throw new ShapeError(`upBlocks: ${JSON.stringify(badBlocks)} outside 0..${nBlocks - 1}`);
+    const blockNames = blocks.map((b) => `up_block_${b}`);
+    const out = await this.session.run(feeds, ['noise_pred', ...names, ...blockNames]);
+    return {
+      noisePred: out.noise_pred,
+      taps: names.map((n) => out[n]),
+      upBlocks: blockNames.map((n) => out[n]),
+    };
   }
 
   async dispose(): Promise<void> {

@@ -1,0 +1,70 @@
+/**
+ * transformers ViTModel (DINO's hub checkpoints) as an ONNX graph, up to one block: inputs
+ * `pixel_values` [1, 3, H, W] (ImageNet-normalised) and `position_embeddings` [1, 1 + n, D]
+ * (the table interpolated to this image's patch grid, computed outside the graph), outputs of
+ * block `layer` (0-based): `query`, `key`, `value` (the attention projections, [1, 1 + n, D]),
+ * `tokens` (the block's output) and, when it is the last block, `last_hidden_state` (after the
+ * final LayerNorm). Blocks after `layer` are not built.
+ */
+import { GraphBuilder } from '../onnx/graph.ts';
+import { attention, conv2d, gelu, layerNorm, linear, toTokens, type Ctx } from '../onnx/nn.ts';
+import type { WeightSource } from '../weights.ts';
+import type { VitConfig } from './config.ts';
+
+export interface VitGraphOptions {
+  /** Last block built (0-based). */
+  layer: number;
+  /** Patch embedding stride (default the patch size; smaller gives overlapping patches). */
+  stride?: number;
+}
+
+/** "vit." when the checkpoint was saved from a model with a head (ViTForImageClassification). */
+export function weightPrefix(w: WeightSource): string {
+  return w.has('vit.embeddings.cls_token') ? 'vit.' : '';
+}
+
+export function buildVitGraph(cfg: VitConfig, weights: WeightSource, o: VitGraphOptions): GraphBuilder {
+  const g = new GraphBuilder();
+  const ctx: Ctx = { g, w: weights };
+  const d = cfg.hiddenSize;
+  const p = weightPrefix(weights);
+  const pixels = g.input('pixel_values', [1, cfg.channels, 'height', 'width']);
+  const pos = g.input('position_embeddings', [1, 'tokens', d]);
+  const patches = conv2d(
+    ctx,
+    `${p}embeddings.patch_embeddings.projection`,
+    pixels,
+    cfg.channels,
+    d,
+    cfg.patchSize,
+    {
+      stride: o.stride ?? cfg.patchSize,
+      pads: [0, 0, 0, 0],
+    },
+  );
+  const cls = weights.param(g, `${p}embeddings.cls_token`, [1, 1, d]);
+  let h = g.op('Add', [g.op('Concat', [cls, toTokens(g, patches)], { axis: 1 }), pos]);
+  for (let i = 0; i <= o.layer; i++) {
+    const l = `${p}encoder.layer.${i}`;
+    g.scope(`block${i}`, () => {
+      const n = layerNorm(ctx, `${l}.layernorm_before`, h, d, cfg.layerNormEps);
+      const q = linear(ctx, `${l}.attention.attention.query`, n, d, d, cfg.qkvBias);
+      const k = linear(ctx, `${l}.attention.attention.key`, n, d, d, cfg.qkvBias);
+      const v = linear(ctx, `${l}.attention.attention.value`, n, d, d, cfg.qkvBias);
+      const a = attention(g, q, k, v, cfg.heads, d / cfg.heads);
+      h = g.op('Add', [h, linear(ctx, `${l}.attention.output.dense`, a, d, d)]);
+      const m = layerNorm(ctx, `${l}.layernorm_after`, h, d, cfg.layerNormEps);
+      const up = gelu(g, linear(ctx, `${l}.intermediate.dense`, m, d, cfg.intermediateSize));
+      h = g.op('Add', [h, linear(ctx, `${l}.output.dense`, up, cfg.intermediateSize, d)]);
+      if (i === o.layer) {
+        g.output('query', q, [1, 'tokens', d]);
+        g.output('key', k, [1, 'tokens', d]);
+        g.output('value', v, [1, 'tokens', d]);
+        g.output('tokens', h, [1, 'tokens', d]);
+      }
+    });
+  }
+  if (o.layer === cfg.layers - 1)
+    g.output('last_hidden_state', layerNorm(ctx, `${p}layernorm`, h, d, cfg.layerNormEps), [1, 'tokens', d]);
+  return g;
+}
