@@ -340,7 +340,10 @@ describe('fluent SDK, eval and match', () => {
     assert.match(d.err, /facebook\/dino-vits8.* is not in the Hugging Face cache/);
     const b = await runCli([...base, '--methods', 'ours']);
     assert.equal(b.code, 2);
-    assert.match(b.err, /need an aggregation network \(no official aggregation network is known for .*neither SD-1.5 nor SD-2.1.*\): pass --aggregator/);
+    assert.match(
+      b.err,
+      /need an aggregation network \(no official aggregation network is known for .*neither SD-1.5 nor SD-2.1.*\): pass --aggregator/,
+    );
   });
 
   it('match draws the correspondences side by side', async () => {

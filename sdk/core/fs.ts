@@ -6,10 +6,19 @@
 import { open, rename, unlink, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { DataError, HyperfeaturesError } from './errors.ts';
 
+/** This machine, in temp names: on a shared filesystem only its own dead writers' temps are removed. */
+const HOST = hostname().replace(/[^A-Za-z0-9]/g, '_') || 'host';
+/** Temps of other machines are left alone unless this old (a writer alive elsewhere keeps touching its file). */
+const FOREIGN_STALE_MS = 24 * 3600 * 1000;
+
 export function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  return join(
+    dirname(path),
+    `.${basename(path)}.tmp-${HOST}-${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
 }
 
 function alive(pid: number): boolean {
@@ -23,7 +32,9 @@ function alive(pid: number): boolean {
 
 /**
  * Remove temp siblings of `path` left by a process that was killed mid-write (SIGKILL runs no
- * cleanup): `.<name>.tmp-<pid>-<hex>` whose process is gone and which predate this one.
+ * cleanup): `.<name>.tmp-<host>-<pid>-<hex>` of this machine whose process is gone and which
+ * predate this one. On a shared filesystem (a feature cache used by many nodes) another
+ * machine's temp is only removed after a day: its pid means nothing here.
  */
 export async function removeStaleTemps(path: string): Promise<number> {
   const dir = dirname(path);
@@ -32,11 +43,17 @@ export async function removeStaleTemps(path: string): Promise<number> {
   let removed = 0;
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     if (!name.startsWith(prefix)) continue;
-    const pid = Number(name.slice(prefix.length).split('-')[0]);
-    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue;
+    const parts = name.slice(prefix.length).split('-');
+    const pid = Number(parts[parts.length - 2]);
+    const host = parts.slice(0, -2).join('-');
     const file = join(dir, name);
     const st = await stat(file).catch(() => undefined);
-    if (st && st.mtimeMs < started) {
+    if (!st || !Number.isInteger(pid)) continue;
+    const local = host === HOST || parts.length === 2; // 2 parts: written before hosts were named
+    const stale = local
+      ? pid !== process.pid && !alive(pid) && st.mtimeMs < started
+      : Date.now() - st.mtimeMs > FOREIGN_STALE_MS;
+    if (stale) {
       await unlink(file).catch(() => undefined);
       removed++;
     }

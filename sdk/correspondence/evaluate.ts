@@ -246,11 +246,17 @@ function requireModels(o: EvalOptions): void {
     );
 }
 
+/** DIFT's settings for SPair (its prompt names the category), with the options given. */
+export function diftSettings(o: DiftOptions = {}): Required<DiftOptions> {
+  const given = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+  return { ...DIFT_DEFAULTS, prompt: 'a photo of a {category}', ...given };
+}
+
 /** What each method computes with these options (stored with the results; the same for every pair). */
 export function describeMethods(o: EvalOptions, sd: StableDiffusion): Record<string, MethodDefinition> {
   const L = tapCount(sd.unet.config);
   const k = o.prunedK ?? 1;
-  const d = { ...DIFT_DEFAULTS, ...o.dift };
+  const d = diftSettings(o.dift);
   const out: Record<string, MethodDefinition> = {};
   for (const m of o.methods) {
     switch (m) {
@@ -308,7 +314,7 @@ export function describeMethods(o: EvalOptions, sd: StableDiffusion): Record<str
         out[m] = {
           layers: 1,
           timesteps: 1,
-          definition: `DIFT-style: the clean latent noised to t = ${d.timestep} (q(x_t | x0)), one UNet call, output of up-block ${d.upBlock}, averaged over ${d.ensemble} seeded noises (seed ${d.seed}); prompt "${d.prompt ?? ''}"`,
+          definition: `DIFT-style: the clean latent noised to t = ${d.timestep} (q(x_t | x0)), one UNet call, output of up-block ${d.upBlock}, averaged over ${d.ensemble} seeded noises (seed ${d.seed}); prompt "${d.prompt}"`,
         };
         break;
       case 'dino':
@@ -362,12 +368,12 @@ async function pairFeatures(
           layers: undefined,
           loadSize,
         });
-  const d = o.dift ?? {};
+  const d = diftSettings(o.dift);
   const dift = has('dift')
     ? (
         await noisedFeatures(sd, images, {
           ...d,
-          prompt: (d.prompt ?? '').replaceAll('{category}', pair.category),
+          prompt: d.prompt.replaceAll('{category}', pair.category),
           loadSize,
           imageSize: o.extract?.imageSize,
           posterior: o.extract?.posterior,

@@ -14,10 +14,12 @@ import {
   readdirSync,
   statSync,
   truncateSync,
+  unlinkSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { deflateRawSync } from 'node:zlib';
 import { zipEntries, type ZipWriteEntry } from '../../sdk/core/zip.ts';
 import sharp from 'sharp';
@@ -509,8 +511,19 @@ describe('bad input: nothing lost, nothing silently wrong', function () {
       writeFileSync(stale, 'left by a killed run');
       const old = new Date(Date.now() - 3600_000);
       utimesSync(stale, old, old);
+      // a shared filesystem (feature cache on NFS): another machine's fresh temp is its live write, kept;
+      // this machine's dead writer's temp and a day-old foreign one are removed
+      const host = hostname().replace(/[^A-Za-z0-9]/g, '_');
+      const mine = join(dir, `.x.bin.tmp-${host}-999999-cafe0001`);
+      const foreignLive = join(dir, '.x.bin.tmp-othernode-1-cafe0002');
+      const foreignOld = join(dir, '.x.bin.tmp-othernode-2-cafe0003');
+      for (const f of [mine, foreignLive, foreignOld]) writeFileSync(f, 'partial');
+      utimesSync(mine, old, old);
+      const dayAgo = new Date(Date.now() - 25 * 3600_000);
+      utimesSync(foreignOld, dayAgo, dayAgo);
       await writeFileAtomic(target, Buffer.from('ok'));
-      assert.deepEqual(readdirSync(dir), ['x.bin']);
+      assert.deepEqual(readdirSync(dir).sort(), ['.x.bin.tmp-othernode-1-cafe0002', 'x.bin']);
+      unlinkSync(foreignLive);
       // 3 images x 2 steps in batches of 2: the bar ends at 6/6
       const sd = await loadStableDiffusion(TINY);
       const seen: [number, number][] = [];

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   matchPoints,
+  matchPointsBatched,
+  matchPointsChunked,
   mutualNearestNeighbours,
   rescalePoints,
   pointIndex,
@@ -141,5 +143,29 @@ describe('correspondence: matching and PCK', () => {
       () => matchPoints(Tensor.zeros([1, 4, 2, 2]), Tensor.zeros([1, 5, 2, 2]), [[0, 0]]),
       ShapeError,
     );
+  });
+});
+
+describe('chunked similarity (SD-Concat-All width)', () => {
+  it('gives the same matches as the whole upsampled map, whatever the chunk size', async () => {
+    const rng = new Rng(11);
+    const src = new Tensor(rng.normalArray(40 * 6 * 6), [1, 40, 6, 6]);
+    const tgt = new Tensor(rng.normalArray(40 * 7 * 5), [1, 40, 7, 5]);
+    const points: PointYX[] = [
+      [0, 0],
+      [3.4, 17.6],
+      [19, 19],
+      [10.5, 2.5],
+    ];
+    const whole = await matchPointsBatched(src, tgt, points, { loadSize: 20 });
+    for (const chunk of [1, 7, 40, 64]) {
+      const chunked = await matchPointsChunked(src, tgt, points, { loadSize: 20, chunk });
+      assert.deepEqual(
+        chunked.map((m) => m.target),
+        whole.map((m) => m.target),
+        `chunk ${chunk}`,
+      );
+      chunked.forEach((m, k) => assert.ok(Math.abs(m.score - whole[k].score) < 1e-5, `chunk ${chunk} score`));
+    }
   });
 });

@@ -158,7 +158,7 @@ export const evaluate: Command = {
     '  [--aggregator <ckpt>] [--one-step-aggregator <ckpt>] (default: the released networks of the model family)',
     '  [--load-size 224] [--output-resolution 64] [--steps 50] [--save-timesteps ...] [--image-size 512] [--limit N]',
     `  [--pruned-k 1] [--device ${DEVICES.join('|')}] [--allow-download] [--no-cache] [--color-managed]`,
-    '  [--dift-timestep 261] [--dift-ensemble 8] [--dift-up-block 1] [--dift-seed 0] [--dift-prompt "a photo of a {category}"]',
+    "  [--dift-timestep 261] [--dift-ensemble 8] [--dift-up-block 1] [--dift-seed 0] [--dift-prompt 'a photo of a {category}' (DIFT's; the pair's category)]",
     `  [--dino ${DINO_DEFAULTS.model}] [--dino-layer ${DINO_DEFAULTS.layer}] [--dino-facet ${DINO_FACETS.join('|')}] [--dino-stride ${DINO_DEFAULTS.stride}]`,
     '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
     '  [--explain-pair <index | id like 2008_007604-2009_001056:aeroplane>]  (that pair only: <out>/explain_<index>_<method>.png)',

@@ -32,6 +32,8 @@ export const makeTiny: Command = {
       seed: intOption('seed', values.seed, 0),
       fp16: values.fp16,
     });
-    process.stdout.write(`wrote a ${size} ${style} checkpoint (random weights) to ${positionals[0]}\n`);
+    process.stdout.write(
+      `wrote a ${size} ${style} ${style === 'dino' ? 'transformers ViT' : 'diffusers'} checkpoint (random weights) to ${positionals[0]}\n`,
+    );
   },
 };

@@ -2,7 +2,7 @@
  * Configs of the checkpoints the generator writes: SD-1.5, SD-2.1-base and Lotus
  * topologies, at tiny widths (tests, demo) or at the real widths (benchmarks).
  */
-export const TINY_STYLES = ['sd15', 'sd21', 'lotus-g', 'lotus-d'] as const;
+export const TINY_STYLES = ['sd15', 'sd21', 'lotus-g', 'lotus-d', 'dino'] as const;
 export type TinyStyle = (typeof TINY_STYLES)[number];
 export const TINY_SIZES = ['tiny', 'full'] as const;
 export type TinySize = (typeof TINY_SIZES)[number];
@@ -120,4 +120,23 @@ export function modelIndex(): Record<string, unknown> {
 /** SD-1 pads with <|endoftext|>, SD-2 (OpenCLIP) with "!". */
 export function padToken(style: TinyStyle): string {
   return isSd2(style) ? '!' : '<|endoftext|>';
+}
+
+/** transformers ViTModel config: DINO ViT-S/8's shape at full size, a 3-block ViT when tiny. */
+export function vitConfig(size: TinySize): Record<string, unknown> {
+  const full = size === 'full';
+  return {
+    architectures: ['ViTModel'],
+    model_type: 'vit',
+    hidden_act: 'gelu',
+    hidden_size: full ? 384 : 32,
+    num_hidden_layers: full ? 12 : 3,
+    num_attention_heads: full ? 6 : 2,
+    intermediate_size: full ? 1536 : 64,
+    patch_size: 8,
+    image_size: full ? 224 : 32,
+    num_channels: 3,
+    layer_norm_eps: 1e-12,
+    qkv_bias: true,
+  };
 }

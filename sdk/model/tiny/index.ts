@@ -22,6 +22,8 @@ import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../vae/build.ts';
 import { parseVaeConfig } from '../vae/config.ts';
 import { buildClipTextGraph } from '../clip/build.ts';
 import { parseClipTextConfig } from '../clip/config.ts';
+import { buildVitGraph } from '../dino/build.ts';
+import { parseVitConfig } from '../dino/config.ts';
 import * as C from './configs.ts';
 
 export { TINY_STYLES, TINY_SIZES, type TinyStyle, type TinySize } from './configs.ts';
@@ -107,6 +109,7 @@ export async function makeTinyCheckpoint(dir: string, options: MakeTinyOptions =
     throw new ConfigError(messages.invalidOption('size', C.TINY_SIZES.join(' | '), size));
   const rng = new Rng(options.seed ?? 0);
   const fp16 = options.fp16 ?? false;
+  if (style === 'dino') return makeTinyVit(dir, size, rng, fp16);
 
   const unetRaw = C.unetConfig(style, size);
   const unetRec = new ShapeRecorder();
@@ -166,6 +169,17 @@ export async function makeTinyCheckpoint(dir: string, options: MakeTinyOptions =
       ),
     ),
   );
+}
+
+/** A transformers ViT folder (config.json + model.safetensors) shaped like DINO's hub checkpoints. */
+async function makeTinyVit(dir: string, size: C.TinySize, rng: Rng, fp16: boolean): Promise<void> {
+  const raw = C.vitConfig(size);
+  const cfg = parseVitConfig('generated ViT config', raw);
+  const rec = new ShapeRecorder();
+  buildVitGraph(cfg, rec, { layer: cfg.layers - 1 });
+  const patches = (cfg.imageSize / cfg.patchSize) ** 2;
+  rec.shapes.set('embeddings.position_embeddings', [1, patches + 1, cfg.hiddenSize]);
+  await writeComponent(dir, 'model', raw, rec.shapes, rng, fp16);
 }
 
 /**

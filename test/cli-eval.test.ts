@@ -1,0 +1,221 @@
+/**
+ * `hyperfeatures eval` that survives and scales: two shards in separate processes (one told by
+ * --shard, one by a Slurm array's environment) merged with --merge give exactly the table of
+ * one unsharded run; a run killed with SIGKILL mid-way (plus a record cut short) and resumed
+ * gives it too; finished work is never overwritten silently; shards come from the
+ * environment of Slurm arrays and Kubernetes Indexed Jobs.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AggregationNetwork } from '../sdk/aggregation/network.ts';
+import { resolveShard, shardIndices } from '../sdk/cli/shard.ts';
+import { ConfigError } from '../sdk/core/errors.ts';
+import { FIXTURES, REFERENCE, REPO, runCli, tempDir } from './helpers.ts';
+
+const TINY = join(REFERENCE, 'tiny-sd15');
+const DIMS = [96, 96, 96, 96, 96, 96, 64, 64, 64, 32, 32, 32];
+const LIST = join(FIXTURES, 'spair/spair_71k_test-6.json');
+const METHODS = 'ours,one-step,sd-layer-4,sd-concat-all,sd-layer-pruned,ours-pruned,dift';
+
+function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(process.execPath, [join(REPO, 'bin', 'hyperfeatures.js'), ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const done = new Promise<{ code: number | null; err: string }>((res) =>
+    child.on('exit', (code) => res({ code, err })),
+  );
+  return { child, done };
+}
+
+const lines = (path: string) =>
+  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).length : 0;
+
+describe('eval: resume, shards and merge', function () {
+  this.timeout(900_000);
+  const dir = tempDir();
+  const net = join(dir, 'net.safetensors');
+  const oneStep = join(dir, 'net1.safetensors');
+  const args = (out: string, extra: string[] = []) => [
+    'eval',
+    '--model',
+    TINY,
+    '--dataset',
+    'spair',
+    '--root',
+    join(FIXTURES, 'spair'),
+    '--pairs',
+    LIST,
+    '--steps',
+    '2',
+    '--save-timesteps',
+    '1,0',
+    '--image-size',
+    '64',
+    '--load-size',
+    '64',
+    '--output-resolution',
+    '16',
+    '--aggregator',
+    net,
+    '--one-step-aggregator',
+    oneStep,
+    '--methods',
+    METHODS,
+    '--dift-ensemble',
+    '2',
+    '--out',
+    out,
+    ...extra,
+  ];
+  const whole = tempDir();
+
+  before(async () => {
+    await AggregationNetwork.create(
+      { featureDims: DIMS, saveTimesteps: [1, 0], projectionDim: 128, numNormGroups: 32 },
+      1,
+    ).save(net);
+    await AggregationNetwork.create(
+      { featureDims: DIMS, saveTimesteps: [0], projectionDim: 128, numNormGroups: 32 },
+      2,
+    ).save(oneStep);
+    const r = await runCli(args(whole));
+    assert.equal(r.code, 0, r.err);
+  });
+
+  it("writes every row with the paper's definitions", () => {
+    const results = JSON.parse(readFileSync(join(whole, 'results.json'), 'utf8'));
+    const m = results.methods;
+    assert.equal(results.pairs, 6);
+    assert.deepEqual([m['sd-layer-4'].layers, m['sd-layer-4'].timesteps], [1, 1]);
+    assert.deepEqual([m['sd-concat-all'].layers, m['sd-concat-all'].timesteps], [12, 1]);
+    assert.deepEqual([m.ours.layers, m.ours.timesteps], [12, 2]);
+    assert.deepEqual([m['ours-pruned'].layers, m['ours-pruned'].timesteps], [1, 1]);
+    assert.match(m['sd-layer-4'].definition, /layer 4 .*t = -1/);
+    assert.match(m['ours-pruned'].definition, /single highest-weighted map/);
+    assert.match(m.dift.definition, /t = 261.*up-block 1.*2 seeded noises.*prompt "a photo of a {category}"/);
+    const table = readFileSync(join(whole, 'table1.md'), 'utf8');
+    assert.match(table, /\| SD-Concat-All \| 12 \| 1 \| [\d.]+ \| [\d.]+ \| 52.12 \| 41.83 \|/);
+    assert.match(table, /\| Ours-One-Step \| 12 \| 1 \|/);
+    assert.match(table, /\| DINO \| 1 \| - \| not computed \| not computed \| 51.68 \| 41.04 \|/);
+    assert.match(table, /\| Ours-SDv2-1 \| 12 \| 11 \| not computed/);
+  });
+
+  it('two shards in separate processes, merged, give exactly the unsharded results', async () => {
+    const parent = tempDir();
+    const a = spawnCli(args(parent, ['--shard', '1/2']));
+    const b = spawnCli(args(parent), {
+      SLURM_ARRAY_TASK_ID: '1',
+      SLURM_ARRAY_TASK_COUNT: '2',
+      SLURM_ARRAY_TASK_MIN: '0',
+    });
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    assert.equal(ra.code, 0, ra.err);
+    assert.equal(rb.code, 0, rb.err);
+    assert.match(rb.err, /shard 2\/2 \(from Slurm array\): 3 of 6 pairs/);
+    assert.equal(lines(join(parent, 'shard-1-of-2', 'pairs.jsonl')), 3 * 7);
+    const merged = tempDir();
+    const m = await runCli(['eval', '--merge', parent, '--out', merged]);
+    assert.equal(m.code, 0, m.err);
+    for (const f of ['results.json', 'table1.md'])
+      assert.equal(readFileSync(join(merged, f), 'utf8'), readFileSync(join(whole, f), 'utf8'), f);
+    // the shard folders can be named one by one too; a missing shard is named
+    const one = await runCli(['eval', '--merge', join(parent, 'shard-1-of-2'), '--out', tempDir()]);
+    assert.equal(one.code, 2);
+    assert.match(one.err, /shard\(s\) 2\/2 missing/);
+  });
+
+  it('a run killed mid-way (and a record cut short) resumes to exactly the same results', async () => {
+    const out = tempDir();
+    const jsonl = join(out, 'pairs.jsonl');
+    const run = spawnCli(args(out));
+    for (let i = 0; i < 6000 && lines(jsonl) < 7; i++) await new Promise((r) => setTimeout(r, 50));
+    run.child.kill('SIGKILL');
+    await run.done;
+    const kept = lines(jsonl);
+    assert.ok(kept >= 7 && kept < 6 * 7, `killed after ${kept} records`);
+    appendFileSync(jsonl, '{"index": 5, "method": "ours", "predic'); // a write cut short by the kill
+    const again = await runCli(args(out));
+    assert.equal(again.code, 2, 'finished work is not overwritten without --resume or --overwrite');
+    assert.match(again.err, /already holds an eval run \(\d+ pair records\); pass --resume/);
+    const other = await runCli(
+      args(out, ['--resume']).map((x, i, all) => (all[i - 1] === '--output-resolution' ? '8' : x)),
+    );
+    assert.equal(other.code, 2);
+    assert.match(
+      other.err,
+      /holds a run with other settings:\n\s+options: .*"outputResolution":16.* vs .*"outputResolution":8/,
+    );
+    const r = await runCli(args(out, ['--resume']));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /resuming: \d pair\(s\) already recorded/);
+    for (const f of ['results.json', 'table1.md'])
+      assert.equal(readFileSync(join(out, f), 'utf8'), readFileSync(join(whole, f), 'utf8'), f);
+    const records = readFileSync(jsonl, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.equal(
+      new Set(records.map((x) => `${x.index}:${x.method}`)).size,
+      6 * 7,
+      'every pair and method recorded',
+    );
+  });
+});
+
+describe('shards from the command line and the scheduler environment', () => {
+  it('reads --shard, Slurm arrays and Kubernetes Indexed Jobs, 1-based', () => {
+    assert.deepEqual(resolveShard('2/4', undefined, {}), { k: 2, n: 4, source: '--shard' });
+    assert.deepEqual(
+      resolveShard(undefined, undefined, {
+        SLURM_ARRAY_TASK_ID: '7',
+        SLURM_ARRAY_TASK_COUNT: '4',
+        SLURM_ARRAY_TASK_MIN: '4',
+      }),
+      {
+        k: 4,
+        n: 4,
+        source: 'Slurm array',
+      },
+    );
+    assert.deepEqual(resolveShard(undefined, '3', { JOB_COMPLETION_INDEX: '0' }), {
+      k: 1,
+      n: 3,
+      source: 'Kubernetes Indexed Job',
+    });
+    assert.deepEqual(
+      resolveShard(undefined, undefined, { JOB_COMPLETION_INDEX: '2', HYPERFEATURES_SHARD_COUNT: '3' })?.k,
+      3,
+    );
+    assert.equal(resolveShard(undefined, undefined, {}), undefined);
+  });
+
+  it('says what is wrong with inconsistent shard settings', () => {
+    assert.throws(() => resolveShard('3/2', undefined, {}), /1 <= k <= n/);
+    assert.throws(
+      () => resolveShard(undefined, undefined, { JOB_COMPLETION_INDEX: '1' }),
+      /pass --shard-count/,
+    );
+    assert.throws(
+      () => resolveShard(undefined, '2', { JOB_COMPLETION_INDEX: '2' }),
+      /not below the shard count 2/,
+    );
+    assert.throws(
+      () => resolveShard(undefined, undefined, { SLURM_ARRAY_TASK_ID: '9', SLURM_ARRAY_TASK_COUNT: '4' }),
+      (e: Error) => e instanceof ConfigError && /--array=0-3/.test(e.message),
+    );
+  });
+
+  it('splits a list into disjoint, covering, interleaved slices', () => {
+    const parts = [1, 2, 3].map((k) => shardIndices(10, { k, n: 3 }));
+    assert.deepEqual(parts, [
+      [0, 3, 6, 9],
+      [1, 4, 7],
+      [2, 5, 8],
+    ]);
+  });
+});
