@@ -36,19 +36,46 @@ export {
   type GenerateOptions,
 } from './diffusion/extract.ts';
 export { FeatureStack } from './diffusion/feature-stack.ts';
+export {
+  noisedFeatures,
+  addNoise,
+  ensembleNoise,
+  DIFT_DEFAULTS,
+  type NoisedOptions,
+  type NoisedFeatures,
+} from './diffusion/noised.ts';
+export {
+  DinoModel,
+  DINO_DEFAULTS,
+  DINO_FACETS,
+  interpolatePositions,
+  type DinoFacet,
+  type DinoOptions,
+} from './model/dino/index.ts';
 export { DdimScheduler } from './diffusion/scheduler.ts';
 export { PAPER_SAVE_TIMESTEPS } from './diffusion/plan.ts';
 export * from './aggregation/index.ts';
-export { matchPoints, matchPointsBatched, mutualNearestNeighbours } from './correspondence/match.ts';
+export {
+  matchPoints,
+  matchPointsBatched,
+  matchPointsChunked,
+  mutualNearestNeighbours,
+} from './correspondence/match.ts';
 export { matchImagePoints, type Correspondence } from './correspondence/points.ts';
 export { computePck, PCK_ALPHAS } from './correspondence/pck.ts';
 export { gridPck } from './correspondence/grid-pck.ts';
 export {
   evaluatePairs,
+  summarizeRecords,
+  describeMethods,
   table1Markdown,
   pairId,
   TABLE1_METHODS,
+  DEFAULT_METHODS,
   PAPER_TABLE1,
+  PAPER_ROWS,
+  type EvalOptions,
+  type EvalResults,
   type PairRecord,
   type Table1Method,
 } from './correspondence/evaluate.ts';

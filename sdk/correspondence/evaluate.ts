@@ -229,7 +229,7 @@ const NEEDS_NETWORK: Table1Method[] = ['ours', 'sd-layer-pruned', 'ours-pruned']
 /** Above this many channels, similarity is accumulated over channel chunks (the upsampled map would not fit). */
 export const CHUNKED_DIM = 2048;
 const CLEAN =
-  'the first inversion step: one UNet call on the clean latent at t = -1 (save timestep 49 of 50, identical to the one-step variant)';
+  'the first inversion step: one UNet call on the clean latent at t = -1 (save timestep 49 of a 50-step inversion, identical to the one-step variant)';
 
 function requireModels(o: EvalOptions): void {
   const missing = o.methods.filter(
@@ -285,7 +285,7 @@ export function describeMethods(o: EvalOptions, sd: StableDiffusion): Record<str
         out[m] = {
           layers: L,
           timesteps: 1,
-          definition: `all ${L} raw decoder layers, each resized to the output resolution and concatenated, at ${CLEAN}; cosine similarity accumulated over channel chunks`,
+          definition: `all ${L} raw decoder layers, each resized to the output resolution and concatenated, at ${CLEAN}; above ${CHUNKED_DIM} channels the cosine similarity is accumulated over channel chunks`,
         };
         break;
       case 'sd-layer-pruned': {
