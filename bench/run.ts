@@ -5,7 +5,8 @@
  * SD-1.5-sized model (its 3.4 GB checkpoint is generated once and reused); `--no-sd15-50` skips
  * only the ~6 minute 50-step extraction at SD-1.5 size; `--only aggregation` runs just the
  * aggregation network cases (forward, training steps incl. the paper's setting) and writes
- * bench/results/<timestamp>-aggregation.json.
+ * bench/results/<timestamp>-aggregation.json; `--only correspondence` matching, eval per pair and
+ * SD-Concat-All's chunked similarity at the paper's resolution.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
@@ -21,8 +22,8 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
 const onlyAt = process.argv.indexOf('--only');
 const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : undefined;
-if (only !== undefined && only !== 'aggregation')
-  throw new Error(`--only: expected "aggregation", got ${JSON.stringify(only)}`);
+if (only !== undefined && only !== 'aggregation' && only !== 'correspondence')
+  throw new Error(`--only: expected "aggregation" or "correspondence", got ${JSON.stringify(only)}`);
 const section = (name: string) => !only || only === name;
 const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
@@ -150,7 +151,10 @@ if (!quick && section('lotus')) {
 // Matching (64x64x384 pair, 4096 query points) and eval seconds per pair on the tiny model.
 if (section('correspondence')) {
   say('matching and eval per pair');
-  results.correspondence = child('match-case.ts', []);
+  results.correspondence = {
+    ...child('match-case.ts', []),
+    sdConcatAllPaperResolution: child('concat-case.ts', []),
+  };
   say(`  ${JSON.stringify(results.correspondence)}`);
 }
 

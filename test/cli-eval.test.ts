@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { AggregationNetwork } from '../sdk/aggregation/network.ts';
 import { resolveShard, shardIndices } from '../sdk/cli/shard.ts';
 import { ConfigError } from '../sdk/core/errors.ts';
+import { table1Markdown } from '../sdk/correspondence/evaluate.ts';
 import { FIXTURES, REFERENCE, REPO, runCli, tempDir } from './helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
@@ -103,6 +104,30 @@ describe('eval: resume, shards and merge', function () {
     assert.match(table, /\| Ours-One-Step \| 12 \| 1 \|/);
     assert.match(table, /\| DINO \| 1 \| - \| not computed \| not computed \| 51.68 \| 41.04 \|/);
     assert.match(table, /\| Ours-SDv2-1 \| 12 \| 11 \| not computed/);
+  });
+
+  it("compares an SD-2.1 model with the paper's Ours-SDv2-1 row", () => {
+    const results = JSON.parse(readFileSync(join(whole, 'results.json'), 'utf8'));
+    const table = table1Markdown(results, 'spair', 'sd21-model', 'sd21');
+    assert.match(table, /\| Ours-SDv2-1 \| 12 \| 2 \| [\d.]+ \| [\d.]+ \| 70.74 \| 64.85 \|/);
+    assert.match(table, /\| Ours \| 12 \| 11 \| not computed \| not computed \| 72.56 \| 64.61 \|/);
+    const cub = table1Markdown(results, 'cub', 'sd15-model', 'sd15');
+    assert.match(cub, /\| Ours \| 12 \| 2 \| [\d.]+ \| [\d.]+ \| 82.29 \| 69.42 \|/);
+  });
+
+  it('evaluates the DINO row with a ViT from make-tiny --style dino', async () => {
+    const vit = join(tempDir(), 'vit');
+    assert.equal((await runCli(['make-tiny', vit, '--style', 'dino'])).code, 0);
+    const out = tempDir();
+    const r = await runCli([
+      ...args(out, ['--limit', '2', '--dino', vit, '--dino-layer', '1']).map((x, i, all) =>
+        all[i - 1] === '--methods' ? 'dino,sd-layer-4' : x,
+      ),
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    assert.match(results.methods.dino.definition, /key facet of block 1 \(0-based\) of 3.*stride 4/);
+    assert.match(r.out, /\| DINO \| 1 \| - \| [\d.]+ \| [\d.]+ \| 51.68 \| 41.04 \|/);
   });
 
   it('two shards in separate processes, merged, give exactly the unsharded results', async () => {

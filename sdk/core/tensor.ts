@@ -133,6 +133,36 @@ export function resizeBilinear(x: Tensor, height: number, width: number): Tensor
   return new Tensor(out, [n, c, height, width]);
 }
 
+/**
+ * Values of `resizeBilinear(x, height, width)` at a few output pixels (row-major indices), for
+ * each channel of a single image: [pixels.length][C], computed with the same arithmetic (so
+ * equal to the full resize), without materialising the resized map.
+ */
+export function sampleBilinear(
+  x: Tensor,
+  height: number,
+  width: number,
+  pixels: readonly number[],
+): Float32Array[] {
+  x.expectShape('sampleBilinear input', [1, -1, -1, -1]);
+  const [, c, h, w] = x.shape;
+  const ys = axisWeights(h, height);
+  const xs = axisWeights(w, width);
+  return pixels.map((p) => {
+    const [i, j] = [Math.floor(p / width), p % width];
+    const [r0, r1, ly] = [ys.i0[i] * w, ys.i1[i] * w, ys.l[i]];
+    const [a, b, lx] = [xs.i0[j], xs.i1[j], xs.l[j]];
+    const out = new Float32Array(c);
+    for (let ch = 0; ch < c; ch++) {
+      const src = ch * h * w;
+      const top = x.data[src + r0 + a] * (1 - lx) + x.data[src + r0 + b] * lx;
+      const bottom = x.data[src + r1 + a] * (1 - lx) + x.data[src + r1 + b] * lx;
+      out[ch] = top * (1 - ly) + bottom * ly;
+    }
+    return out;
+  });
+}
+
 function axisWeights(inSize: number, outSize: number) {
   const scale = inSize / outSize;
   const i0 = new Int32Array(outSize);

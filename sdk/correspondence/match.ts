@@ -6,7 +6,7 @@
  */
 import { ShapeError } from '../core/errors.ts';
 import { fmtShape } from '../core/messages.ts';
-import { Tensor, resizeBilinear } from '../core/tensor.ts';
+import { Tensor, resizeBilinear, sampleBilinear } from '../core/tensor.ts';
 import { batchedArgmax, bidirectionalArgmax, partialSimilarity } from './similarity.ts';
 import { roundHalfEven } from '../core/validate.ts';
 
@@ -160,15 +160,15 @@ export async function matchPointsChunked(
   const up = (t: Tensor) => (t.shape[2] === size && t.shape[3] === size ? t : resizeBilinear(t, size, size));
   for (let c0 = 0; c0 < D; c0 += chunk) {
     const c = Math.min(chunk, D - c0);
-    const a = up(new Tensor(source.data.subarray(c0 * h * w, (c0 + c) * h * w), [1, c, h, w]));
-    const b = up(new Tensor(target.data.subarray(c0 * h2 * w2, (c0 + c) * h2 * w2), [1, c, h2, w2]));
+    // the source is only needed at the query pixels: sampled, not upsampled whole
+    const chunkOf = (t: Tensor, hh: number, ww: number) =>
+      new Tensor(t.data.subarray(c0 * hh * ww, (c0 + c) * hh * ww), [1, c, hh, ww]);
+    const a = sampleBilinear(chunkOf(source, h, w), size, size, rows);
+    const b = up(chunkOf(target, h2, w2));
     const queries = new Float32Array(rows.length * c);
-    rows.forEach((r, k) => {
-      for (let j = 0; j < c; j++) {
-        const v = a.data[j * n + r];
-        queries[k * c + j] = v;
-        queryNorm[k] += v * v;
-      }
+    a.forEach((q, k) => {
+      queries.set(q, k * c);
+      for (const v of q) queryNorm[k] += v * v;
     });
     const part = await partialSimilarity(queries, b.data, c);
     rows.forEach((_, k) => {

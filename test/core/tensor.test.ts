@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { Tensor, concat, resizeBilinear, relativeError } from '../../sdk/core/tensor.ts';
+import { Tensor, concat, resizeBilinear, relativeError, sampleBilinear } from '../../sdk/core/tensor.ts';
+import { Rng } from '../../sdk/core/rng.ts';
 import { ShapeError } from '../../sdk/core/errors.ts';
 
 describe('core/tensor', () => {
@@ -42,6 +43,17 @@ describe('core/tensor', () => {
     assert.throws(
       () => t.expectShape('latent', [1, 3, -1, -1]),
       /latent: expected shape \[1, 3, \*, \*\], got \[1, 4, 8, 8\]/,
+    );
+  });
+});
+
+describe('sampleBilinear', () => {
+  it('equals resizeBilinear at the sampled pixels, bit for bit', () => {
+    const x = new Tensor(new Rng(4).normalArray(5 * 7 * 9), [1, 5, 7, 9]);
+    const full = resizeBilinear(x, 23, 17);
+    const pixels = [0, 16, 17, 200, 23 * 17 - 1];
+    sampleBilinear(x, 23, 17, pixels).forEach((v, k) =>
+      v.forEach((value, c) => assert.equal(value, full.data[c * 23 * 17 + pixels[k]])),
     );
   });
 });
