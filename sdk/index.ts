@@ -53,6 +53,7 @@ export {
   type DinoOptions,
 } from './model/dino/index.ts';
 export { DdimScheduler } from './diffusion/scheduler.ts';
+export { unetTimestepOf, stepSchedule } from './diffusion/loop.ts';
 export { PAPER_SAVE_TIMESTEPS } from './diffusion/plan.ts';
 export * from './aggregation/index.ts';
 export {
@@ -96,3 +97,11 @@ export {
   writeFigure,
 } from './viz/charts.ts';
 export { readHomography, warpPoints } from './data/homography.ts';
+export {
+  correspondenceExplorerSpec,
+  layerTimestepBrowserSpec,
+  similarityMap,
+  type BrowserMap,
+  type ExplorerMethod,
+  type ExplorerOptions,
+} from './viz/explorer.ts';

@@ -6,7 +6,7 @@
  * - generation: t runs 980, ..., 0 -> t_next 960, ..., 0, -1; step i is save timestep i;
  *   with guidance eps_u + s (eps_c - eps_u), and the taps of the conditional half.
  */
-import { ShapeError } from '../core/errors.ts';
+import { ConfigError, ShapeError } from '../core/errors.ts';
 import { Tensor, concat } from '../core/tensor.ts';
 import { DdimScheduler } from './scheduler.ts';
 import type { CapturePlan } from './plan.ts';
@@ -55,6 +55,18 @@ export function stepSchedule(
   const prev = [-1, ...asc.slice(0, -1)];
   if (mode === 'inversion') return asc.map((tNext, i) => ({ t: prev[i], tNext, save: steps - 1 - i }));
   return asc.map((_, i) => ({ t: asc[steps - 1 - i], tNext: prev[steps - 1 - i], save: i }));
+}
+
+/**
+ * The diffusion timestep of the UNet call behind a save timestep, for labels: inversion with 50
+ * steps gives 49 -> t = -1 (the first call, on the clean latent), 45 -> 60, ..., 0 -> 960.
+ * @throws ConfigError when `save` is not a step of the schedule.
+ */
+export function unetTimestepOf(mode: DiffusionMode, steps: number, save: number): number {
+  const step = stepSchedule(mode, steps, new DdimScheduler()).find((s) => s.save === save);
+  if (!step)
+    throw new ConfigError(`save timestep ${save} is not a step of a ${steps}-step ${mode} (0..${steps - 1})`);
+  return step.t;
 }
 
 function expandBatch(x: Tensor, batch: number, what: string): Tensor {

@@ -46,16 +46,25 @@ export async function showImage(img: RgbImage, width?: number): Promise<void> {
   showPng(await s.png().toBuffer());
 }
 
+/** Above this a chart's raster (charts with photos in them) is stored as JPEG instead of PNG. */
+const MAX_PNG_BYTES = 400_000;
+
+/**
+ * A Vega-Lite chart: the spec for Jupyter's Vega-Lite renderer (interactive: selections,
+ * sliders), plus its static SVG and a raster for viewers without one.
+ */
 export async function showChart(spec: Spec): Promise<void> {
   const svg = await renderSvg(spec);
-  const png = await sharp(Buffer.from(svg), { density: 144 })
-    .flatten({ background: '#ffffff' })
-    .png()
-    .toBuffer();
+  const raster = sharp(Buffer.from(svg), { density: 96 }).flatten({ background: '#ffffff' });
+  const png = await raster.clone().png().toBuffer();
+  const still =
+    png.byteLength <= MAX_PNG_BYTES
+      ? { 'image/png': png.toString('base64') }
+      : { 'image/jpeg': (await raster.jpeg({ quality: 85 }).toBuffer()).toString('base64') };
   emit({
     'application/vnd.vegalite.v5+json': spec,
     'image/svg+xml': svg,
-    'image/png': png.toString('base64'),
+    ...still,
     'text/plain': '<Vega-Lite chart>',
   });
 }

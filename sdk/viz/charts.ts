@@ -7,7 +7,13 @@ import type { TopLevelSpec } from 'vega-lite';
 import { writeFileAtomic } from '../core/fs.ts';
 
 /**
- * A Vega-Lite spec (v6). Typed structurally so the SDK's declarations do not depend on
+ * Specs target Vega-Lite v5 (the version Jupyter's renderers ship; vega-lite 6 compiles them
+ * too) and notebooks emit them as `application/vnd.vegalite.v5+json`.
+ */
+export const VEGA_LITE_SCHEMA = 'https://vega.github.io/schema/vega-lite/v5.json';
+
+/**
+ * A Vega-Lite spec (v5). Typed structurally so the SDK's declarations do not depend on
  * vega-lite's ESM-only types (CommonJS consumers could not resolve them).
  */
 export interface Spec {
@@ -16,7 +22,7 @@ export interface Spec {
 }
 
 const base = {
-  $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+  $schema: VEGA_LITE_SCHEMA,
   config: { font: 'DejaVu Sans', title: { fontSize: 15 }, axis: { labelFontSize: 12, titleFontSize: 13 } },
 } as const;
 

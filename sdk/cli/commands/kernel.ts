@@ -9,13 +9,15 @@ import { join } from 'node:path';
 import { ConfigError } from '../../core/errors.ts';
 import { packageRoot } from '../../core/package-root.ts';
 import { findTslab, installKernel } from '../../notebook/kernel.ts';
+import { exportNotebookHtml } from '../../notebook/html.ts';
+import { checkOutputFile } from '../../core/outputs.ts';
 import { parse } from '../args.ts';
 import type { Command } from '../main.ts';
 
 export const kernel: Command = {
   summary: 'install the TypeScript notebook kernel (needs tslab), or run notebooks headless',
   usage:
-    'hyperfeatures kernel install [--prefix <dir>] [--name hyperfeatures]\n       hyperfeatures kernel run [--write] <notebook.ipynb>...',
+    'hyperfeatures kernel install [--prefix <dir>] [--name hyperfeatures]\n       hyperfeatures kernel run [--write] <notebook.ipynb>...\n       hyperfeatures kernel html <notebook.ipynb> [--out page.html]  (self-contained page with live Vega-Lite charts; needs jupyter-nbconvert)',
   async run(args) {
     const [verb, ...rest] = args;
     if (verb === 'install') {
@@ -57,8 +59,20 @@ export const kernel: Command = {
         throw new ConfigError(`kernel run: a notebook failed (exit code ${code}); see the output above`);
       return;
     }
+    if (verb === 'html') {
+      const { values, positionals } = parse(rest, { out: { type: 'string' } });
+      if (positionals.length !== 1 || !positionals[0].endsWith('.ipynb'))
+        throw new ConfigError(`kernel html: expected one .ipynb file, got ${JSON.stringify(positionals)}`);
+      if (!existsSync(positionals[0]))
+        throw new ConfigError(`kernel html: no such notebook: ${positionals[0]}`);
+      const out = values.out ?? positionals[0].replace(/\.ipynb$/, '.html');
+      checkOutputFile(out);
+      const { charts } = await exportNotebookHtml(positionals[0], out);
+      process.stdout.write(`wrote ${out} (${charts} live Vega-Lite chart(s))\n`);
+      return;
+    }
     throw new ConfigError(
-      `kernel: expected "install" or "run", got ${verb === undefined ? 'nothing' : `"${verb}"`}`,
+      `kernel: expected "install", "run" or "html", got ${verb === undefined ? 'nothing' : `"${verb}"`}`,
     );
   },
 };

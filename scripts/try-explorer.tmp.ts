@@ -1,0 +1,15 @@
+import { writeFileSync } from 'node:fs';
+import { correspondenceExplorerSpec, layerTimestepBrowserSpec } from '../sdk/viz/explorer.ts';
+import { renderPng } from '../sdk/viz/charts.ts';
+import { Tensor } from '../sdk/core/tensor.ts';
+import { Rng } from '../sdk/core/rng.ts';
+import { decodeImage } from '../sdk/data/image.ts';
+const A = '/work/shared/fixtures/spair/JPEGImages/aeroplane/2008_007604.jpg';
+const B = '/work/shared/fixtures/spair/JPEGImages/aeroplane/2009_001056.jpg';
+const [s, t] = await Promise.all([decodeImage(A), decodeImage(B)]);
+const r = new Rng(1);
+const d = () => new Tensor(r.normalArray(16 * 16 * 16), [1, 16, 16, 16]);
+const res = await correspondenceExplorerSpec({ source: s, target: t, methods: [{ name: 'a', descriptors: [d(), d()] }, { name: 'b', descriptors: [d(), d()] }], points: [[10, 10], [5000, 30]], truth: [[50, 60], null], randomWeights: true });
+console.log(res.notes, JSON.stringify(res.spec).length);
+writeFileSync('/tmp/explorer.png', await renderPng(res.spec, 1));
+writeFileSync('/tmp/explorer.vl.json', JSON.stringify(res.spec));
