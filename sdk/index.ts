@@ -100,6 +100,8 @@ export { readHomography, warpPoints } from './data/homography.ts';
 export {
   correspondenceExplorerSpec,
   layerTimestepBrowserSpec,
+  mixingWeightsExplorerSpec,
+  type MapDetail,
   similarityMap,
   type BrowserMap,
   type ExplorerMethod,

@@ -5,6 +5,7 @@
 import sharp from 'sharp';
 import type { TopLevelSpec } from 'vega-lite';
 import { writeFileAtomic } from '../core/fs.ts';
+import { unetTimestepOf } from '../diffusion/loop.ts';
 
 /**
  * Specs target Vega-Lite v5 (the version Jupyter's renderers ship; vega-lite 6 compiles them
@@ -26,29 +27,73 @@ const base = {
   config: { font: 'DejaVu Sans', title: { fontSize: 15 }, axis: { labelFontSize: 12, titleFontSize: 13 } },
 } as const;
 
-/** Layer x save-timestep heatmap of mixing weights (the paper's Figure 5 style). */
+/**
+ * Mixing weights as in the paper's figure: decoder layer across, save timestep down (cleanest
+ * first, labelled with the diffusion timestep of its UNet call when `steps` is given), colours
+ * diverging around the uniform weight 1 / (layers x timesteps) so that near-uniform weights
+ * look near-uniform; values in tooltips.
+ */
 export function mixingHeatmapSpec(
   weights: readonly { saveTimestep: number; layer: number; weight: number }[],
-  title = 'Mixing weights',
+  title: string | string[] = 'Mixing weights',
+  o: { steps?: number; selectable?: boolean } = {},
 ): Spec {
+  const uniform = 1 / weights.length;
+  const label = (s: number) =>
+    o.steps ? `${s} (t = ${unetTimestepOf('inversion', o.steps, s)})` : String(s);
+  const order = [...new Set(weights.map((w) => w.saveTimestep))].sort((a, b) => b - a).map(label);
   return {
     ...base,
     title,
-    data: { values: weights.map((w) => ({ ...w })) },
-    mark: 'rect',
-    width: 360,
-    height: 300,
+    data: {
+      values: weights.map((w) => ({
+        ...w,
+        timestep: label(w.saveTimestep),
+        relative: w.weight / uniform,
+      })),
+    },
+    mark: { type: 'rect', cursor: o.selectable ? 'pointer' : 'default' },
+    width: { step: 30 },
+    height: { step: 22 },
+    ...(o.selectable
+      ? {
+          params: [
+            {
+              name: 'cell',
+              select: { type: 'point', fields: ['layer', 'saveTimestep'], on: 'click', clear: false },
+              value: [{ layer: weights[0].layer, saveTimestep: weights[0].saveTimestep }],
+            },
+          ],
+        }
+      : {}),
     encoding: {
-      x: {
-        field: 'saveTimestep',
-        type: 'ordinal',
-        title: 'save timestep (higher = cleaner)',
-        sort: 'descending',
-        axis: { labelAngle: 0 },
+      x: { field: 'layer', type: 'ordinal', title: 'decoder layer', axis: { labelAngle: 0 } },
+      y: { field: 'timestep', type: 'ordinal', title: 'save timestep (cleanest first)', sort: order },
+      color: {
+        field: 'weight',
+        type: 'quantitative',
+        // anchored: 0 .. max(2 x uniform, largest) with white at uniform, so weights within a
+        // few percent of uniform stay pale instead of spanning the whole palette
+        scale: {
+          type: 'linear',
+          scheme: 'redblue',
+          reverse: true,
+          domain: [0, Math.max(2 * uniform, ...weights.map((w) => w.weight))],
+          domainMid: uniform,
+        },
+        legend: { titleLimit: 400 },
+        title: ['weight', `(white = uniform, ${uniform.toFixed(4)})`],
       },
-      y: { field: 'layer', type: 'ordinal', title: 'decoder layer' },
-      color: { field: 'weight', type: 'quantitative', scale: { scheme: 'viridis' }, title: 'weight' },
-      tooltip: [{ field: 'layer' }, { field: 'saveTimestep' }, { field: 'weight', format: '.4f' }],
+      ...(o.selectable
+        ? { stroke: { condition: { param: 'cell', empty: false, value: 'black' }, value: null } }
+        : {}),
+      strokeWidth: { value: 2 },
+      tooltip: [
+        { field: 'layer', title: 'decoder layer' },
+        { field: 'timestep', title: 'save timestep' },
+        { field: 'weight', format: '.5f' },
+        { field: 'relative', title: 'x uniform', format: '.2f' },
+      ],
     },
   } as Spec;
 }
@@ -93,7 +138,7 @@ export function pckBarsSpec(
     width: { step: 14 },
     height: 240,
     encoding: {
-      x: { field: 'category', type: 'nominal', title: null },
+      x: { field: 'category', type: 'nominal', title: null, sort: null }, // in the order given
       xOffset: { field: 'method' },
       y: { field: 'pck', type: 'quantitative', title: 'PCK@0.1 (%)', scale: { domain: [0, 100] } },
       color: { field: 'method', type: 'nominal' },

@@ -13,8 +13,7 @@ import { ShapeError } from '../core/errors.ts';
 import type { RgbImage } from '../core/rgb.ts';
 import type { Tensor } from '../core/tensor.ts';
 import { pointIndex, unitPixels, type PointYX } from '../correspondence/match.ts';
-import type { Spec } from './charts.ts';
-import { VEGA_LITE_SCHEMA } from './charts.ts';
+import { VEGA_LITE_SCHEMA, mixingHeatmapSpec, type Spec } from './charts.ts';
 
 /** Perceptually ordered colours for similarity (viridis, 9 stops, interpolated). */
 const VIRIDIS = [
@@ -360,5 +359,68 @@ export async function layerTimestepBrowserSpec(
       panel('target', 'target PCA'),
       panel('heat', 'similarity of the source point'),
     ],
+  };
+}
+
+export interface MapDetail {
+  layer: number;
+  saveTimestep: number;
+  sourcePca: RgbImage;
+  targetPca: RgbImage;
+  /** PCK@0.1 of this raw map alone on the pairs evaluated (0..1), if computed. */
+  pck?: number;
+}
+
+/**
+ * The mixing-weight heatmap (paper layout, diverging around the uniform weight) where clicking a
+ * cell shows that map's PCA on a pair and its PCK alone.
+ */
+export async function mixingWeightsExplorerSpec(
+  weights: readonly { saveTimestep: number; layer: number; weight: number }[],
+  details: readonly MapDetail[],
+  o: { steps?: number; title?: string; randomWeights?: boolean; panelWidth?: number } = {},
+): Promise<Spec> {
+  const pw = o.panelWidth ?? 160;
+  const heat = mixingHeatmapSpec(weights, '', { steps: o.steps, selectable: true });
+  delete (heat as Record<string, unknown>).$schema;
+  delete (heat as Record<string, unknown>).config;
+  delete (heat as Record<string, unknown>).title;
+  const rows = await Promise.all(
+    details.map(async (d) => ({
+      layer: d.layer,
+      saveTimestep: d.saveTimestep,
+      source: await dataUrl(d.sourcePca, pw, pw, 'png'),
+      target: await dataUrl(d.targetPca, pw, pw, 'png'),
+      pck:
+        d.pck === undefined ? 'PCK not computed' : `PCK@0.1 of this map alone: ${(100 * d.pck).toFixed(1)}%`,
+    })),
+  );
+  const panel = (field: string, title: string) => ({
+    title,
+    width: pw,
+    height: pw,
+    data: { values: rows },
+    transform: [{ filter: { param: 'cell', empty: false } }],
+    layer: [
+      {
+        mark: { type: 'image', width: pw, height: pw, align: 'left', baseline: 'top', aspect: false },
+        encoding: { x: { value: 0 }, y: { value: 0 }, url: { field, type: 'nominal' } },
+      },
+      ...(field === 'source'
+        ? [
+            {
+              mark: { type: 'text', align: 'left', baseline: 'top', dy: 6, fontSize: 12 },
+              encoding: { x: { value: 0 }, y: { value: pw }, text: { field: 'pck' } },
+            },
+          ]
+        : []),
+    ],
+  });
+  const title = o.title ?? 'Mixing weights: click a cell for its map';
+  return {
+    $schema: VEGA_LITE_SCHEMA,
+    title: o.randomWeights ? `${title} (RANDOM WEIGHTS)` : title,
+    config: { font: 'DejaVu Sans', view: { stroke: null } },
+    hconcat: [heat, { vconcat: [panel('source', 'PCA, source'), panel('target', 'PCA, target')] }],
   };
 }
