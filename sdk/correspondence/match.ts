@@ -194,17 +194,54 @@ export async function matchPointsChunked(
  * j's nearest neighbour back in the source being i. Sorted by score, best first. Both
  * directions come from one similarity matrix product in onnxruntime.
  */
-export async function mutualNearestNeighbours(source: Tensor, target: Tensor): Promise<Match[]> {
+export async function mutualNearestNeighbours(
+  source: Tensor,
+  target: Tensor,
+  o: { sourceMask?: ArrayLike<boolean>; targetMask?: ArrayLike<boolean> } = {},
+): Promise<Match[]> {
   checkPair(source, target);
-  const [, P, , W] = source.shape;
-  const [, , , W2] = target.shape;
-  const { forward, backward, score } = await bidirectionalArgmax(unitPixels(source), unitPixels(target), P);
+  const [, P, h, W] = source.shape;
+  const [, , h2, W2] = target.shape;
+  // only masked pixels (e.g. the object's box) take part, in both directions
+  const keep = (n: number, mask?: ArrayLike<boolean>) => {
+    if (mask && mask.length !== n)
+      throw new ShapeError(`mask: expected ${n} values (one per pixel), got ${mask.length}`);
+    return Array.from({ length: n }, (_, i) => i).filter((i) => !mask || mask[i]);
+  };
+  const [ka, kb] = [keep(h * W, o.sourceMask), keep(h2 * W2, o.targetMask)];
+  if (!ka.length || !kb.length) return [];
+  const rows = (unit: Float32Array, idx: number[]) => {
+    const out = new Float32Array(idx.length * P);
+    idx.forEach((i, r) => out.set(unit.subarray(i * P, (i + 1) * P), r * P));
+    return out;
+  };
+  const { forward, backward, score } = await bidirectionalArgmax(
+    rows(unitPixels(source), ka),
+    rows(unitPixels(target), kb),
+    P,
+  );
   const out: Match[] = [];
-  forward.forEach((j, i) => {
-    if (backward[j] === i)
-      out.push({ source: [Math.floor(i / W), i % W], target: [Math.floor(j / W2), j % W2], score: score[i] });
+  forward.forEach((j, r) => {
+    if (backward[j] !== r) return;
+    const [i, t] = [ka[r], kb[j]];
+    out.push({ source: [Math.floor(i / W), i % W], target: [Math.floor(t / W2), t % W2], score: score[r] });
   });
   return out.sort((x, y) => y.score - x.score);
+}
+
+/** Pixels of an h x w grid over an image of `size` whose centres fall inside box [l, t, r, b]. */
+export function boxMask(
+  box: readonly [number, number, number, number],
+  h: number,
+  w: number,
+  size: { width: number; height: number },
+): boolean[] {
+  const [l, t, r, b] = box;
+  return Array.from({ length: h * w }, (_, i) => {
+    const x = ((i % w) + 0.5) * (size.width / w);
+    const y = (Math.floor(i / w) + 0.5) * (size.height / h);
+    return x >= l && x <= r && y >= t && y <= b;
+  });
 }
 
 /** Rescale (y, x) points from one (w, h) frame to another (original `rescale_points`). */

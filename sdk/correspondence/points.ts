@@ -4,7 +4,13 @@
  */
 import { ShapeError } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
-import { matchPointsBatched, mutualNearestNeighbours, rescalePoints, type PointYX } from './match.ts';
+import {
+  matchPointsBatched,
+  mutualNearestNeighbours,
+  boxMask,
+  rescalePoints,
+  type PointYX,
+} from './match.ts';
 
 export interface Size {
   width: number;
@@ -53,16 +59,25 @@ export async function matchImagePoints(
   return m.map((x, i) => ({ source: [...points[i]], target: [tgt[i][1], tgt[i][0]], score: x.score }));
 }
 
-/** Mutual nearest neighbours over the descriptor grids, as cell centres in image pixels. */
+/**
+ * Mutual nearest neighbours over the descriptor grids, as cell centres in image pixels. With
+ * `foreground` boxes ([l, t, r, b] in each image's pixels, e.g. SPair's object boxes) only cells
+ * inside them take part, as the original demo keeps matches on the objects.
+ */
 export async function mutualImageMatches(
   source: Tensor,
   target: Tensor,
   sizes: { source: Size; target: Size },
   limit = 50,
+  foreground: { source?: [number, number, number, number]; target?: [number, number, number, number] } = {},
 ): Promise<Correspondence[]> {
   const [, , h, w] = source.shape;
   const [, , h2, w2] = target.shape;
-  return (await mutualNearestNeighbours(source, target)).slice(0, limit).map((m) => ({
+  const masks = {
+    sourceMask: foreground.source && boxMask(foreground.source, h, w, sizes.source),
+    targetMask: foreground.target && boxMask(foreground.target, h2, w2, sizes.target),
+  };
+  return (await mutualNearestNeighbours(source, target, masks)).slice(0, limit).map((m) => ({
     source: [((m.source[1] + 0.5) * sizes.source.width) / w, ((m.source[0] + 0.5) * sizes.source.height) / h],
     target: [
       ((m.target[1] + 0.5) * sizes.target.width) / w2,

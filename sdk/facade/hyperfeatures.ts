@@ -152,11 +152,17 @@ export class HyperfeatureImage {
    * Correspondences in `other`: nearest neighbours of `points` ([x, y] in this image's
    * pixels, returned in the other's), or mutual nearest neighbours when no points are given.
    * Both images are aggregated by one network: the one either side chose with aggregate(),
-   * else the facade's; two different choices are a ConfigError.
+   * else the facade's; two different choices are a ConfigError. `foreground` boxes ([l, t, r, b]
+   * in each image's pixels) restrict mutual matches to the objects.
    */
   async match(
     other: HyperfeatureImage,
-    o: { points?: [number, number][]; mutual?: boolean; limit?: number } = {},
+    o: {
+      points?: [number, number][];
+      mutual?: boolean;
+      limit?: number;
+      foreground?: { source?: [number, number, number, number]; target?: [number, number, number, number] };
+    } = {},
   ): Promise<Correspondence[]> {
     if (this.hf !== other.hf)
       throw new ConfigError('match: both images must come from the same Hyperfeatures instance');
@@ -173,7 +179,7 @@ export class HyperfeatureImage {
     const sizes = { source: await this.size(), target: await other.size() };
     if (o.points && !o.mutual)
       return matchImagePoints(a, b, o.points, { ...sizes, loadSize: this.hf.loadSize() });
-    return mutualImageMatches(a, b, sizes, o.limit);
+    return mutualImageMatches(a, b, sizes, o.limit, o.foreground);
   }
 }
 

@@ -36,18 +36,21 @@ function emit(data: Record<string, unknown>): void {
   jupyter.lastWriteDisplayData({ data, metadata: {}, transient: {} }, false);
 }
 
-export function showPng(png: Buffer): void {
-  emit({ 'image/png': png.toString('base64') });
+/** Above this a picture (photos) is stored as JPEG instead of PNG, to keep notebooks small. */
+const MAX_PNG_BYTES = 400_000;
+
+/** A PNG picture (stored as JPEG when it is a large photo-like image). */
+export async function showPng(png: Buffer): Promise<void> {
+  if (png.byteLength <= MAX_PNG_BYTES) return emit({ 'image/png': png.toString('base64') });
+  const jpeg = await sharp(png).flatten({ background: '#ffffff' }).jpeg({ quality: 85 }).toBuffer();
+  emit({ 'image/jpeg': jpeg.toString('base64') });
 }
 
 export async function showImage(img: RgbImage, width?: number): Promise<void> {
   let s = sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } });
   if (width) s = s.resize(width, undefined, { kernel: img.width < width / 2 ? 'nearest' : 'lanczos3' });
-  showPng(await s.png().toBuffer());
+  await showPng(await s.png().toBuffer());
 }
-
-/** Above this a chart's raster (charts with photos in them) is stored as JPEG instead of PNG. */
-const MAX_PNG_BYTES = 400_000;
 
 /**
  * A Vega-Lite chart: the spec for Jupyter's Vega-Lite renderer (interactive: selections,

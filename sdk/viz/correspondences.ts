@@ -15,6 +15,12 @@ export interface DrawOptions {
   height?: number;
   title?: string;
   lines?: boolean;
+  /** One colour per match (e.g. green / red by the PCK threshold); default distinct hues. */
+  colors?: string[];
+  /** Ground-truth target points [x, y], one per match (null where unknown): drawn as rings. */
+  truth?: ([number, number] | null)[];
+  /** Boxes [l, t, r, b] to outline in each image (e.g. the foreground used for mutual matches). */
+  boxes?: { source?: [number, number, number, number]; target?: [number, number, number, number] };
 }
 
 /**
@@ -60,7 +66,11 @@ export async function drawCorrespondences(
   const gap = 12;
   const top = o.title ? 30 : 0;
   const { sa, sb, wa, width, compose } = sideBySide(a, b, h, gap, top);
-  const colors = palette(matches.length);
+  if (o.colors && o.colors.length !== matches.length)
+    throw new ShapeError(`colors: expected ${matches.length} (one per match), got ${o.colors.length}`);
+  if (o.truth && o.truth.length !== matches.length)
+    throw new ShapeError(`truth: expected ${matches.length} (one per match), got ${o.truth.length}`);
+  const colors = o.colors ?? palette(matches.length);
   const r = Math.max(3, Math.round(h / 80));
   const marks = matches
     .map((m, i) => {
@@ -74,14 +84,24 @@ export async function drawCorrespondences(
           : `<line x1="${x1}" y1="${y1}" x2="${x2}" y2="${y2}" stroke="${colors[i]}" stroke-width="1.5" stroke-opacity="0.8"/>`;
       const dot = (x: number, y: number) =>
         `<circle cx="${x}" cy="${y}" r="${r}" fill="${colors[i]}" stroke="white" stroke-width="1.5"/>`;
-      return line + dot(x1, y1) + dot(x2, y2);
+      const gt = o.truth?.[i];
+      const ring = gt
+        ? `<circle cx="${gt[0] * sb + wa + gap}" cy="${gt[1] * sb + top}" r="${r + 3}" fill="none" stroke="${colors[i]}" stroke-width="2"/>` +
+          `<line x1="${x2}" y1="${y2}" x2="${gt[0] * sb + wa + gap}" y2="${gt[1] * sb + top}" stroke="${colors[i]}" stroke-width="1" stroke-dasharray="3,2"/>`
+        : '';
+      return line + dot(x1, y1) + dot(x2, y2) + ring;
     })
     .join('');
+  const rect = (box: readonly number[] | undefined, s: number, dx: number) =>
+    box
+      ? `<rect x="${box[0] * s + dx}" y="${box[1] * s + top}" width="${(box[2] - box[0]) * s}" height="${(box[3] - box[1]) * s}" fill="none" stroke="white" stroke-width="1.5" stroke-dasharray="6,4"/>`
+      : '';
+  const boxes = rect(o.boxes?.source, sa, 0) + rect(o.boxes?.target, sb, wa + gap);
   const title = o.title
     ? `<text x="${width / 2}" y="21" text-anchor="middle" font-size="16" font-family="DejaVu Sans, sans-serif" fill="#222">${o.title.replace(/[<&]/g, '')}</text>`
     : '';
   return compose(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${h + top}">${title}${marks}</svg>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${h + top}">${title}${boxes}${marks}</svg>`,
   );
 }
 

@@ -5,6 +5,7 @@ import {
   matchPoints,
   matchPointsBatched,
   matchPointsChunked,
+  boxMask,
   mutualNearestNeighbours,
   rescalePoints,
   pointIndex,
@@ -166,6 +167,37 @@ describe('chunked similarity (SD-Concat-All width)', () => {
         `chunk ${chunk}`,
       );
       chunked.forEach((m, k) => assert.ok(Math.abs(m.score - whole[k].score) < 1e-5, `chunk ${chunk} score`));
+    }
+  });
+});
+
+describe('mutual nearest neighbours inside a foreground mask', () => {
+  it('uses only masked pixels in both directions (brute force on the kept pixels)', async () => {
+    const rng = new Rng(5);
+    const a = new Tensor(rng.normalArray(8 * 6 * 6), [1, 8, 6, 6]);
+    const b = new Tensor(rng.normalArray(8 * 5 * 7), [1, 8, 5, 7]);
+    const sourceMask = boxMask([0, 0, 30, 40], 6, 6, { width: 60, height: 60 });
+    const targetMask = boxMask([35, 10, 70, 50], 5, 7, { width: 70, height: 50 });
+    const got = await mutualNearestNeighbours(a, b, { sourceMask, targetMask });
+    const [ua, ub] = [unitPixels(a), unitPixels(b)];
+    const dot = (i: number, j: number) => {
+      let s = 0;
+      for (let c = 0; c < 8; c++) s += ua[i * 8 + c] * ub[j * 8 + c];
+      return s;
+    };
+    const ka = sourceMask.flatMap((m, i) => (m ? [i] : []));
+    const kb = targetMask.flatMap((m, i) => (m ? [i] : []));
+    const best = (i: number, among: number[], f: (j: number) => number) =>
+      among.reduce((x, j) => (f(j) > f(x) ? j : x), among[0]);
+    const want = ka
+      .map((i) => [i, best(i, kb, (j) => dot(i, j))])
+      .filter(([i, j]) => best(j, ka, (k) => dot(k, j)) === i)
+      .map(([i, j]) => `${Math.floor(i / 6)},${i % 6}->${Math.floor(j / 7)},${j % 7}`)
+      .sort();
+    assert.ok(want.length > 0);
+    assert.deepEqual(got.map((m) => `${m.source}->${m.target}`).sort(), want);
+    for (const m of got) {
+      assert.ok(sourceMask[m.source[0] * 6 + m.source[1]] && targetMask[m.target[0] * 7 + m.target[1]]);
     }
   });
 });
