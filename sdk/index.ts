@@ -36,6 +36,7 @@ export {
   type GenerateOptions,
 } from './diffusion/extract.ts';
 export { FeatureStack } from './diffusion/feature-stack.ts';
+export { pcaRgb } from './diffusion/pca.ts';
 export {
   noisedFeatures,
   addNoise,
