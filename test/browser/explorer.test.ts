@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportNotebookHtml } from '../../sdk/notebook/html.ts';
 import { REPO, tempDir } from '../helpers.ts';
@@ -46,6 +46,15 @@ describe('explorer notebook in headless Chromium', function () {
       assert.equal(run.status, 0, run.stderr.slice(-3000));
       const { charts } = await exportNotebookHtml(nb, html);
       assert.equal(charts, 2);
+      // the MIME type says the spec's Vega-Lite version
+      const saved = JSON.parse(readFileSync(nb, 'utf8')) as {
+        cells: { outputs?: { data?: Record<string, { $schema?: string }> }[] }[];
+      };
+      const specs = saved.cells.flatMap((c) => c.outputs ?? []).flatMap((o) => Object.entries(o.data ?? {}));
+      const vl = specs.filter(([k]) => k.startsWith('application/vnd.vegalite'));
+      assert.equal(vl.length, 2);
+      for (const [mime, spec] of vl) assert.equal(mime, 'application/vnd.vegalite.v5+json', spec.$schema);
+      for (const [, spec] of vl) assert.match(spec.$schema!, /vega-lite\/v5\.json$/);
     } finally {
       rmSync(nb, { force: true });
     }
@@ -132,5 +141,52 @@ describe('explorer notebook in headless Chromium', function () {
     } finally {
       await browser.close();
     }
+  });
+
+  it('records execution counts when Jupyter runs the kernel (nbconvert)', () => {
+    const dir = tempDir();
+    const prefix = join(dir, 'prefix');
+    const install = spawnSync(
+      process.execPath,
+      [join(REPO, 'bin', 'hyperfeatures.js'), 'kernel', 'install', '--prefix', prefix],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(install.status, 0, install.stderr);
+    const nb = join(dir, 'counts.ipynb');
+    const cell = (src: string) => ({
+      cell_type: 'code',
+      metadata: {},
+      source: [src],
+      outputs: [],
+      execution_count: null,
+    });
+    writeFileSync(
+      nb,
+      JSON.stringify({
+        cells: [cell('const a = 1;'), cell('console.log(a + 1)')],
+        metadata: { kernelspec: { name: 'hyperfeatures', display_name: 'TypeScript (hyperfeatures)' } },
+        nbformat: 4,
+        nbformat_minor: 5,
+      }),
+    );
+    const r = spawnSync(
+      'jupyter-nbconvert',
+      ['--to', 'notebook', '--execute', '--inplace', '--ExecutePreprocessor.kernel_name=hyperfeatures', nb],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, JUPYTER_PATH: join(prefix, 'share', 'jupyter') },
+      },
+    );
+    assert.equal(r.status, 0, r.stderr.slice(-2000));
+    const out = JSON.parse(readFileSync(nb, 'utf8')) as {
+      cells: { execution_count: number | null; outputs: { text?: string[] }[] }[];
+    };
+    assert.deepEqual(
+      out.cells.map((c) => c.execution_count),
+      [1, 2],
+    );
+    assert.equal(out.cells[1].outputs[0].text!.join(''), '2\n');
   });
 });
