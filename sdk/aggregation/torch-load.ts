@@ -42,6 +42,70 @@ const MARK = Symbol('mark');
 
 type Callable = (args: unknown[]) => unknown;
 
+/** A numpy dtype from a pickle: its code (e.g. "f4") and byte order once its state is set. */
+export class NumpyDtype {
+  order = '<';
+  constructor(readonly code: string) {}
+  setState(state: unknown): void {
+    if (Array.isArray(state) && typeof state[1] === 'string') this.order = state[1];
+  }
+}
+
+/** A numpy ndarray from a pickle (numpy.core.multiarray._reconstruct + BUILD state), as float64. */
+export class NumpyArray {
+  shape: number[] = [];
+  data: Float64Array = new Float64Array(0);
+  setState(state: unknown): void {
+    const [, shape, dtype, fortran, raw] = (Array.isArray(state) ? state : []) as unknown[];
+    if (!Array.isArray(shape) || !(dtype instanceof NumpyDtype) || !Buffer.isBuffer(raw))
+      throw new DataError('numpy array: unsupported pickled state (expected shape, dtype and raw bytes)');
+    if (fortran) throw new DataError('numpy array: Fortran-ordered arrays are not supported');
+    const npy = readNpyBody(raw, dtype, shape as number[]);
+    this.shape = shape as number[];
+    this.data = npy;
+  }
+}
+
+function readNpyBody(raw: Buffer, dtype: NumpyDtype, shape: number[]): Float64Array {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const le = dtype.order !== '>';
+  const code = dtype.code.replace(/^[<>|=]/, '');
+  const bytes = Number(code.slice(1));
+  if (!/^[fiub]\d+$/.test(code) || raw.length < n * bytes)
+    throw new DataError(
+      `numpy array: dtype ${dtype.code} with ${raw.length} bytes for ${n} values is not supported`,
+    );
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const o = i * bytes;
+    out[i] =
+      code === 'f4'
+        ? le
+          ? raw.readFloatLE(o)
+          : raw.readFloatBE(o)
+        : code === 'f8'
+          ? le
+            ? raw.readDoubleLE(o)
+            : raw.readDoubleBE(o)
+          : code === 'f2'
+            ? halfToFloat(le ? raw.readUInt16LE(o) : raw.readUInt16BE(o))
+            : code[0] === 'b' || code === 'u1'
+              ? raw[o]
+              : code === 'i1'
+                ? raw.readInt8(o)
+                : bytes === 2
+                  ? code[0] === 'u'
+                    ? raw.readUInt16LE(o)
+                    : raw.readInt16LE(o)
+                  : bytes === 4
+                    ? code[0] === 'u'
+                      ? raw.readUInt32LE(o)
+                      : raw.readInt32LE(o)
+                    : Number(raw.readBigInt64LE(o));
+  }
+  return out;
+}
+
 function allowedGlobal(
   module: string,
   name: string,
@@ -57,8 +121,13 @@ function allowedGlobal(
   }
   if (full === 'torch._utils._rebuild_parameter') return (a) => a[0];
   if (full === '_codecs.encode') return (a) => Buffer.from(String(a[0]), 'latin1');
+  // numpy arrays (e.g. OASIS's normal annotations): data only, rebuilt from their pickled state
+  if (full === 'numpy.core.multiarray._reconstruct' || full === 'numpy._core.multiarray._reconstruct')
+    return () => new NumpyArray();
+  if (full === 'numpy.ndarray') return new Global(full);
+  if (full === 'numpy.dtype') return (a) => new NumpyDtype(String(a[0]));
   throw new DataError(
-    `${file}: refusing pickle global "${full}": only collections.OrderedDict, torch storages and torch._utils._rebuild_tensor_v2/_rebuild_parameter are allowed (nothing from the file is executed)`,
+    `${file}: refusing pickle global "${full}": only collections.OrderedDict, torch storages, torch._utils._rebuild_tensor_v2/_rebuild_parameter and numpy arrays are allowed (nothing from the file is executed)`,
   );
 }
 
@@ -340,9 +409,13 @@ export function unpickle(data: Buffer, file: string, loadStorage: (s: StorageRef
         stack.push(call(cls, args));
         break;
       } // NEWOBJ
-      case 0x62:
-        stack.pop();
-        break; // BUILD: state (e.g. a state dict's _metadata) is not needed
+      case 0x62: {
+        // BUILD: numpy arrays and dtypes take their state; other state (a state dict's _metadata) is not needed
+        const state = stack.pop();
+        const target = stack[stack.length - 1];
+        if (target instanceof NumpyArray || target instanceof NumpyDtype) target.setState(state);
+        break;
+      }
       case 0x51: {
         // BINPERSID: ('storage', StorageType, key, location, numel)
         const pid = stack.pop() as unknown[];

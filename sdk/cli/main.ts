@@ -14,6 +14,7 @@ import { aggregate } from './commands/aggregate.ts';
 import { evaluate } from './commands/evaluate.ts';
 import { match } from './commands/match.ts';
 import { lotus } from './commands/lotus.ts';
+import { lotusEval } from './commands/lotus-eval.ts';
 import { kernel } from './commands/kernel.ts';
 import { train } from './commands/train.ts';
 
@@ -42,6 +43,7 @@ export const COMMANDS: Record<string, Command> = {
   eval: evaluate,
   match,
   lotus,
+  'lotus-eval': lotusEval,
   train,
   kernel,
 };

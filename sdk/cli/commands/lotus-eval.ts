@@ -1,0 +1,287 @@
+/**
+ * `hyperfeatures lotus-eval`: Lotus on a zero-shot depth or normal benchmark with the protocol
+ * of the public Marigold / Lotus evaluation code; per-image records appended as they finish
+ * (`--resume`), shards (`--shard k/n` or the scheduler's environment) merged with `--merge`.
+ */
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, DataError } from '../../core/errors.ts';
+import { writeFileAtomic } from '../../core/fs.ts';
+import { checkOutputDir } from '../../core/outputs.ts';
+import { createProgress } from '../../core/progress.ts';
+import { Lotus } from '../../lotus/pipeline.ts';
+import { BENCHMARK_DATASETS, openDataset } from '../../lotus/benchmark/datasets.ts';
+import {
+  benchmarkMarkdown,
+  checkModelTask,
+  evaluateBenchmark,
+  summarizeBenchmark,
+  type BenchmarkRecord,
+  type PaperNumbers,
+} from '../../lotus/benchmark/run.ts';
+import { DEVICES } from '../../model/runtime.ts';
+import { choice, intOption, parse, spreadList } from '../args.ts';
+import { readRecords, sha256Json } from '../eval-run.ts';
+import { resolveShard, shardIndices } from '../shard.ts';
+import type { Command } from '../main.ts';
+
+const RECORDS = 'images.jsonl';
+
+interface LotusRun {
+  settings: Record<string, unknown>;
+  shard: { k: number; n: number } | null;
+  count: number;
+}
+
+function readPaper(path: string | undefined): PaperNumbers | undefined {
+  if (!path) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as PaperNumbers;
+  } catch (e) {
+    throw new DataError(
+      `--paper-numbers ${path}: not a JSON file of {"<dataset>": {"<metric>": number}} (${(e as Error).message})`,
+    );
+  }
+}
+
+async function writeOutputs(dir: string, run: LotusRun, records: BenchmarkRecord[], paper?: PaperNumbers) {
+  const s = run.settings;
+  const summary = summarizeBenchmark(records, s.task as 'depth' | 'normal');
+  const table = benchmarkMarkdown(
+    summary,
+    {
+      model: String(s.model),
+      dataset: String(s.dataset),
+      processingRes: Number(s.processingRes),
+      seeds: s.seeds as number[],
+      alignment: String(s.alignment),
+    },
+    paper,
+  );
+  await writeFileAtomic(
+    join(dir, 'results.json'),
+    Buffer.from(JSON.stringify({ ...s, shard: run.shard, ...summary }, null, 2)),
+  );
+  await writeFileAtomic(join(dir, 'table.md'), Buffer.from(table));
+  return table;
+}
+
+export const lotusEval: Command = {
+  summary:
+    'Lotus on zero-shot depth / normal benchmarks (NYUv2, KITTI, ETH3D, ScanNet, DIODE, iBims, Sintel, OASIS, custom)',
+  usage: [
+    `hyperfeatures lotus-eval --model <m> --task depth|normal --dataset ${BENCHMARK_DATASETS.join('|')} --root <archive or folder> --out <dir>`,
+    `  [--limit N] [--processing-res R (default: the dataset's, else 768)] [--seeds 0,1,2] [--alignment depth|disparity (default: the model's)]`,
+    `  [--depth-scale S (custom PNG depth: value / S = metres)] [--paper-numbers paper.json] [--device ${DEVICES.join('|')}] [--allow-download]`,
+    '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
+    'hyperfeatures lotus-eval --merge <shard folders or their parent...> --out <dir>',
+    'writes run.json, images.jsonl (one record per image, as it finishes), results.json and table.md',
+  ].join('\n'),
+  async run(args) {
+    const { values: v } = parse(
+      spreadList(args, 'merge'),
+      {
+        model: { type: 'string' },
+        task: { type: 'string' },
+        dataset: { type: 'string' },
+        root: { type: 'string' },
+        out: { type: 'string' },
+        limit: { type: 'string' },
+        'processing-res': { type: 'string' },
+        seeds: { type: 'string' },
+        alignment: { type: 'string' },
+        'depth-scale': { type: 'string' },
+        'paper-numbers': { type: 'string' },
+        device: { type: 'string' },
+        'allow-download': { type: 'boolean' },
+        resume: { type: 'boolean' },
+        overwrite: { type: 'boolean' },
+        shard: { type: 'string' },
+        'shard-count': { type: 'string' },
+        merge: { type: 'string', multiple: true },
+      },
+      false,
+    );
+    const paper = readPaper(v['paper-numbers']);
+    if (v.merge) return merge(v.merge, v.out, paper);
+    for (const k of ['model', 'task', 'dataset', 'root', 'out'] as const)
+      if (!v[k]) throw new ConfigError(`lotus-eval: --${k} is required`);
+    if (v.resume && v.overwrite)
+      throw new ConfigError('lotus-eval: --resume and --overwrite exclude each other');
+    checkOutputDir(v.out!);
+    const task = choice('task', v.task, ['depth', 'normal'] as const, 'depth');
+    const dataset = choice('dataset', v.dataset, BENCHMARK_DATASETS, 'nyuv2');
+    const seeds = (v.seeds ?? '0').split(',').map((s) => intOption('seeds', s.trim(), 0, 0));
+    const depthScale = v['depth-scale'] !== undefined ? Number(v['depth-scale']) : undefined;
+    if (depthScale !== undefined && !(depthScale > 0))
+      throw new ConfigError(
+        `--depth-scale: expected a positive number (e.g. 1000 for millimetres), got "${v['depth-scale']}"`,
+      );
+    const { spec, source } = openDataset(task, dataset, v.root!, { depthScale });
+    const shard = resolveShard(v.shard, v['shard-count']);
+    try {
+      if (v.limit) spec.entries = spec.entries.slice(0, intOption('limit', v.limit, spec.entries.length, 1));
+      const model = await Lotus.fromModel(v.model!, {
+        device: choice('device', v.device, DEVICES, 'cpu'),
+        allowDownload: v['allow-download'] ?? false,
+      });
+      try {
+        checkModelTask(model, task);
+        const disparity = v.alignment
+          ? choice('alignment', v.alignment, ['depth', 'disparity'] as const, 'depth') === 'disparity'
+          : model.disparity;
+        const processingRes = v['processing-res']
+          ? intOption('processing-res', v['processing-res'], 768, 8)
+          : (spec.processingRes ?? 768);
+        const settings = {
+          model: v.model!,
+          task,
+          dataset,
+          entries: sha256Json(spec.entries),
+          count: spec.entries.length,
+          processingRes,
+          seeds,
+          alignment:
+            task === 'depth'
+              ? `least squares in ${disparity ? 'disparity' : 'depth'} space`
+              : 'none (angles)',
+          depthScale: depthScale ?? null,
+        };
+        const dir = shard ? join(v.out!, `shard-${shard.k}-of-${shard.n}`) : v.out!;
+        const completed = prepare(dir, settings, v.resume ?? false, v.overwrite ?? false);
+        const run: LotusRun = {
+          settings,
+          shard: shard ? { k: shard.k, n: shard.n } : null,
+          count: spec.entries.length,
+        };
+        await writeFileAtomic(join(dir, 'run.json'), Buffer.from(JSON.stringify(run, null, 2)));
+        const indices = shardIndices(spec.entries.length, shard);
+        if (shard)
+          process.stderr.write(
+            `shard ${shard.k}/${shard.n} (from ${shard.source}): ${indices.length} of ${spec.entries.length} images -> ${dir}\n`,
+          );
+        if (completed.length)
+          process.stderr.write(`resuming: ${completed.length} image(s) already recorded\n`);
+        const bar = createProgress({
+          label: `lotus-eval ${dataset} ${task} (images)`,
+          total: indices.length,
+        });
+        const records: BenchmarkRecord[] = [];
+        await evaluateBenchmark(model, spec, source, {
+          task,
+          processingRes,
+          seeds,
+          disparity,
+          indices,
+          completed,
+          onRecord: (r) => appendFileSync(join(dir, RECORDS), JSON.stringify(r) + '\n'),
+          onProgress: (d) => bar.update(d),
+        }).then(() =>
+          records.push(...readRecords(join(dir, RECORDS)).map((r) => r as unknown as BenchmarkRecord)),
+        );
+        bar.done();
+        const latest = new Map(records.map((r) => [r.index, r]));
+        const table = await writeOutputs(dir, run, [...latest.values()], paper);
+        process.stdout.write(table + `\nwrote ${join(dir, 'results.json')}, table.md and ${RECORDS}\n`);
+      } finally {
+        await model.dispose();
+      }
+    } finally {
+      source.close();
+    }
+  },
+};
+
+function prepare(
+  dir: string,
+  settings: Record<string, unknown>,
+  resume: boolean,
+  overwrite: boolean,
+): BenchmarkRecord[] {
+  const jsonl = join(dir, RECORDS);
+  const runFile = join(dir, 'run.json');
+  const has = existsSync(runFile) || (existsSync(jsonl) && statSync(jsonl).size > 0);
+  if (resume && existsSync(runFile)) {
+    const before = (JSON.parse(readFileSync(runFile, 'utf8')) as LotusRun).settings;
+    const diff = Object.keys(settings).filter(
+      (k) => JSON.stringify(before[k]) !== JSON.stringify(settings[k]),
+    );
+    if (diff.length)
+      throw new ConfigError(
+        `--resume: ${dir} holds a run with other settings: ${diff.map((k) => `${k} ${JSON.stringify(before[k])} vs ${JSON.stringify(settings[k])}`).join('; ')}`,
+      );
+    const seen = new Map(
+      readRecords(jsonl, true).map((r) => [
+        (r as unknown as BenchmarkRecord).index,
+        r as unknown as BenchmarkRecord,
+      ]),
+    );
+    return [...seen.values()];
+  }
+  if (has && !overwrite && !resume)
+    throw new ConfigError(
+      `${dir} already holds a lotus-eval run; pass --resume to continue it, --overwrite to start again, or another --out`,
+    );
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(jsonl, '');
+  return [];
+}
+
+async function merge(dirs: string[], out: string | undefined, paper?: PaperNumbers) {
+  if (!out) throw new ConfigError('lotus-eval --merge: --out <dir> is required');
+  checkOutputDir(out);
+  const folders = dirs.flatMap((d) =>
+    existsSync(join(d, 'run.json'))
+      ? [d]
+      : existsSync(d)
+        ? readdirSync(d)
+            .filter((f) => existsSync(join(d, f, 'run.json')))
+            .sort()
+            .map((f) => join(d, f))
+        : [],
+  );
+  if (!folders.length)
+    throw new ConfigError(`--merge: no lotus-eval run folders (with run.json) in ${dirs.join(', ')}`);
+  const runs = folders.map((f) => JSON.parse(readFileSync(join(f, 'run.json'), 'utf8')) as LotusRun);
+  const first = runs[0];
+  const n = first.shard?.n ?? 1;
+  for (const [i, r] of runs.entries())
+    if (JSON.stringify(r.settings) !== JSON.stringify(first.settings) || (r.shard?.n ?? 1) !== n)
+      throw new ConfigError(`--merge: ${folders[i]} is another run than ${folders[0]}`);
+  const ks = new Set(runs.map((r) => r.shard?.k ?? 1));
+  const missing = Array.from({ length: n }, (_, i) => i + 1).filter((k) => !ks.has(k));
+  if (missing.length || ks.size !== runs.length)
+    throw new ConfigError(
+      `--merge: expected shards 1..${n} once each; missing ${missing.join(', ') || 'none'}, given ${runs.length}`,
+    );
+  const records = new Map<number, BenchmarkRecord>();
+  for (const [i, r] of runs.entries()) {
+    const recs = readRecords(join(folders[i], RECORDS)).map((x) => x as unknown as BenchmarkRecord);
+    const want = shardIndices(first.count, r.shard ?? undefined);
+    const have = new Set(recs.map((x) => x.index));
+    const left = want.filter((x) => !have.has(x));
+    if (left.length)
+      throw new ConfigError(
+        `--merge: ${folders[i]} has not finished ${left.length} image(s); run it again with --resume`,
+      );
+    for (const x of recs) records.set(x.index, x);
+  }
+  mkdirSync(out, { recursive: true });
+  const merged: LotusRun = { ...first, shard: null };
+  await writeFileAtomic(join(out, 'run.json'), Buffer.from(JSON.stringify(merged, null, 2)));
+  const sorted = [...records.values()].sort((a, b) => a.index - b.index);
+  await writeFileAtomic(
+    join(out, RECORDS),
+    Buffer.from(sorted.map((r) => JSON.stringify(r) + '\n').join('')),
+  );
+  const table = await writeOutputs(out, merged, sorted, paper);
+  process.stdout.write(table + `\nmerged ${n} shard(s): wrote ${join(out, 'results.json')} and table.md\n`);
+}
