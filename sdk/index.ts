@@ -85,9 +85,26 @@ export { explainPairPng } from './viz/explain.ts';
 export { drawCorrespondences } from './viz/correspondences.ts';
 export { imageGridPng } from './viz/grid.ts';
 export { Hyperfeatures, HyperfeatureImage, type HyperfeaturesOptions } from './facade/hyperfeatures.ts';
-export { Lotus } from './lotus/pipeline.ts';
+export { Lotus, type LotusResult, type LotusPredictOptions } from './lotus/pipeline.ts';
 export { depthMetrics, normalMetrics, alignScaleShift } from './lotus/metrics.ts';
 export { colorizeMap, normalsToRgb, saveDepth16, savePointCloud } from './lotus/outputs.ts';
+export {
+  openDataset,
+  BENCHMARK_DATASETS,
+  DEPTH_DATASETS,
+  NORMAL_DATASETS,
+  type BenchmarkDataset,
+  type DatasetSpec,
+} from './lotus/benchmark/datasets.ts';
+export {
+  evaluateBenchmark,
+  summarizeBenchmark,
+  benchmarkMarkdown,
+  type BenchmarkRecord,
+  type BenchmarkSummary,
+  type PaperNumbers,
+} from './lotus/benchmark/run.ts';
+export { alignDepth, depthErrors, normalErrorStats, poolNormalStats } from './lotus/benchmark/protocol.ts';
 export {
   mixingHeatmapSpec,
   mixingMarginalsSpec,

@@ -87,6 +87,8 @@ export interface LotusResult {
   /** Per-pixel spread over seeds [1, H, W] (Lotus-G with several seeds). */
   uncertainty?: Tensor;
   /** Intermediate tensors of the first seed, for inspection and parity. */
+  /** Each seed's decoded image [1, h, w, 3] in [0, 1] at the processing size (before resizing back). */
+  processed: Tensor[];
   steps: {
     rgbResized: Tensor;
     rgbLatent: Tensor;
@@ -196,7 +198,13 @@ export class Lotus {
       full.length === 1
         ? full[0]
         : full[0].map((_, i) => full.reduce((a, f) => a + f.data[i], 0) / full.length);
-    return { task, prediction, ...postProcess(task, prediction, full), steps: runs[0] };
+    return {
+      task,
+      prediction,
+      ...postProcess(task, prediction, full),
+      steps: runs[0],
+      processed: runs.map((r) => r.image),
+    };
   }
 
   async dispose(): Promise<void> {

@@ -36,6 +36,8 @@ function emit(data: Record<string, unknown>): void {
   jupyter.lastWriteDisplayData({ data, metadata: {}, transient: {} }, false);
 }
 
+/** Above this a chart's static SVG is left out of the saved notebook (its raster is kept). */
+const MAX_SVG_CHARS = 600_000;
 /** Above this a picture (photos) is stored as JPEG instead of PNG, to keep notebooks small. */
 const MAX_PNG_BYTES = 400_000;
 
@@ -66,7 +68,8 @@ export async function showChart(spec: Spec): Promise<void> {
       : { 'image/jpeg': (await raster.jpeg({ quality: 85 }).toBuffer()).toString('base64') };
   emit({
     'application/vnd.vegalite.v5+json': spec,
-    'image/svg+xml': svg,
+    // thousands of marks make megabytes of SVG: then the raster alone stands in for it
+    ...(svg.length <= MAX_SVG_CHARS ? { 'image/svg+xml': svg } : {}),
     ...still,
     'text/plain': '<Vega-Lite chart>',
   });

@@ -535,12 +535,12 @@ describe('benchmark dataset layouts and lotus-eval', function () {
 
   it('a custom folder: images/ + depth/ (.npy metres or PNG with --depth-scale) + mask/', async () => {
     const root = tempDir();
-    put(root, 'images/a.png', await rgbPng(16, 16));
-    put(root, 'depth/a.png', await png16(16, 16, (i) => 1000 + i));
+    put(root, 'images/a.png', await rgbPng(64, 64));
+    put(root, 'depth/a.png', await png16(64, 64, (i) => 1000 + i));
     put(
       root,
       'mask/a.png',
-      await sharp(Buffer.alloc(256, 255), { raw: { width: 16, height: 16, channels: 1 } })
+      await sharp(Buffer.alloc(4096, 255), { raw: { width: 64, height: 64, channels: 1 } })
         .png()
         .toBuffer(),
     );
@@ -571,8 +571,6 @@ describe('benchmark dataset layouts and lotus-eval', function () {
       root,
       '--depth-scale',
       '1000',
-      '--processing-res',
-      '32',
       '--out',
       tempDir(),
     ]);

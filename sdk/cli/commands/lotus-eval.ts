@@ -79,7 +79,7 @@ export const lotusEval: Command = {
     'Lotus on zero-shot depth / normal benchmarks (NYUv2, KITTI, ETH3D, ScanNet, DIODE, iBims, Sintel, OASIS, custom)',
   usage: [
     `hyperfeatures lotus-eval --model <m> --task depth|normal --dataset ${BENCHMARK_DATASETS.join('|')} --root <archive or folder> --out <dir>`,
-    `  [--limit N] [--processing-res R (default: the dataset's, else 768)] [--seeds 0,1,2] [--alignment depth|disparity (default: the model's)]`,
+    `  [--limit N] [--processing-res R (default: the dataset's, else 0 = the image's own size)] [--seeds 0,1,2] [--alignment depth|disparity (default: the model's)]`,
     `  [--depth-scale S (custom PNG depth: value / S = metres)] [--paper-numbers paper.json] [--device ${DEVICES.join('|')}] [--allow-download]`,
     '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
     'hyperfeatures lotus-eval --merge <shard folders or their parent...> --out <dir>',

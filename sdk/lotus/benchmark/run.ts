@@ -4,7 +4,8 @@
  * command can append it (resume, shards); the summary is a pure function of the records.
  */
 import { ConfigError } from '../../core/errors.ts';
-import type { Lotus } from '../pipeline.ts';
+import type { Lotus, LotusResult } from '../pipeline.ts';
+import { Tensor, resizeBilinear } from '../../core/tensor.ts';
 import type { DataSource, DatasetSpec } from './datasets.ts';
 import {
   DEPTH_METRICS,
@@ -31,7 +32,7 @@ export interface BenchmarkRecord {
 
 export interface BenchmarkOptions {
   task: 'depth' | 'normal';
-  /** Longest edge the model sees (default: the dataset's, else 768). */
+  /** Longest edge the model sees (default: the dataset's, else 0 = the image's own size, as the reference). */
   processingRes?: number;
   /** Lotus-G noise seeds (predictions averaged); default [0]. */
   seeds?: number[];
@@ -72,7 +73,8 @@ export async function evaluateBenchmark(
   const indices = o.indices ?? spec.entries.map((_, i) => i);
   const done = new Map((o.completed ?? []).map((r) => [r.index, r]));
   const records: BenchmarkRecord[] = [];
-  const res = o.processingRes ?? spec.processingRes ?? 768;
+  // the reference runs at the image's own size unless the dataset's config sets a resolution
+  const res = o.processingRes ?? spec.processingRes ?? 0;
   for (const [k, i] of indices.entries()) {
     const previous = done.get(i);
     if (previous) {
@@ -88,7 +90,7 @@ export async function evaluateBenchmark(
     else {
       const r = await model.predict(s.rgb, { task: o.task, processingRes: res, seeds: o.seeds ?? [0] });
       if (o.task === 'depth') {
-        const aligned = alignDepth(r.depth!.data, s.gt, s.valid, {
+        const aligned = alignDepth(depthAtImageSize(r, width, height), s.gt, s.valid, {
           width,
           height,
           disparity: o.disparity ?? model.disparity,
@@ -107,6 +109,21 @@ export async function evaluateBenchmark(
     o.onProgress?.(k + 1, indices.length);
   }
   return summarizeBenchmark(records, o.task);
+}
+
+/**
+ * The depth at the image's size as the evaluation code makes it: the seeds' channel means at the
+ * processing size, averaged, and resized back bilinearly (torchvision's resize; the pipeline's own
+ * output uses nearest).
+ */
+function depthAtImageSize(r: LotusResult, width: number, height: number): Float32Array {
+  const [, h, w] = r.processed[0].shape;
+  if (h === height && w === width) return r.depth!.data;
+  const mean = new Float32Array(h * w);
+  for (const img of r.processed)
+    for (let i = 0; i < h * w; i++)
+      mean[i] += (img.data[i * 3] + img.data[i * 3 + 1] + img.data[i * 3 + 2]) / 3 / r.processed.length;
+  return resizeBilinear(new Tensor(mean, [1, 1, h, w]), height, width).data;
 }
 
 /** The dataset's numbers from its records, in index order. */
