@@ -144,15 +144,27 @@ export class Lotus {
     const task = o.task ?? (this.kind === 'unknown' ? 'depth' : this.kind);
     if (!LOTUS_TASKS.includes(task))
       throw new ConfigError(messages.invalidOption('task', LOTUS_TASKS.join(' | '), task));
-    const seeds = o.seeds ?? [0];
-    if (!seeds.length || (o.noise && seeds.length > 1))
-      throw new ConfigError('seeds: give at least one seed (and only one when passing exact noise)');
+    checkSeeds(o); // settings before decoding
     const rgb = await decodeImage(image, { colorManaged: o.colorManaged });
     const { width: W, height: H } = rgb;
     const pixels = new Tensor(new Float32Array(3 * W * H), [1, 3, H, W]).map((_, i) => {
       const c = Math.floor(i / (W * H));
       return rgb.data[(i % (W * H)) * 3 + c] / 127.5 - 1;
     });
+    return this.predictPixels(pixels, { ...o, task });
+  }
+
+  /**
+   * The same from model-space pixels [1, 3, H, W] (RGB in [-1, 1]; values outside are passed on,
+   * as the normal benchmark's padding does).
+   */
+  async predictPixels(pixels: Tensor, o: LotusPredictOptions = {}): Promise<LotusResult> {
+    pixels.expectShape('pixels', [1, 3, -1, -1]);
+    const task = o.task ?? (this.kind === 'unknown' ? 'depth' : this.kind);
+    if (!LOTUS_TASKS.includes(task))
+      throw new ConfigError(messages.invalidOption('task', LOTUS_TASKS.join(' | '), task));
+    const seeds = checkSeeds(o);
+    const [, , H, W] = pixels.shape;
     const size = processingSize(H, W, o.processingRes ?? DEFAULT_PROCESSING_RES);
     if (size.height * size.width > 1536 * 1536) {
       log().warn(
@@ -210,6 +222,13 @@ export class Lotus {
   async dispose(): Promise<void> {
     await Promise.all([this.unet.dispose(), this.vae.dispose(), this.textEncoder.dispose()]);
   }
+}
+
+function checkSeeds(o: LotusPredictOptions): number[] {
+  const seeds = o.seeds ?? [0];
+  if (!seeds.length || (o.noise && seeds.length > 1))
+    throw new ConfigError('seeds: give at least one seed (and only one when passing exact noise)');
+  return seeds;
 }
 
 function channelMean(t: Tensor): Tensor {

@@ -5,11 +5,10 @@
  * folder or archive, `lotus-eval` end to end with shards and resume, and bad input.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { readFileSync } from 'node:fs';
 import {
   alignDepth,
   depthErrors,
@@ -17,6 +16,9 @@ import {
   poolNormalStats,
 } from '../../sdk/lotus/benchmark/protocol.ts';
 import { openDataset } from '../../sdk/lotus/benchmark/datasets.ts';
+import { predictPaddedNormals } from '../../sdk/lotus/benchmark/run.ts';
+import { Lotus } from '../../sdk/lotus/pipeline.ts';
+import { Tensor } from '../../sdk/core/tensor.ts';
 import { readExr } from '../../sdk/data/exr.ts';
 import { readNpy } from '../../sdk/data/npy.ts';
 import { TarArchive } from '../../sdk/data/tar.ts';
@@ -521,8 +523,6 @@ describe('benchmark dataset layouts and lotus-eval', function () {
       nroot,
       '--limit',
       '2',
-      '--processing-res',
-      '32',
       '--out',
       out,
     ]);
@@ -657,5 +657,38 @@ describe('benchmark dataset layouts and lotus-eval', function () {
       /not a kitti depth evaluation set: expected 2011_09_26\/2011_09_26_drive_0002_sync\/image_02\/data\/0000000069.png/,
     );
     assert.throws(() => openDataset('normal', 'kitti', tempDir()), ConfigError);
+  });
+
+  it("predicts normals on the reference's padded input: centred to multiples of 32 with DSINE's values", async () => {
+    const model = await Lotus.fromModel(normalModel);
+    try {
+      const [W, H] = [24, 20];
+      const rgb = {
+        width: W,
+        height: H,
+        data: Uint8Array.from({ length: W * H * 3 }, (_, i) => (i * 7) % 256),
+      };
+      const got = await predictPaddedNormals(model, rgb, [0]);
+      assert.deepEqual(got.normal.shape, [1, H, W, 3]);
+      // the same by hand: 32 x 32, image at (4, 6), ImageNet-normalised zeros around it
+      const pad = [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225];
+      const px = new Float32Array(3 * 32 * 32).map((_, i) => pad[Math.floor(i / 1024)]);
+      for (let y = 0; y < H; y++)
+        for (let x = 0; x < W; x++)
+          for (let c = 0; c < 3; c++)
+            px[c * 1024 + (y + 6) * 32 + x + 4] = rgb.data[(y * W + x) * 3 + c] / 127.5 - 1;
+      const full = (
+        await model.predictPixels(new Tensor(px, [1, 3, 32, 32]), { task: 'normal', processingRes: 0 })
+      ).normal!;
+      for (const [y, x] of [
+        [0, 0],
+        [19, 23],
+        [7, 11],
+      ])
+        for (let c = 0; c < 3; c++)
+          assert.equal(got.normal.data[(y * W + x) * 3 + c], full.data[((y + 6) * 32 + x + 4) * 3 + c]);
+    } finally {
+      await model.dispose();
+    }
   });
 });

@@ -5,6 +5,7 @@
  */
 import { ConfigError } from '../../core/errors.ts';
 import type { Lotus, LotusResult } from '../pipeline.ts';
+import type { RgbImage } from '../../core/rgb.ts';
 import { Tensor, resizeBilinear } from '../../core/tensor.ts';
 import type { DataSource, DatasetSpec } from './datasets.ts';
 import {
@@ -88,8 +89,8 @@ export async function evaluateBenchmark(
     let record: BenchmarkRecord = { index: i, id: s.id, width, height, validPixels };
     if (validPixels < 2) record.skipped = 'no valid ground-truth pixels';
     else {
-      const r = await model.predict(s.rgb, { task: o.task, processingRes: res, seeds: o.seeds ?? [0] });
       if (o.task === 'depth') {
+        const r = await model.predict(s.rgb, { task: 'depth', processingRes: res, seeds: o.seeds ?? [0] });
         const aligned = alignDepth(depthAtImageSize(r, width, height), s.gt, s.valid, {
           width,
           height,
@@ -102,13 +103,53 @@ export async function evaluateBenchmark(
           ...record,
           depth: { ...depthErrors(aligned.depth, s.gt, s.valid), scale: aligned.scale, shift: aligned.shift },
         };
-      } else record = { ...record, normal: normalErrorStats(r.normal!.data, s.gt, s.valid) };
+      } else {
+        const normal =
+          res === 0
+            ? (await predictPaddedNormals(model, s.rgb, o.seeds ?? [0])).normal
+            : (await model.predict(s.rgb, { task: 'normal', processingRes: res, seeds: o.seeds ?? [0] }))
+                .normal!;
+        record = { ...record, normal: normalErrorStats(normal.data, s.gt, s.valid) };
+      }
     }
     records.push(record);
     await o.onRecord?.(record);
     o.onProgress?.(k + 1, indices.length);
   }
   return summarizeBenchmark(records, o.task);
+}
+
+/** DSINE's padding values: ImageNet-normalised zeros, put into the [-1, 1] input as they are. */
+const PAD = [(0 - 0.485) / 0.229, (0 - 0.456) / 0.224, (0 - 0.406) / 0.225];
+
+/**
+ * Normals as the reference evaluates them at the native size: the [-1, 1] image padded (centred)
+ * to multiples of 32 with DSINE's padding values, predicted at that size, and cropped back.
+ */
+export async function predictPaddedNormals(
+  model: Lotus,
+  rgb: RgbImage,
+  seeds: number[],
+): Promise<{ normal: Tensor }> {
+  const { width: W, height: H } = rgb;
+  const [PW, PH] = [W, H].map((v) => (v % 32 === 0 ? v : 32 * (Math.floor(v / 32) + 1)));
+  const [l, t] = [Math.floor((PW - W) / 2), Math.floor((PH - H) / 2)];
+  const pixels = new Float32Array(3 * PW * PH);
+  for (let c = 0; c < 3; c++) pixels.fill(PAD[c], c * PW * PH, (c + 1) * PW * PH);
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++)
+      for (let c = 0; c < 3; c++)
+        pixels[c * PW * PH + (y + t) * PW + x + l] = rgb.data[(y * W + x) * 3 + c] / 127.5 - 1;
+  const r = await model.predictPixels(new Tensor(pixels, [1, 3, PH, PW]), {
+    task: 'normal',
+    processingRes: 0,
+    seeds,
+  });
+  const full = r.normal!;
+  const out = new Float32Array(W * H * 3);
+  for (let y = 0; y < H; y++)
+    out.set(full.data.subarray(((y + t) * PW + l) * 3, ((y + t) * PW + l + W) * 3), y * W * 3);
+  return { normal: new Tensor(out, [1, H, W, 3]) };
 }
 
 /**
