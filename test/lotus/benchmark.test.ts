@@ -69,8 +69,10 @@ function npy(values: ArrayLike<number>, shape: number[], dtype = '<f4', fortran 
   const pre = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, 0, 0]);
   pre.writeUInt16LE(head.length, 8);
   const body = Buffer.alloc(values.length * (dtype === '|b1' ? 1 : 4));
-  for (let i = 0; i < values.length; i++)
-    dtype === '|b1' ? (body[i] = values[i] ? 1 : 0) : body.writeFloatLE(values[i], i * 4);
+  for (let i = 0; i < values.length; i++) {
+    if (dtype === '|b1') body[i] = values[i] ? 1 : 0;
+    else body.writeFloatLE(values[i], i * 4);
+  }
   return Buffer.concat([pre, head, body]);
 }
 
