@@ -146,6 +146,13 @@ if (!quick && section('lotus')) {
   const r = child('lotus-case.ts', [dir, join(HERE, '..', 'notebooks/data/photos/astronaut.png'), '768']);
   results.lotus = { ...r, unetFlopBoundSeconds: (r.unetGflop as number) / peak };
   say(`  ${JSON.stringify(results.lotus)}`);
+  // its VAE alone at 768: untiled vs the automatic tiles (the memory budget decides)
+  say('VAE at 768, untiled and auto-tiled');
+  (results.lotus as Record<string, unknown>).vae768 = {
+    untiled: child('vae-case.ts', [dir, '768', 'off']),
+    auto: child('vae-case.ts', [dir, '768', 'auto']),
+  };
+  say(`  ${JSON.stringify((results.lotus as Record<string, unknown>).vae768)}`);
 }
 
 // Matching (64x64x384 pair, 4096 query points) and eval seconds per pair on the tiny model.

@@ -8,10 +8,22 @@ import { decodeImage, imageSize } from '../../data/image.ts';
 import { LOTUS_TASKS, Lotus, DEFAULT_PROCESSING_RES, processingSize } from '../../lotus/pipeline.ts';
 import { colorizeMap, normalsToRgb, saveDepth16, savePng, savePointCloud } from '../../lotus/outputs.ts';
 import { DEVICES } from '../../model/runtime.ts';
+import type { VaeTiling } from '../../model/vae/index.ts';
 import { choice, intOption, parse } from '../args.ts';
 import { usableImages } from '../images.ts';
 import { checkOutputDir } from '../../core/outputs.ts';
 import type { Command } from '../main.ts';
+
+/** --vae-tile: auto (tiles above the VAE memory budget), off, or a tile size in pixels. */
+export function vaeTiling(spec: string | undefined): VaeTiling | undefined {
+  if (spec === undefined || spec === 'auto' || spec === 'off') return spec;
+  const tile = Number(spec);
+  if (!Number.isInteger(tile) || tile < 32 || tile % 32)
+    throw new ConfigError(
+      `--vae-tile: expected auto, off or a tile size in pixels (a multiple of 32), got "${spec}"`,
+    );
+  return { tile };
+}
 
 async function readNoise(path: string) {
   const r = await SafetensorsReader.open(path);
@@ -31,13 +43,14 @@ async function readNoise(path: string) {
 
 export const lotus: Command = {
   summary: 'Lotus dense prediction: depth, normals or RGB reconstruction from one diffusion step',
-  usage: `hyperfeatures lotus --model <dir|repo-id> <images or folders...> --task ${LOTUS_TASKS.join('|')} --out <dir>\n  [--processing-res ${DEFAULT_PROCESSING_RES}] [--seeds N] [--seed S] [--noise <file.safetensors: posterior_eps, noise>] [--ply [--focal F]] [--color-managed] [--device ${DEVICES.join('|')}] [--allow-download]`,
+  usage: `hyperfeatures lotus --model <dir|repo-id> <images or folders...> --task ${LOTUS_TASKS.join('|')} --out <dir>\n  [--processing-res ${DEFAULT_PROCESSING_RES}] [--vae-tile auto|off|<pixels, multiple of 32>] [--seeds N] [--seed S] [--noise <file.safetensors: posterior_eps, noise>] [--ply [--focal F]] [--color-managed] [--device ${DEVICES.join('|')}] [--allow-download]`,
   async run(args) {
     const { values: v, positionals } = parse(args, {
       model: { type: 'string' },
       task: { type: 'string' },
       out: { type: 'string' },
       'processing-res': { type: 'string' },
+      'vae-tile': { type: 'string' },
       seeds: { type: 'string' },
       seed: { type: 'string' },
       noise: { type: 'string' },
@@ -70,6 +83,7 @@ export const lotus: Command = {
           v['processing-res'],
         ),
       );
+    const tiling = vaeTiling(v['vae-tile']);
     for (const p of images) {
       const { width, height } = await imageSize(p);
       processingSize(height, width, res); // size limits checked for every image before any work
@@ -87,6 +101,7 @@ export const lotus: Command = {
         const r = await model.predict(path, {
           task,
           processingRes: res,
+          vaeTiling: tiling,
           seeds,
           noise,
           colorManaged: v['color-managed'],
