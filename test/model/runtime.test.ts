@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { captureLogs } from '../../sdk/core/logger.ts';
 import { Session, deviceStatus, executionProviders } from '../../sdk/model/runtime.ts';
 import { GraphBuilder } from '../../sdk/model/onnx/graph.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
@@ -62,5 +64,54 @@ describe('model/runtime', () => {
       await s.dispose();
     }
     await rejectsWith(inMemory.run({ x }), Error);
+  });
+
+  it("keeps onnxruntime's optimized model of a cached graph, reuses it, and remakes a stale or truncated one", async () => {
+    const dir = join(tempDir(), 'unet-test');
+    const path = join(dir, 'model.onnx');
+    await affineGraph().save(path, true);
+    writeFileSync(join(dir, 'manifest.json'), '{}'); // a graph-cache folder
+    const before = process.env.HYPERFEATURES_OPTIMIZED_MIN_BYTES;
+    process.env.HYPERFEATURES_OPTIMIZED_MIN_BYTES = '0'; // the tiny graph counts as large here
+    const x = Tensor.from(
+      Array.from({ length: 128 }, (_, i) => i / 7),
+      [2, 64],
+    );
+    try {
+      const first = await Session.create(path);
+      const want = (await first.run({ x })).y.data;
+      await first.dispose();
+      assert.ok(existsSync(join(dir, 'optimized.onnx')) && existsSync(join(dir, 'optimized.json')));
+      const made = statSync(join(dir, 'optimized.json')).mtimeMs;
+      const again = await captureLogs(() => Session.create(path));
+      assert.deepEqual(
+        [...(await again.result.run({ x })).y.data],
+        [...want],
+        'same outputs from the optimized model',
+      );
+      await again.result.dispose();
+      assert.equal(statSync(join(dir, 'optimized.json')).mtimeMs, made, 'reused, not made again');
+      assert.deepEqual(
+        again.records.filter((r) => r.level === 'warn'),
+        [],
+      );
+      // truncated, and from another onnxruntime: made again with a warning, never an error
+      truncateSync(join(dir, 'optimized.onnx'), 10);
+      const m = JSON.parse(readFileSync(join(dir, 'optimized.json'), 'utf8'));
+      const fixed = await captureLogs(() => Session.create(path));
+      assert.match(
+        fixed.records.map((r) => r.message).join('\n'),
+        /not usable \(optimized.onnx is missing or truncated\); making it again/,
+      );
+      assert.deepEqual([...(await fixed.result.run({ x })).y.data], [...want]);
+      await fixed.result.dispose();
+      writeFileSync(join(dir, 'optimized.json'), JSON.stringify({ ...m, ort: '0.0.1' }));
+      const other = await captureLogs(() => Session.create(path));
+      assert.match(other.records.map((r) => r.message).join('\n'), /made by onnxruntime 0\.0\.1/);
+      await other.result.dispose();
+    } finally {
+      if (before === undefined) delete process.env.HYPERFEATURES_OPTIMIZED_MIN_BYTES;
+      else process.env.HYPERFEATURES_OPTIMIZED_MIN_BYTES = before;
+    }
   });
 });
