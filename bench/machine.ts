@@ -35,3 +35,45 @@ export async function matmulPeak(n = 2048, runs = 6): Promise<number> {
   await s.dispose();
   return (2 * n ** 3) / (best / 1000) / 1e9;
 }
+
+/** fp32 GEMM shapes (M x K x N) of an SD UNet at a 64x64 latent: 1x1 projections, 3x3 convs as GEMMs, feed-forwards. */
+export const UNET_GEMM_SHAPES: [number, number, number][] = [
+  [4096, 320, 320],
+  [4096, 2880, 320],
+  [4096, 320, 2560],
+  [1024, 5760, 640],
+  [256, 11520, 1280],
+  [2048, 2048, 2048],
+];
+
+/**
+ * The machine's best fp32 GEMM in onnxruntime: for each shape, activations as the input and the
+ * weight as a constant (prepacked, as in the UNet), best of `runs` after a warm-up; `peak` is the
+ * best over shapes. This is the honest bar for "achieved vs peak" (a lone 2048^3 product with
+ * both operands fed per call understates it).
+ */
+export async function gemmPeak(
+  shapes = UNET_GEMM_SHAPES,
+  runs = 5,
+): Promise<{ peak: number; shapes: { m: number; k: number; n: number; gflops: number }[] }> {
+  const out: { m: number; k: number; n: number; gflops: number }[] = [];
+  const rng = new Rng(1);
+  for (const [m, k, n] of shapes) {
+    const g = new GraphBuilder();
+    const a = g.input('a', [m, k]);
+    const w = g.constFloat(rng.normalArray(k * n), [k, n], 'w');
+    g.output('c', g.op('MatMul', [a, w]), [m, n]);
+    const s = await Session.create(await g.serialize());
+    const x = new Tensor(rng.normalArray(m * k), [m, k]);
+    await s.run({ a: x }, undefined, { checkOutputs: false, checkInputs: false });
+    let best = Infinity;
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      await s.run({ a: x }, undefined, { checkOutputs: false, checkInputs: false });
+      best = Math.min(best, performance.now() - t0);
+    }
+    await s.dispose();
+    out.push({ m, k, n, gflops: (2 * m * k * n) / (best / 1000) / 1e9 });
+  }
+  return { peak: Math.max(...out.map((o) => o.gflops)), shapes: out };
+}

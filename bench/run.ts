@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../sdk/core/fs.ts';
 import { hyperfeaturesCacheDir } from '../sdk/core/paths.ts';
 import { makeTinyCheckpoint } from '../sdk/model/tiny/index.ts';
-import { machineInfo, matmulPeak } from './machine.ts';
+import { gemmPeak, machineInfo, matmulPeak } from './machine.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -67,12 +67,19 @@ function extractCase(dir: string, steps: number) {
 
 const machine = machineInfo();
 say(`machine: ${machine.cpu} x${machine.cores}, ${machine.memoryGiB} GiB`);
-const peak = await matmulPeak();
-say(`fp32 matmul peak: ${peak.toFixed(1)} GFLOP/s`);
+// the bar: the best fp32 GEMM over UNet-like shapes (weights constant, as in the UNet)
+const gemm = await gemmPeak();
+const peak = gemm.peak;
+const matmul2048 = await matmulPeak();
+say(
+  `fp32 GEMM peak over UNet shapes: ${peak.toFixed(1)} GFLOP/s (${gemm.shapes.map((s) => `${s.m}x${s.k}x${s.n}: ${s.gflops.toFixed(0)}`).join(', ')}); lone 2048^3 with both operands fed: ${matmul2048.toFixed(1)}`,
+);
 const results: Record<string, unknown> = {
   date: new Date().toISOString(),
   machine,
-  matmulPeakGflops: peak,
+  gemmPeakGflops: peak,
+  gemmShapes: gemm.shapes,
+  matmul2048FedGflops: matmul2048,
   unet: {},
 };
 
