@@ -30,8 +30,13 @@ export function assertClose(got: Tensor, want: Tensor, tol: number, what: string
   return rel;
 }
 
+/** Every tempDir() of this run, removed when it ends (test/setup.ts). */
+export const createdTempDirs: string[] = [];
+
 export function tempDir(prefix = 'hf-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  createdTempDirs.push(d);
+  return d;
 }
 
 /** Await a promise expected to reject with `cls`; return the error for further checks. */

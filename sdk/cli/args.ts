@@ -81,3 +81,11 @@ export function extractFlags(v: {
     colorManaged: v['color-managed'],
   };
 }
+
+/** `--attention exact|fused` (the UNet's attention kernel; see UNet LoadOptions.attention). */
+export const ATTENTION_FLAG = { attention: { type: 'string' } } as const;
+export function attentionOption(v: { attention?: string }): 'exact' | 'fused' | undefined {
+  return v.attention === undefined
+    ? undefined
+    : choice('attention', v.attention, ['exact', 'fused'] as const, 'exact');
+}

@@ -32,7 +32,16 @@ import {
 } from '../../correspondence/evaluate.ts';
 import { DINO_DEFAULTS, DINO_FACETS, DinoModel } from '../../model/dino/index.ts';
 import { DEVICES } from '../../model/runtime.ts';
-import { EXTRACT_FLAGS, choice, extractFlags, intOption, parse, spreadList } from '../args.ts';
+import {
+  EXTRACT_FLAGS,
+  choice,
+  extractFlags,
+  intOption,
+  parse,
+  spreadList,
+  ATTENTION_FLAG,
+  attentionOption,
+} from '../args.ts';
 import {
   RECORDS_FILE,
   mergeShards,
@@ -157,7 +166,7 @@ export const evaluate: Command = {
     `  [--methods ${TABLE1_METHODS.join(',')}] (default ${DEFAULT_METHODS.join(',')})`,
     '  [--aggregator <ckpt>] [--one-step-aggregator <ckpt>] (default: the released networks of the model family)',
     '  [--load-size 224] [--output-resolution 64] [--steps 50] [--save-timesteps ...] [--image-size 512] [--limit N]',
-    `  [--pruned-k 1] [--device ${DEVICES.join('|')}] [--allow-download] [--no-cache] [--color-managed]`,
+    `  [--pruned-k 1] [--device ${DEVICES.join('|')}] [--attention exact|fused] [--allow-download] [--no-cache] [--color-managed]`,
     "  [--dift-timestep 261] [--dift-ensemble 8] [--dift-up-block 1] [--dift-seed 0] [--dift-prompt 'a photo of a {category}' (DIFT's; the pair's category)]",
     `  [--dino ${DINO_DEFAULTS.model}] [--dino-layer ${DINO_DEFAULTS.layer}] [--dino-facet ${DINO_FACETS.join('|')}] [--dino-stride ${DINO_DEFAULTS.stride}]`,
     '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
@@ -199,6 +208,7 @@ export const evaluate: Command = {
         'shard-count': { type: 'string' },
         merge: { type: 'string', multiple: true },
         device: { type: 'string' },
+        ...ATTENTION_FLAG,
         'allow-download': { type: 'boolean' },
         'no-cache': { type: 'boolean' },
       },
@@ -238,7 +248,11 @@ export const evaluate: Command = {
           allowDownload: allow,
         })
       : undefined;
-    const sd = await loadStableDiffusion(v.model!, { device, allowDownload: allow });
+    const sd = await loadStableDiffusion(v.model!, {
+      device,
+      allowDownload: allow,
+      attention: attentionOption(v),
+    });
     const options: EvalOptions = {
       methods,
       network: multi.net,

@@ -10,7 +10,15 @@ import { invertImages, DEFAULT_EXTRACT } from '../../diffusion/extract.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { drawCorrespondences } from '../../viz/correspondences.ts';
 import { DEVICES } from '../../model/runtime.ts';
-import { EXTRACT_FLAGS, choice, extractFlags, intOption, parse } from '../args.ts';
+import {
+  EXTRACT_FLAGS,
+  choice,
+  extractFlags,
+  intOption,
+  parse,
+  ATTENTION_FLAG,
+  attentionOption,
+} from '../args.ts';
 import type { Command } from '../main.ts';
 
 /** "x,y;x,y" -> points. */
@@ -28,7 +36,7 @@ export function parsePoints(spec: string): [number, number][] {
 
 export const match: Command = {
   summary: 'draw the correspondences between two images (nearest neighbours of points, or mutual NN)',
-  usage: `hyperfeatures match --model <m> <imageA> <imageB> [--points "x,y;x,y"] [--aggregator <ckpt>] [--one-step] [--limit 30] [--steps 50 --save-timesteps ... --image-size 512 --load-size 224] --out matches.png [--color-managed] [--device ${DEVICES.join('|')}] [--allow-download]`,
+  usage: `hyperfeatures match --model <m> <imageA> <imageB> [--points "x,y;x,y"] [--aggregator <ckpt>] [--one-step] [--limit 30] [--steps 50 --save-timesteps ... --image-size 512 --load-size 224] --out matches.png [--color-managed] [--device ${DEVICES.join('|')}] [--attention exact|fused] [--allow-download]`,
   async run(args) {
     const { values: v, positionals } = parse(args, {
       model: { type: 'string' },
@@ -39,6 +47,7 @@ export const match: Command = {
       out: { type: 'string' },
       ...EXTRACT_FLAGS,
       device: { type: 'string' },
+      ...ATTENTION_FLAG,
       'allow-download': { type: 'boolean' },
     });
     if (!v.model || !v.out || positionals.length !== 2)
@@ -62,7 +71,7 @@ export const match: Command = {
       ));
     // (settings are checked against the network right after the model loads, before inversion)
     const net = await AggregationNetwork.load(networkPath, { device });
-    const sd = await loadStableDiffusion(v.model, { device, allowDownload });
+    const sd = await loadStableDiffusion(v.model, { device, allowDownload, attention: attentionOption(v) });
     try {
       const extract = extractionForNetwork(net.config, sd.unet.config, flags, {
         oneStep,

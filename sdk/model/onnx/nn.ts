@@ -9,6 +9,8 @@ import type { WeightSource } from '../weights.ts';
 export interface Ctx {
   g: GraphBuilder;
   w: WeightSource;
+  /** Emit attention as onnxruntime's fused MultiHeadAttention (faster, less memory, not bit-faithful). */
+  fusedAttention?: boolean;
 }
 
 /** 2D convolution, NCHW. `pads` as ONNX [top, left, bottom, right]. */
@@ -103,7 +105,16 @@ export function attention(
   heads: number,
   headDim: number,
   mask?: string,
+  fused = false,
 ): string {
+  // onnxruntime's contrib kernel: no [B, H, N, M] score tensor is materialised
+  if (fused && !mask)
+    return g.op(
+      'MultiHeadAttention',
+      [q, k, v],
+      { num_heads: heads, scale: { float: 1 / Math.sqrt(headDim) } },
+      'com.microsoft',
+    );
   const qh = g.op('Mul', [splitHeads(g, q, heads), g.constFloat([1 / Math.sqrt(headDim)], [])]);
   let scores = g.op('MatMul', [qh, splitHeads(g, k, heads, true)]); // [B, H, N, M]
   if (mask) scores = g.op('Add', [scores, mask]);

@@ -119,7 +119,13 @@ export function crossAttention(
   const q = linear(ctx, `${prefix}.to_q`, x, dim, dim, false);
   const k = linear(ctx, `${prefix}.to_k`, context, contextDim, dim, false);
   const v = linear(ctx, `${prefix}.to_v`, context, contextDim, dim, false);
-  return linear(ctx, `${prefix}.to_out.0`, attention(ctx.g, q, k, v, heads, dim / heads), dim, dim);
+  return linear(
+    ctx,
+    `${prefix}.to_out.0`,
+    attention(ctx.g, q, k, v, heads, dim / heads, undefined, ctx.fusedAttention),
+    dim,
+    dim,
+  );
 }
 
 /** FeedForward with GEGLU: proj to 2 x 4dim, hidden * gelu(gate), project back. */

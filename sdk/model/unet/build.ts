@@ -14,6 +14,8 @@ import type { UNetConfig } from './config.ts';
 export interface UNetGraphOptions {
   /** Expose the decoder taps as outputs (default true). */
   taps?: boolean;
+  /** Fused attention (onnxruntime's MultiHeadAttention), see LoadOptions.attention. */
+  fusedAttention?: boolean;
 }
 
 interface Skip {
@@ -59,7 +61,7 @@ export function buildUNetGraph(
   options: UNetGraphOptions = {},
 ): GraphBuilder {
   const g = new GraphBuilder();
-  const ctx: Ctx = { g, w: weights };
+  const ctx: Ctx = { g, w: weights, fusedAttention: options.fusedAttention };
   const boc = cfg.blockOutChannels;
   const tembDim = boc[0] * 4;
 
