@@ -36,7 +36,10 @@ await writeFileAtomic(
     {
       cell: 160,
       title: 'PCA of inversion features (tiny random model)',
-      columnTitles: ['image', ...cols.map(([l, t]) => `layer ${l}, t=${t}`)],
+      columnTitles: [
+        'image',
+        ...cols.map(([l, t]) => `layer ${l}, t=${sdk.unetTimestepOf('inversion', 5, t)}`),
+      ],
     },
   ),
 );
@@ -62,7 +65,11 @@ await sdk.writeFigure(
 );
 await sdk.writeFigure(
   join(OUT, 'mixing_weights'),
-  sdk.mixingHeatmapSpec(net.mixingWeights(), 'Mixing weights (trained on mirrored photos, tiny model)'),
+  sdk.mixingHeatmapSpec(
+    net.mixingWeights(),
+    'Mixing weights (tiny RANDOM model, network trained on mirrored photos)',
+    { steps: 5 },
+  ),
 );
 await sdk.writeFigure(join(OUT, 'mixing_marginals'), sdk.mixingMarginalsSpec(net.mixingWeights()));
 

@@ -68,7 +68,7 @@ export function mixingHeatmapSpec(
       : {}),
     encoding: {
       x: { field: 'layer', type: 'ordinal', title: 'decoder layer', axis: { labelAngle: 0 } },
-      y: { field: 'timestep', type: 'ordinal', title: 'save timestep (cleanest first)', sort: order },
+      y: { field: 'timestep', type: 'ordinal', title: ['save timestep', '(cleanest first)'], sort: order },
       color: {
         field: 'weight',
         type: 'quantitative',

@@ -11,6 +11,7 @@ import { checkOutputDir } from '../../core/outputs.ts';
 import { hyperfeaturesCacheDir } from '../../core/paths.ts';
 import { createProgress } from '../../core/progress.ts';
 import { decodeImage, resizeRgb } from '../../data/image.ts';
+import { unetTimestepOf } from '../../diffusion/loop.ts';
 import { invertImages } from '../../diffusion/extract.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { DEVICES } from '../../model/runtime.ts';
@@ -87,8 +88,12 @@ export const demo: Command = {
       );
       const rows = photos.map((photo, i) => [photo, ...pcas.map((p) => p[i])]);
       const png = await imageGridPng(rows, {
-        title: `PCA of diffusion features (shared basis), ${sd.modelId.split('/').pop()}`,
-        columnTitles: ['image', ...cols.map(({ l, t }) => `layer ${l}, t=${t}`)],
+        title: `PCA of diffusion features (shared basis), ${sd.modelId.split('/').pop()}${v.model ? '' : ' (RANDOM WEIGHTS)'}`,
+        // labelled with the diffusion timestep of the UNet call (save timestep 49 is the call at t = -1)
+        columnTitles: [
+          'image',
+          ...cols.map(({ l, t }) => `layer ${l}, t=${unetTimestepOf('inversion', stacks[0].meta.steps, t)}`),
+        ],
         rowLabels: ['aeroplane A', 'aeroplane B'],
       });
       const figure = join(out, 'demo_pca.png');
