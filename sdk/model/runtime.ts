@@ -152,30 +152,51 @@ async function createWithOptimizedCache(
   } else if (problem !== 'none yet')
     log().warn(`${basename(dir)}: the kept optimized model is not usable (${problem}); making it again`);
   removeOptimized(dir);
-  // optimise as usual and let onnxruntime write the result into a temp folder, moved in when complete
-  const tmp = mkdtempSync(join(dir, '.optimized-'));
+  // optimise as usual and let onnxruntime write the result into a temp folder, moved in when
+  // complete; a cache it cannot write to (read-only share, full disk) just loads the graph
+  let tmp: string;
   try {
-    const session = await ort.InferenceSession.create(model, {
-      ...opts,
-      optimizedModelFilePath: join(tmp, OPTIMIZED),
-      logSeverityLevel: 3, // its "hardware specific" warning is why the manifest names the CPU
-      extra: {
-        session: {
-          optimized_model_external_initializers_file_name: `${OPTIMIZED}.data`,
-          optimized_model_external_initializers_min_size_in_bytes: '1024',
+    tmp = mkdtempSync(join(dir, '.optimized-'));
+  } catch (e) {
+    log().debug(`${basename(dir)}: cannot keep an optimized model here (${(e as Error).message})`);
+    return ort.InferenceSession.create(model, opts);
+  }
+  try {
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(model, {
+        ...opts,
+        optimizedModelFilePath: join(tmp, OPTIMIZED),
+        logSeverityLevel: 3, // its "hardware specific" warning is why the manifest names the CPU
+        extra: {
+          session: {
+            optimized_model_external_initializers_file_name: `${OPTIMIZED}.data`,
+            optimized_model_external_initializers_min_size_in_bytes: '1024',
+          },
         },
-      },
-    });
-    const files: Record<string, number> = {};
-    for (const f of [OPTIMIZED, `${OPTIMIZED}.data`])
-      if (existsSync(join(tmp, f))) {
-        files[f] = statSync(join(tmp, f)).size;
-        renameSync(join(tmp, f), join(dir, f));
-      }
-    writeFileSync(
-      join(dir, 'optimized.json'),
-      JSON.stringify({ ort: ORT_VERSION, cpu: cpuSignature(), files }),
-    );
+      });
+    } catch (e) {
+      // e.g. no space for the optimized copy: load the graph as before (a bad graph fails here too)
+      log().debug(`${basename(dir)}: optimized model not kept (${(e as Error).message})`);
+      return await ort.InferenceSession.create(model, opts);
+    }
+    try {
+      const files: Record<string, number> = {};
+      for (const f of [OPTIMIZED, `${OPTIMIZED}.data`])
+        if (existsSync(join(tmp, f))) {
+          files[f] = statSync(join(tmp, f)).size;
+          renameSync(join(tmp, f), join(dir, f));
+        }
+      // the manifest last, by rename: a reader sees a complete entry or none
+      writeFileSync(
+        join(tmp, 'optimized.json'),
+        JSON.stringify({ ort: ORT_VERSION, cpu: cpuSignature(), files }),
+      );
+      renameSync(join(tmp, 'optimized.json'), join(dir, 'optimized.json'));
+    } catch (e) {
+      removeOptimized(dir); // without its manifest an optimized model is never used
+      log().debug(`${basename(dir)}: could not keep the optimized model (${(e as Error).message})`);
+    }
     return session;
   } finally {
     rmSync(tmp, { recursive: true, force: true });
