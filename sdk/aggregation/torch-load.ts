@@ -7,6 +7,7 @@
 import { DataError } from '../core/errors.ts';
 import { ZipArchive } from '../core/zip.ts';
 import { halfToFloat, bf16ToFloat } from '../core/half.ts';
+import { decodeNumpyValues } from '../data/npy.ts';
 
 /** A tensor from a checkpoint: float dtypes become Float32Array, integer ones BigInt64Array. */
 export interface TorchTensor {
@@ -60,50 +61,16 @@ export class NumpyArray {
     if (!Array.isArray(shape) || !(dtype instanceof NumpyDtype) || !Buffer.isBuffer(raw))
       throw new DataError('numpy array: unsupported pickled state (expected shape, dtype and raw bytes)');
     if (fortran) throw new DataError('numpy array: Fortran-ordered arrays are not supported');
-    const npy = readNpyBody(raw, dtype, shape as number[]);
-    this.shape = shape as number[];
-    this.data = npy;
-  }
-}
-
-function readNpyBody(raw: Buffer, dtype: NumpyDtype, shape: number[]): Float64Array {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const le = dtype.order !== '>';
-  const code = dtype.code.replace(/^[<>|=]/, '');
-  const bytes = Number(code.slice(1));
-  if (!/^[fiub]\d+$/.test(code) || raw.length < n * bytes)
-    throw new DataError(
-      `numpy array: dtype ${dtype.code} with ${raw.length} bytes for ${n} values is not supported`,
+    const n = (shape as number[]).reduce((a, b) => a * b, 1);
+    this.data = decodeNumpyValues(
+      raw,
+      0,
+      `${dtype.order}${dtype.code.replace(/^[<>|=]/, '')}`,
+      n,
+      'numpy array',
     );
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const o = i * bytes;
-    out[i] =
-      code === 'f4'
-        ? le
-          ? raw.readFloatLE(o)
-          : raw.readFloatBE(o)
-        : code === 'f8'
-          ? le
-            ? raw.readDoubleLE(o)
-            : raw.readDoubleBE(o)
-          : code === 'f2'
-            ? halfToFloat(le ? raw.readUInt16LE(o) : raw.readUInt16BE(o))
-            : code[0] === 'b' || code === 'u1'
-              ? raw[o]
-              : code === 'i1'
-                ? raw.readInt8(o)
-                : bytes === 2
-                  ? code[0] === 'u'
-                    ? raw.readUInt16LE(o)
-                    : raw.readInt16LE(o)
-                  : bytes === 4
-                    ? code[0] === 'u'
-                      ? raw.readUInt32LE(o)
-                      : raw.readInt32LE(o)
-                    : Number(raw.readBigInt64LE(o));
+    this.shape = shape as number[];
   }
-  return out;
 }
 
 function allowedGlobal(

@@ -6,6 +6,7 @@
  */
 import { inflateSync } from 'node:zlib';
 import { DataError } from '../core/errors.ts';
+import { halfToFloat } from '../core/half.ts';
 
 export interface ExrImage {
   width: number;
@@ -15,15 +16,6 @@ export interface ExrImage {
 }
 
 const COMPRESSIONS = ['NONE', 'RLE', 'ZIPS', 'ZIP', 'PIZ', 'PXR24', 'B44', 'B44A', 'DWAA', 'DWAB'];
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
-}
 
 /** EXR's RLE: a signed count byte, then |n| literal bytes (n < 0) or one byte repeated n + 1 times. */
 function unRle(src: Buffer, expected: number, what: string): Buffer {

@@ -3,6 +3,7 @@
  * floats, integers and booleans, C or Fortran order; values come back as float64 in C order.
  */
 import { DataError } from '../core/errors.ts';
+import { halfToFloat } from '../core/half.ts';
 
 export interface NpyArray {
   shape: number[];
@@ -21,15 +22,33 @@ const READERS: Record<string, [number, (b: Buffer, o: number, le: boolean) => nu
   u4: [4, (b, o, le) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o))],
   i4: [4, (b, o, le) => (le ? b.readInt32LE(o) : b.readInt32BE(o))],
   i8: [8, (b, o, le) => Number(le ? b.readBigInt64LE(o) : b.readBigInt64BE(o))],
+  u8: [8, (b, o, le) => Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o))],
 };
 
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
+/**
+ * `n` numbers of numpy type `code` (e.g. "f4", "u1"; an order prefix < > | = allowed) from `buf`
+ * at `offset`, as float64: the body of a .npy file or of a pickled numpy array.
+ * @throws DataError naming `what` for other types or too few bytes.
+ */
+export function decodeNumpyValues(
+  buf: Buffer,
+  offset: number,
+  code: string,
+  n: number,
+  what: string,
+): Float64Array {
+  const order = /^[<>|=]/.test(code) ? code[0] : '<';
+  const reader = READERS[code.replace(/^[<>|=]/, '')];
+  if (!reader) throw new DataError(`${what}: numpy dtype ${code} is not supported (floats, ints, bools are)`);
+  const [bytes, read] = reader;
+  if (offset + n * bytes > buf.length)
+    throw new DataError(
+      `${what}: numpy data is truncated (${buf.length - offset} bytes for ${n} values of ${bytes})`,
+    );
+  const le = order !== '>';
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = read(buf, offset + i * bytes, le);
+  return out;
 }
 
 /** @throws DataError naming `what` for anything that is not a plain numeric .npy array. */
@@ -45,23 +64,13 @@ export function readNpy(buf: Buffer, what: string): NpyArray {
   const shapeMatch = /'shape':\s*\(([^)]*)\)/.exec(header);
   if (!descr || !shapeMatch)
     throw new DataError(`${what}: unreadable .npy header ${JSON.stringify(header.trim())}`);
-  const reader = READERS[descr[2]];
-  if (!reader)
-    throw new DataError(`${what}: .npy dtype ${descr[2]} is not supported (floats, ints, bools are)`);
   const shape = shapeMatch[1]
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
     .map(Number);
   const n = shape.reduce((a, b) => a * b, 1);
-  const [bytes, read] = reader;
-  if (start + n * bytes > buf.length)
-    throw new DataError(
-      `${what}: .npy data is truncated (${buf.length - start} bytes for ${n} values of ${bytes})`,
-    );
-  const le = descr[1] !== '>';
-  const flat = new Float64Array(n);
-  for (let i = 0; i < n; i++) flat[i] = read(buf, start + i * bytes, le);
+  const flat = decodeNumpyValues(buf, start, descr[1] + descr[2], n, what);
   if (!fortran || shape.length < 2) return { shape, data: flat };
   // Fortran order: the first index varies fastest
   const out = new Float64Array(n);
