@@ -10,11 +10,11 @@ function checkLengths(a: ArrayLike<number>, b: ArrayLike<number>, what: string):
     throw new ShapeError(`${what}: prediction has ${a.length} values, ground truth ${b.length}`);
 }
 
-/** argmin_{s,t} sum (s * pred + t - gt)^2 over valid pixels. */
+/** argmin_{s,t} sum (s * pred + t - gt)^2 over valid pixels (a mask of booleans or 0/1). */
 export function alignScaleShift(
   pred: ArrayLike<number>,
   gt: ArrayLike<number>,
-  valid?: ArrayLike<boolean>,
+  valid?: ArrayLike<boolean | number>,
 ): { scale: number; shift: number } {
   checkLengths(pred, gt, 'alignScaleShift');
   let n = 0,

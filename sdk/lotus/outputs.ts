@@ -98,20 +98,21 @@ export async function saveDepth16(path: string, depth: Tensor, scale = 65535): P
   await writeFileAtomic(path, encodeGray16Png(u16, w, h));
 }
 
-/** Read a 16-bit (or 8-bit) single-channel PNG as numbers (divided by `scale`). @throws DataError */
+/** Read a 16-bit (or 8-bit) single-channel PNG (a file or its bytes) as numbers (divided by `scale`). @throws DataError */
 export async function readDepthPng(
-  path: string,
+  input: string | Buffer,
   scale = 1,
+  what = typeof input === 'string' ? input : 'depth PNG',
 ): Promise<{ data: Float32Array; width: number; height: number }> {
   try {
-    const { data, info } = await sharp(path)
-      .toColourspace('grey16')
+    const { data, info } = await sharp(input)
+      .toColourspace('grey16') // keep 16 bits (sharp would otherwise go through 8-bit sRGB)
       .raw({ depth: 'ushort' })
       .toBuffer({ resolveWithObject: true });
     const u16 = new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2);
     return { data: Float32Array.from(u16, (v) => v / scale), width: info.width, height: info.height };
   } catch (e) {
-    throw new DataError(`${path}: cannot read depth PNG (${(e as Error).message})`, { cause: e });
+    throw new DataError(`${what}: cannot read depth PNG (${(e as Error).message})`, { cause: e });
   }
 }
 

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
+import { encodeGray16Png } from '../../sdk/lotus/outputs.ts';
 import sharp from 'sharp';
 import {
   alignDepth,
@@ -188,31 +189,13 @@ function oasisPickle(box: [number, number, number, number], roi: Float32Array, h
   ]);
 }
 
-/** A 16-bit greyscale PNG written by hand (big-endian samples, filter 0 rows), as depth sensors save them. */
-async function png16(w: number, h: number, f: (i: number) => number): Promise<Buffer> {
-  const chunk = (type: string, data: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(td));
-    return Buffer.concat([len, td, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0);
-  ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 16; // bit depth
-  ihdr[9] = 0; // greyscale
-  const rows = Buffer.alloc(h * (1 + 2 * w));
-  for (let y = 0; y < h; y++)
-    for (let x = 0; x < w; x++) rows.writeUInt16BE(f(y * w + x), y * (1 + 2 * w) + 1 + 2 * x);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(rows)),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
-}
+/** A 16-bit greyscale PNG (the SDK's encoder writes it byte by byte, not through sharp). */
+const png16 = async (w: number, h: number, f: (i: number) => number) =>
+  encodeGray16Png(
+    Uint16Array.from({ length: w * h }, (_, i) => f(i)),
+    w,
+    h,
+  );
 const rgbPng = (w: number, h: number, seed = 1) => {
   const r = new Rng(seed);
   return sharp(Buffer.from(Uint8Array.from({ length: w * h * 3 }, () => Math.floor(r.uniform() * 255))), {

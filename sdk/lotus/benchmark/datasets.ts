@@ -17,6 +17,7 @@ import { readExr } from '../../data/exr.ts';
 import { readNpy } from '../../data/npy.ts';
 import { TarArchive } from '../../data/tar.ts';
 import { unpickle, NumpyArray } from '../../aggregation/torch-load.ts';
+import { readDepthPng } from '../outputs.ts';
 
 export const DEPTH_DATASETS = ['nyuv2', 'kitti', 'eth3d', 'scannet', 'diode'] as const;
 export const NORMAL_DATASETS = ['nyuv2', 'scannet', 'ibims', 'sintel', 'oasis'] as const;
@@ -92,24 +93,28 @@ function splitList(task: 'depth' | 'normal', name: string): string[] {
     .filter(Boolean);
 }
 
-/** A 16-bit PNG as numbers, refusing 8-bit files (their units would be wrong). */
+/** A 16-bit PNG as numbers / `divisor`, refusing 8-bit files (their units would be wrong). */
 async function png16(
   buf: Buffer,
   what: string,
   unit: string,
+  divisor = 1,
 ): Promise<{ data: Float32Array; width: number; height: number }> {
   const meta = await sharp(buf).metadata();
   if (meta.depth !== 'ushort')
     throw new DataError(
       `${what}: expected a 16-bit PNG depth map (${unit}), got ${meta.depth === 'uchar' ? '8-bit' : String(meta.depth)} ${meta.format}`,
     );
-  const { data, info } = await sharp(buf)
-    .extractChannel(0)
-    .toColourspace('grey16') // keep 16 bits (sharp would otherwise go through 8-bit sRGB)
-    .raw({ depth: 'ushort' })
-    .toBuffer({ resolveWithObject: true });
-  const u16 = new Uint16Array(data.buffer, data.byteOffset, info.width * info.height);
-  return { data: Float32Array.from(u16), width: info.width, height: info.height };
+  return readDepthPng(buf, divisor, what);
+}
+
+/** An "rgb depth" split line: the image and its 16-bit PNG depth in metres (value / divisor), same size. */
+async function rgbWithPngDepth(src: DataSource, entry: string, divisor: number, unit: string) {
+  const [rgbPath, depthPath] = entry.split(/\s+/);
+  const rgb = await rgbOf(src.read(rgbPath), `${src.where}:${rgbPath}`);
+  const d = await png16(src.read(depthPath), `${src.where}:${depthPath}`, unit, divisor);
+  checkSize(`${src.where}:${depthPath}`, d, rgb);
+  return { rgbPath, rgb, gt: d.data };
 }
 
 async function rgbOf(buf: Buffer, what: string): Promise<RgbImage> {
@@ -170,14 +175,10 @@ function depthSpecs(): Record<string, Omit<DatasetSpec, 'entries'> & { list: str
       minDepth: 1e-3,
       maxDepth: 10,
       async load(src, entry) {
-        const [rgbPath, depthPath] = entry.split(/\s+/);
-        const rgb = await rgbOf(src.read(rgbPath), `${src.where}:${rgbPath}`);
-        const d = await png16(src.read(depthPath), `${src.where}:${depthPath}`, 'millimetres');
-        checkSize(`${src.where}:${depthPath}`, d, rgb);
-        const gt = d.data.map((v) => v / 1000);
+        const { rgbPath, rgb, gt } = await rgbWithPngDepth(src, entry, 1000, 'millimetres');
         const valid = and(
           rangeMask(gt, this.minDepth, this.maxDepth),
-          boxMask(d.width, d.height, 45, 471, 41, 601),
+          boxMask(rgb.width, rgb.height, 45, 471, 41, 601),
         );
         return { id: rgbPath, rgb, gt, valid };
       },
@@ -190,10 +191,7 @@ function depthSpecs(): Record<string, Omit<DatasetSpec, 'entries'> & { list: str
       minDepth: 1e-5,
       maxDepth: 80,
       async load(src, entry) {
-        const [rgbPath, depthPath] = entry.split(/\s+/);
-        const full = await rgbOf(src.read(rgbPath), `${src.where}:${rgbPath}`);
-        const d = await png16(src.read(depthPath), `${src.where}:${depthPath}`, '1/256 metres');
-        checkSize(`${src.where}:${depthPath}`, d, full);
+        const { rgbPath, rgb: full, gt: depth } = await rgbWithPngDepth(src, entry, 256, '1/256 metres');
         if (full.width < 1216 || full.height < 352)
           throw new DataError(
             `${src.where}:${rgbPath}: ${full.width}x${full.height} is smaller than KITTI's 1216x352 benchmark crop`,
@@ -204,13 +202,7 @@ function depthSpecs(): Record<string, Omit<DatasetSpec, 'entries'> & { list: str
           height: box.h,
           data: crop(full.data, full.width, 3, box, (n) => new Uint8Array(n)),
         };
-        const gt = crop(
-          d.data.map((v) => v / 256),
-          d.width,
-          1,
-          box,
-          (n) => new Float32Array(n),
-        );
+        const gt = crop(depth, full.width, 1, box, (n) => new Float32Array(n));
         const [h, w] = [box.h, box.w];
         const eigen = boxMask(
           w,
@@ -257,11 +249,7 @@ function depthSpecs(): Record<string, Omit<DatasetSpec, 'entries'> & { list: str
       minDepth: 1e-3,
       maxDepth: 10,
       async load(src, entry) {
-        const [rgbPath, depthPath] = entry.split(/\s+/);
-        const rgb = await rgbOf(src.read(rgbPath), `${src.where}:${rgbPath}`);
-        const d = await png16(src.read(depthPath), `${src.where}:${depthPath}`, 'millimetres');
-        checkSize(`${src.where}:${depthPath}`, d, rgb);
-        const gt = d.data.map((v) => v / 1000);
+        const { rgbPath, rgb, gt } = await rgbWithPngDepth(src, entry, 1000, 'millimetres');
         return { id: rgbPath, rgb, gt, valid: rangeMask(gt, this.minDepth, this.maxDepth) };
       },
     },
@@ -410,9 +398,9 @@ function customSpec(task: 'depth' | 'normal', root: string, depthScale?: number)
             throw new ConfigError(
               `${what}: PNG depth needs its unit: pass --depth-scale (e.g. 1000 for millimetres, 256 for KITTI-style)`,
             );
-          const d = await png16(src.read(`depth/${file}`), what, `1/${depthScale} metres`);
+          const d = await png16(src.read(`depth/${file}`), what, `1/${depthScale} metres`, depthScale);
           checkSize(what, d, rgb);
-          gt = d.data.map((v) => v / depthScale);
+          gt = d.data;
         }
         valid = rangeMask(gt, this.minDepth, this.maxDepth);
       } else {

@@ -10,6 +10,7 @@
  *   the median, which is exact to the bin (0.05 degrees).
  */
 import { ShapeError } from '../../core/errors.ts';
+import { alignScaleShift } from '../metrics.ts';
 
 export const DEPTH_METRICS = [
   'abs_rel',
@@ -44,24 +45,6 @@ function nearestDown(
   return { data: out, w: W, h: H };
 }
 
-/** argmin_{s,t} |s p + t - g|^2 over the mask. */
-function leastSquares(p: ArrayLike<number>, g: ArrayLike<number>, m: ArrayLike<number>): [number, number] {
-  let [n, sp, sg, spp, spg] = [0, 0, 0, 0, 0];
-  for (let i = 0; i < p.length; i++) {
-    if (!m[i]) continue;
-    n++;
-    sp += p[i];
-    sg += g[i];
-    spp += p[i] * p[i];
-    spg += p[i] * g[i];
-  }
-  if (n < 2) throw new ShapeError('alignment needs at least 2 valid pixels');
-  const det = n * spp - sp * sp;
-  if (det === 0) return [0, sg / n];
-  const scale = (n * spg - sp * sg) / det;
-  return [scale, (sg - scale * sp) / n];
-}
-
 export interface AlignOptions {
   width: number;
   height: number;
@@ -92,7 +75,7 @@ export function alignDepth(
   const s = o.maxRes ? Math.min(o.maxRes / o.width, o.maxRes / o.height) : 1;
   if (s < 1)
     [p, g, m] = [pred, target, mask].map((a) => nearestDown(a, o.width, o.height, s).data) as (typeof p)[];
-  const [scale, shift] = leastSquares(p, g, m);
+  const { scale, shift } = alignScaleShift(p, g, m);
   const depth = new Float64Array(pred.length);
   for (let i = 0; i < pred.length; i++) {
     let d = scale * pred[i] + shift;
