@@ -5,7 +5,15 @@
  * resumed run and merged shards give exactly the table of one uninterrupted run.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync, truncateSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, DataError } from '../core/errors.ts';
 import { writeFileAtomic } from '../core/fs.ts';
@@ -78,11 +86,11 @@ export async function writeRunFile(dir: string, run: RunFile): Promise<void> {
  * The complete records of a pairs.jsonl. A last line cut short by a kill is dropped and cut
  * from the file (`repair`), so appends continue on a clean line; a bad line elsewhere is an error.
  */
-export function readRecords(path: string, repair = false): PairRecord[] {
+export function readRecords<T = PairRecord>(path: string, repair = false): T[] {
   if (!existsSync(path)) return [];
   const text = readFileSync(path, 'utf8');
   const lines = text.split('\n');
-  const out: PairRecord[] = [];
+  const out: T[] = [];
   let good = 0;
   for (const [i, line] of lines.entries()) {
     if (!line.trim()) {
@@ -92,7 +100,7 @@ export function readRecords(path: string, repair = false): PairRecord[] {
     const last = i === lines.length - 1; // no newline after it: the write was cut short
     try {
       if (last) throw new Error('no newline');
-      out.push(JSON.parse(line) as PairRecord);
+      out.push(JSON.parse(line) as T);
       good += line.length + 1;
     } catch (e) {
       if (last) {
@@ -105,6 +113,43 @@ export function readRecords(path: string, repair = false): PairRecord[] {
     }
   }
   return out;
+}
+
+/**
+ * Where a run's records go, and the records to reuse: a fresh folder, a resumed run (same
+ * settings, or an error naming what differs: `differs` compares the folder's run.json with this
+ * run), or a refusal to overwrite finished work. Shared by `eval` and `lotus-eval`.
+ */
+export function openRunFolder<T>(
+  dir: string,
+  o: {
+    records: string;
+    resume: boolean;
+    overwrite: boolean;
+    differs: (previous: unknown) => string[];
+    /** "an eval run of pair records", for messages: [article + command, record noun]. */
+    what: [string, string];
+  },
+): T[] {
+  const jsonl = join(dir, o.records);
+  const runFile = join(dir, RUN_FILE);
+  const hasRun = existsSync(runFile);
+  if (o.resume && hasRun) {
+    const diff = o.differs(JSON.parse(readFileSync(runFile, 'utf8')));
+    if (diff.length)
+      throw new ConfigError(
+        `--resume: ${dir} holds a run with other settings:\n  ${diff.join('\n  ')}\nuse another --out, or --overwrite to start again`,
+      );
+    return readRecords<T>(jsonl, true);
+  }
+  const hasRecords = existsSync(jsonl) && statSync(jsonl).size > 0;
+  if ((hasRun || hasRecords) && !o.overwrite && !o.resume)
+    throw new ConfigError(
+      `${dir} already holds ${o.what[0]} run (${readRecords(jsonl).length} ${o.what[1]}); pass --resume to continue it, --overwrite to start again, or another --out`,
+    );
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(jsonl, '');
+  return [];
 }
 
 /** The shard folders under each argument (a shard folder itself, or a folder holding shard-* folders). */
@@ -128,6 +173,30 @@ export function shardFolders(dirs: readonly string[]): string[] {
 }
 
 /**
+ * The shards of one run, one per folder, must be 1..n of the same n, each once.
+ * @returns n. @throws ConfigError naming the odd folder or the missing shards.
+ */
+export function checkShardSet(
+  folders: readonly string[],
+  shards: readonly ({ k: number; n: number } | null)[],
+): number {
+  const n = shards[0]?.n ?? 1;
+  const seen = new Map<number, string>();
+  for (const [i, shard] of shards.entries()) {
+    const k = shard?.k ?? 1;
+    if ((shard?.n ?? 1) !== n)
+      throw new ConfigError(`--merge: ${folders[i]} is shard ${k}/${shard?.n ?? 1}, others are of ${n}`);
+    if (seen.has(k))
+      throw new ConfigError(`--merge: shard ${k}/${n} appears twice (${seen.get(k)}, ${folders[i]})`);
+    seen.set(k, folders[i]);
+  }
+  const missing = Array.from({ length: n }, (_, i) => i + 1).filter((k) => !seen.has(k));
+  if (missing.length)
+    throw new ConfigError(`--merge: shard(s) ${missing.map((k) => `${k}/${n}`).join(', ')} missing`);
+  return n;
+}
+
+/**
  * Records of all shards of one run, checked: same settings, shards 1..n each once, every pair
  * of every shard complete for every method.
  * @throws ConfigError naming what is missing or inconsistent.
@@ -143,19 +212,10 @@ export function mergeShards(dirs: readonly string[]): { run: RunFile; records: P
         `--merge: ${folders[i]} is another run than ${folders[0]}:\n  ${diff.join('\n  ')}`,
       );
   }
-  const n = first.shard?.n ?? 1;
-  const seen = new Map<number, string>();
-  for (const [i, r] of runs.entries()) {
-    const k = r.shard?.k ?? 1;
-    if ((r.shard?.n ?? 1) !== n)
-      throw new ConfigError(`--merge: ${folders[i]} is shard ${k}/${r.shard?.n ?? 1}, others are of ${n}`);
-    if (seen.has(k))
-      throw new ConfigError(`--merge: shard ${k}/${n} appears twice (${seen.get(k)}, ${folders[i]})`);
-    seen.set(k, folders[i]);
-  }
-  const missing = Array.from({ length: n }, (_, i) => i + 1).filter((k) => !seen.has(k));
-  if (missing.length)
-    throw new ConfigError(`--merge: shard(s) ${missing.map((k) => `${k}/${n}`).join(', ')} missing`);
+  const n = checkShardSet(
+    folders,
+    runs.map((r) => r.shard),
+  );
   const records: PairRecord[] = [];
   for (const [i, r] of runs.entries()) {
     const recs = readRecords(join(folders[i], RECORDS_FILE));

@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, DataError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
@@ -45,8 +45,7 @@ import {
 import {
   RECORDS_FILE,
   mergeShards,
-  readRecords,
-  readRunFile,
+  openRunFolder,
   settingsDiff,
   sha256File,
   sha256Json,
@@ -127,36 +126,6 @@ async function merge(dirs: string[], out: string | undefined): Promise<void> {
     table +
       `\nmerged ${run.shard?.n ?? 1} shard(s), ${results.pairs} pairs: wrote ${join(out, 'results.json')}, table1.md and ${RECORDS_FILE}\n`,
   );
-}
-
-/**
- * Where this run's records go, and the records to reuse: a fresh folder, a resumed run (same
- * settings, or an error naming what differs), or a refusal to overwrite finished work.
- */
-function prepareRunFolder(
-  dir: string,
-  settings: RunSettings,
-  resume: boolean,
-  overwrite: boolean,
-): PairRecord[] {
-  const jsonl = join(dir, RECORDS_FILE);
-  const hasRun = existsSync(join(dir, 'run.json'));
-  const hasRecords = existsSync(jsonl) && statSync(jsonl).size > 0;
-  if (resume && hasRun) {
-    const diff = settingsDiff(readRunFile(dir), settings);
-    if (diff.length)
-      throw new ConfigError(
-        `--resume: ${dir} holds a run with other settings:\n  ${diff.join('\n  ')}\nuse another --out, or --overwrite to start again`,
-      );
-    return readRecords(jsonl, true);
-  }
-  if ((hasRun || hasRecords) && !overwrite && !resume)
-    throw new ConfigError(
-      `${dir} already holds an eval run (${readRecords(jsonl).length} pair records); pass --resume to continue it, --overwrite to start again, or another --out`,
-    );
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(jsonl, '');
-  return [];
 }
 
 export const evaluate: Command = {
@@ -303,7 +272,13 @@ export const evaluate: Command = {
           dino: dino ? dino.modelId : null,
         },
       };
-      const completed = prepareRunFolder(dir, settings, v.resume ?? false, v.overwrite ?? false);
+      const completed = openRunFolder<PairRecord>(dir, {
+        records: RECORDS_FILE,
+        resume: v.resume ?? false,
+        overwrite: v.overwrite ?? false,
+        differs: (previous) => settingsDiff(previous as RunSettings, settings),
+        what: ['an eval', 'pair records'],
+      });
       const run: RunFile = {
         ...settings,
         shard: shard ? { k: shard.k, n: shard.n } : null,

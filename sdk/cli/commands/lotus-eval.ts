@@ -3,15 +3,7 @@
  * of the public Marigold / Lotus evaluation code; per-image records appended as they finish
  * (`--resume`), shards (`--shard k/n` or the scheduler's environment) merged with `--merge`.
  */
-import {
-  appendFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  readdirSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, DataError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
@@ -25,11 +17,12 @@ import {
   evaluateBenchmark,
   summarizeBenchmark,
   type BenchmarkRecord,
+  type BenchmarkSummary,
   type PaperNumbers,
 } from '../../lotus/benchmark/run.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import { choice, intOption, parse, spreadList, ATTENTION_FLAG, attentionOption } from '../args.ts';
-import { readRecords, sha256Json } from '../eval-run.ts';
+import { checkShardSet, openRunFolder, readRecords, sha256Json, shardFolders } from '../eval-run.ts';
 import { resolveShard, shardIndices } from '../shard.ts';
 import type { Command } from '../main.ts';
 
@@ -52,9 +45,8 @@ function readPaper(path: string | undefined): PaperNumbers | undefined {
   }
 }
 
-async function writeOutputs(dir: string, run: LotusRun, records: BenchmarkRecord[], paper?: PaperNumbers) {
+async function writeOutputs(dir: string, run: LotusRun, summary: BenchmarkSummary, paper?: PaperNumbers) {
   const s = run.settings;
-  const summary = summarizeBenchmark(records, s.task as 'depth' | 'normal');
   const table = benchmarkMarkdown(
     summary,
     {
@@ -158,7 +150,28 @@ export const lotusEval: Command = {
           depthScale: depthScale ?? null,
         };
         const dir = shard ? join(v.out!, `shard-${shard.k}-of-${shard.n}`) : v.out!;
-        const completed = prepare(dir, settings, v.resume ?? false, v.overwrite ?? false);
+        // a record cut short and recomputed appears twice: the last one counts
+        const completed = [
+          ...new Map(
+            openRunFolder<BenchmarkRecord>(dir, {
+              records: RECORDS,
+              resume: v.resume ?? false,
+              overwrite: v.overwrite ?? false,
+              differs: (previous) => {
+                const before = (previous as LotusRun).settings;
+                return Object.keys(settings)
+                  .filter(
+                    (k) => JSON.stringify(before[k]) !== JSON.stringify(settings[k as keyof typeof settings]),
+                  )
+                  .map(
+                    (k) =>
+                      `${k}: ${JSON.stringify(before[k])} vs ${JSON.stringify(settings[k as keyof typeof settings])}`,
+                  );
+              },
+              what: ['a lotus-eval', 'image records'],
+            }).map((r) => [r.index, r]),
+          ).values(),
+        ];
         const run: LotusRun = {
           settings,
           shard: shard ? { k: shard.k, n: shard.n } : null,
@@ -176,8 +189,8 @@ export const lotusEval: Command = {
           label: `lotus-eval ${dataset} ${task} (images)`,
           total: indices.length,
         });
-        const records: BenchmarkRecord[] = [];
-        await evaluateBenchmark(model, spec, source, {
+        // the summary covers the reused records and the new ones (evaluateBenchmark merges them)
+        const summary = await evaluateBenchmark(model, spec, source, {
           task,
           processingRes,
           seeds,
@@ -186,12 +199,9 @@ export const lotusEval: Command = {
           completed,
           onRecord: (r) => appendFileSync(join(dir, RECORDS), JSON.stringify(r) + '\n'),
           onProgress: (d) => bar.update(d),
-        }).then(() =>
-          records.push(...readRecords(join(dir, RECORDS)).map((r) => r as unknown as BenchmarkRecord)),
-        );
+        });
         bar.done();
-        const latest = new Map(records.map((r) => [r.index, r]));
-        const table = await writeOutputs(dir, run, [...latest.values()], paper);
+        const table = await writeOutputs(dir, run, summary, paper);
         process.stdout.write(table + `\nwrote ${join(dir, 'results.json')}, table.md and ${RECORDS}\n`);
       } finally {
         await model.dispose();
@@ -202,71 +212,22 @@ export const lotusEval: Command = {
   },
 };
 
-function prepare(
-  dir: string,
-  settings: Record<string, unknown>,
-  resume: boolean,
-  overwrite: boolean,
-): BenchmarkRecord[] {
-  const jsonl = join(dir, RECORDS);
-  const runFile = join(dir, 'run.json');
-  const has = existsSync(runFile) || (existsSync(jsonl) && statSync(jsonl).size > 0);
-  if (resume && existsSync(runFile)) {
-    const before = (JSON.parse(readFileSync(runFile, 'utf8')) as LotusRun).settings;
-    const diff = Object.keys(settings).filter(
-      (k) => JSON.stringify(before[k]) !== JSON.stringify(settings[k]),
-    );
-    if (diff.length)
-      throw new ConfigError(
-        `--resume: ${dir} holds a run with other settings: ${diff.map((k) => `${k} ${JSON.stringify(before[k])} vs ${JSON.stringify(settings[k])}`).join('; ')}`,
-      );
-    const seen = new Map(
-      readRecords(jsonl, true).map((r) => [
-        (r as unknown as BenchmarkRecord).index,
-        r as unknown as BenchmarkRecord,
-      ]),
-    );
-    return [...seen.values()];
-  }
-  if (has && !overwrite && !resume)
-    throw new ConfigError(
-      `${dir} already holds a lotus-eval run; pass --resume to continue it, --overwrite to start again, or another --out`,
-    );
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(jsonl, '');
-  return [];
-}
-
 async function merge(dirs: string[], out: string | undefined, paper?: PaperNumbers) {
   if (!out) throw new ConfigError('lotus-eval --merge: --out <dir> is required');
   checkOutputDir(out);
-  const folders = dirs.flatMap((d) =>
-    existsSync(join(d, 'run.json'))
-      ? [d]
-      : existsSync(d)
-        ? readdirSync(d)
-            .filter((f) => existsSync(join(d, f, 'run.json')))
-            .sort()
-            .map((f) => join(d, f))
-        : [],
-  );
-  if (!folders.length)
-    throw new ConfigError(`--merge: no lotus-eval run folders (with run.json) in ${dirs.join(', ')}`);
+  const folders = shardFolders(dirs);
   const runs = folders.map((f) => JSON.parse(readFileSync(join(f, 'run.json'), 'utf8')) as LotusRun);
   const first = runs[0];
-  const n = first.shard?.n ?? 1;
   for (const [i, r] of runs.entries())
-    if (JSON.stringify(r.settings) !== JSON.stringify(first.settings) || (r.shard?.n ?? 1) !== n)
+    if (JSON.stringify(r.settings) !== JSON.stringify(first.settings))
       throw new ConfigError(`--merge: ${folders[i]} is another run than ${folders[0]}`);
-  const ks = new Set(runs.map((r) => r.shard?.k ?? 1));
-  const missing = Array.from({ length: n }, (_, i) => i + 1).filter((k) => !ks.has(k));
-  if (missing.length || ks.size !== runs.length)
-    throw new ConfigError(
-      `--merge: expected shards 1..${n} once each; missing ${missing.join(', ') || 'none'}, given ${runs.length}`,
-    );
+  const n = checkShardSet(
+    folders,
+    runs.map((r) => r.shard),
+  );
   const records = new Map<number, BenchmarkRecord>();
   for (const [i, r] of runs.entries()) {
-    const recs = readRecords(join(folders[i], RECORDS)).map((x) => x as unknown as BenchmarkRecord);
+    const recs = readRecords<BenchmarkRecord>(join(folders[i], RECORDS));
     const want = shardIndices(first.count, r.shard ?? undefined);
     const have = new Set(recs.map((x) => x.index));
     const left = want.filter((x) => !have.has(x));
@@ -284,6 +245,7 @@ async function merge(dirs: string[], out: string | undefined, paper?: PaperNumbe
     join(out, RECORDS),
     Buffer.from(sorted.map((r) => JSON.stringify(r) + '\n').join('')),
   );
-  const table = await writeOutputs(out, merged, sorted, paper);
+  const summary = summarizeBenchmark(sorted, first.settings.task as 'depth' | 'normal');
+  const table = await writeOutputs(out, merged, summary, paper);
   process.stdout.write(table + `\nmerged ${n} shard(s): wrote ${join(out, 'results.json')} and table.md\n`);
 }
