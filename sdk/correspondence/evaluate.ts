@@ -10,6 +10,7 @@ import { ConfigError } from '../core/errors.ts';
 import { checkPositiveInt } from '../core/validate.ts';
 import type { Tensor } from '../core/tensor.ts';
 import { checkPointsInImages, type KeypointPair } from '../data/pairs.ts';
+import { imageSize } from '../data/image.ts';
 import { invertImages, type ExtractOptions } from '../diffusion/extract.ts';
 import { FeatureStack } from '../diffusion/feature-stack.ts';
 import { DIFT_DEFAULTS, noisedFeatures } from '../diffusion/noised.ts';
@@ -33,14 +34,7 @@ export const TABLE1_METHODS = [
 ] as const;
 export type Table1Method = (typeof TABLE1_METHODS)[number];
 /** What `eval` runs without --methods: the paper's diffusion rows (DINO and DIFT need their own models / time). */
-export const DEFAULT_METHODS: Table1Method[] = [
-  'ours',
-  'one-step',
-  'sd-layer-4',
-  'sd-concat-all',
-  'sd-layer-pruned',
-  'ours-pruned',
-];
+export const DEFAULT_METHODS: Table1Method[] = TABLE1_METHODS.filter((m) => m !== 'dift' && m !== 'dino');
 
 /** The paper's rows in its order: name as printed, and (layers, timesteps) columns. */
 export const PAPER_ROWS: { key: string; label: string; layers: string; timesteps: string }[] = [
@@ -476,7 +470,8 @@ export async function evaluatePairs(
       const sizes = (f.multi[0] ? f.multi : f.clean[0] ? f.clean : undefined)?.map(
         (s) => s.meta.originalSize!,
       );
-      const [srcSize, tgtSize] = sizes ?? (await Promise.all([pair.source, pair.target].map(imageSizeOf)));
+      const [srcSize, tgtSize] =
+        sizes ?? (await Promise.all([pair.source, pair.target].map((p) => imageSize(p))));
       const sourceYX = rescalePoints(
         pair.sourcePoints.map(([x, y]): PointYX => [y, x]),
         srcSize,
@@ -516,11 +511,6 @@ export async function evaluatePairs(
     alphas: o.alphas,
     definitions,
   });
-}
-
-async function imageSizeOf(path: string): Promise<{ width: number; height: number }> {
-  const { imageSize } = await import('../data/image.ts');
-  return imageSize(path);
 }
 
 /**

@@ -7,8 +7,14 @@ import { GraphBuilder } from '../model/onnx/graph.ts';
 import { Session } from '../model/runtime.ts';
 import { Tensor } from '../core/tensor.ts';
 
-let session: Promise<Session> | undefined;
-let mutualSession: Promise<Session> | undefined;
+/** A small graph's session, built on first use and shared by every later call. */
+function lazySession(build: () => GraphBuilder): () => Promise<Session> {
+  let session: Promise<Session> | undefined;
+  return () =>
+    (session ??= build()
+      .serialize()
+      .then((b) => Session.create(b)));
+}
 
 function buildGraph(): GraphBuilder {
   const g = new GraphBuilder();
@@ -20,27 +26,24 @@ function buildGraph(): GraphBuilder {
   return g;
 }
 
+const argmaxSession = lazySession(buildGraph);
+
 /** For each query row, the index and value of its largest dot product with the target columns. */
 export async function batchedArgmax(
   queries: Float32Array,
   targets: Float32Array,
   dim: number,
 ): Promise<{ best: number[]; score: number[] }> {
-  session ??= buildGraph()
-    .serialize()
-    .then((b) => Session.create(b));
   const k = queries.length / dim;
   const n = targets.length / dim;
   // targets arrive pixel-major [N, P]; the product wants [P, N]
   const tp = new Float32Array(targets.length);
   for (let j = 0; j < n; j++) for (let c = 0; c < dim; c++) tp[c * n + j] = targets[j * dim + c];
   const out = await (
-    await session
+    await argmaxSession()
   ).run({ queries: new Tensor(queries, [k, dim]), targets: new Tensor(tp, [dim, n]) });
   return { best: Array.from(out.best.data), score: Array.from(out.score.data) };
 }
-
-let partialSession: Promise<Session> | undefined;
 
 function buildPartialGraph(): GraphBuilder {
   const g = new GraphBuilder();
@@ -51,6 +54,8 @@ function buildPartialGraph(): GraphBuilder {
   return g;
 }
 
+const partialSession = lazySession(buildPartialGraph);
+
 /**
  * One channel chunk of a cosine similarity: raw dot products of query rows [K, c] with target
  * columns (channel-major [c, N], as maps are stored) and the targets' squared norms.
@@ -60,11 +65,8 @@ export async function partialSimilarity(
   targets: Float32Array,
   channels: number,
 ): Promise<{ dots: Float32Array; norms: Float32Array }> {
-  partialSession ??= buildPartialGraph()
-    .serialize()
-    .then((b) => Session.create(b));
   const out = await (
-    await partialSession
+    await partialSession()
   ).run({
     queries: new Tensor(queries, [queries.length / channels, channels]),
     targets: new Tensor(targets, [channels, targets.length / channels]),
@@ -84,6 +86,8 @@ function buildMutualGraph(): GraphBuilder {
   return g;
 }
 
+const mutualSession = lazySession(buildMutualGraph);
+
 /**
  * Both directions of nearest neighbours between unit pixel rows (pixel-major [N, P] and
  * [M, P]) from ONE similarity matrix product: forward[i] = argmax_j, backward[j] = argmax_i
@@ -94,11 +98,8 @@ export async function bidirectionalArgmax(
   target: Float32Array,
   dim: number,
 ): Promise<{ forward: number[]; backward: number[]; score: number[] }> {
-  mutualSession ??= buildMutualGraph()
-    .serialize()
-    .then((b) => Session.create(b));
   const out = await (
-    await mutualSession
+    await mutualSession()
   ).run({
     source: new Tensor(source, [source.length / dim, dim]),
     target: new Tensor(target, [target.length / dim, dim]),

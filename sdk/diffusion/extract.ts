@@ -58,6 +58,37 @@ export const DEFAULT_EXTRACT = { steps: 50, loadSize: 224, imageSize: 512, batch
 /** Largest load / image size accepted (a 4096^2 image is already 12x SD's 512^2 latent area squared in attention). */
 export const MAX_IMAGE_SIDE = 4096;
 
+/**
+ * The load size and the model's image size of an extraction, checked: positive integers up to
+ * MAX_IMAGE_SIDE, the image size a multiple of 8 (the VAE downsamples by 8).
+ * @throws ConfigError naming the option.
+ */
+export function imageSizes(o: { loadSize?: number; imageSize?: number }): {
+  loadSize: number;
+  imageSize: number;
+} {
+  for (const k of ['loadSize', 'imageSize'] as const) checkPositiveInt(k, o[k]);
+  const loadSize = o.loadSize ?? DEFAULT_EXTRACT.loadSize;
+  const imageSize = o.imageSize ?? DEFAULT_EXTRACT.imageSize;
+  if (imageSize % 8)
+    throw new ConfigError(
+      messages.invalidOption('imageSize', 'a multiple of 8 (the VAE downsamples by 8)', imageSize),
+    );
+  for (const [k, v] of [
+    ['loadSize', loadSize],
+    ['imageSize', imageSize],
+  ] as const)
+    if (v > MAX_IMAGE_SIDE)
+      throw new ConfigError(
+        messages.invalidOption(
+          k,
+          `at most ${MAX_IMAGE_SIDE} pixels (the image is resized to ${k} x ${k})`,
+          v,
+        ),
+      );
+  return { loadSize, imageSize };
+}
+
 function resolvePlan(
   sd: StableDiffusion,
   o: { steps?: number; saveTimesteps?: number[]; layers?: number[] },
@@ -98,25 +129,8 @@ export async function invertImages(
   o: ExtractOptions = {},
 ): Promise<FeatureStack[]> {
   const { steps, plan } = resolvePlan(sd, o);
-  for (const k of ['loadSize', 'imageSize', 'batchSize'] as const) checkPositiveInt(k, o[k]);
-  const loadSize = o.loadSize ?? DEFAULT_EXTRACT.loadSize;
-  const imageSize = o.imageSize ?? DEFAULT_EXTRACT.imageSize;
-  if (imageSize % 8)
-    throw new ConfigError(
-      messages.invalidOption('imageSize', 'a multiple of 8 (the VAE downsamples by 8)', imageSize),
-    );
-  for (const [k, v] of [
-    ['loadSize', loadSize],
-    ['imageSize', imageSize],
-  ] as const)
-    if (v > MAX_IMAGE_SIDE)
-      throw new ConfigError(
-        messages.invalidOption(
-          k,
-          `at most ${MAX_IMAGE_SIDE} pixels (the image is resized to ${k} x ${k})`,
-          v,
-        ),
-      );
+  checkPositiveInt('batchSize', o.batchSize);
+  const { loadSize, imageSize } = imageSizes(o);
   const posterior = o.posterior ?? 'mean';
   if (
     posterior !== 'mean' &&

@@ -15,7 +15,7 @@ import { loadImage, type ImageInput } from '../data/image.ts';
 import { tapCount } from '../model/unet/index.ts';
 import { FeatureStack } from './feature-stack.ts';
 import { DdimScheduler } from './scheduler.ts';
-import { DEFAULT_EXTRACT, MAX_IMAGE_SIDE, type ExtractOptions } from './extract.ts';
+import { DEFAULT_EXTRACT, imageSizes, type ExtractOptions } from './extract.ts';
 import type { StableDiffusion } from './pipeline.ts';
 
 /** DIFT's settings for semantic correspondence with SD. */
@@ -73,7 +73,8 @@ function checkOptions(sd: StableDiffusion, o: NoisedOptions) {
     throw new ConfigError(
       messages.invalidOption('timestep', `an integer diffusion timestep in 0..${trainSteps - 1}`, timestep),
     );
-  for (const k of ['ensemble', 'loadSize', 'imageSize', 'batchSize'] as const) checkPositiveInt(k, o[k]);
+  for (const k of ['ensemble', 'batchSize'] as const) checkPositiveInt(k, o[k]);
+  const { loadSize, imageSize } = imageSizes(o);
   const blocks = sd.unet.config.upBlockTypes.length;
   const upBlock = o.upBlock ?? DIFT_DEFAULTS.upBlock;
   if (!Number.isInteger(upBlock) || upBlock < 0 || upBlock >= blocks)
@@ -82,16 +83,6 @@ function checkOptions(sd: StableDiffusion, o: NoisedOptions) {
     );
   const seed = o.seed ?? DIFT_DEFAULTS.seed;
   if (!Number.isInteger(seed)) throw new ConfigError(messages.invalidOption('seed', 'an integer', seed));
-  const imageSize = o.imageSize ?? DEFAULT_EXTRACT.imageSize;
-  const loadSize = o.loadSize ?? DEFAULT_EXTRACT.loadSize;
-  if (imageSize % 8 || imageSize > MAX_IMAGE_SIDE || loadSize > MAX_IMAGE_SIDE)
-    throw new ConfigError(
-      messages.invalidOption(
-        'imageSize / loadSize',
-        `a multiple of 8 up to ${MAX_IMAGE_SIDE} / at most ${MAX_IMAGE_SIDE}`,
-        `${imageSize} / ${loadSize}`,
-      ),
-    );
   const L = tapCount(sd.unet.config);
   const layers = o.layers ?? Array.from({ length: L }, (_, i) => i + 1);
   const badLayers = layers.filter((l) => !Number.isInteger(l) || l < 1 || l > L);

@@ -9,28 +9,7 @@ import { DataError } from '../core/errors.ts';
 import { writeFileAtomic } from '../core/fs.ts';
 import type { RgbImage } from '../core/rgb.ts';
 import type { Tensor } from '../core/tensor.ts';
-
-/** Matplotlib's "Spectral" as anchor colours (red -> yellow -> blue), near = warm. */
-const SPECTRAL = [
-  [158, 1, 66],
-  [213, 62, 79],
-  [244, 109, 67],
-  [253, 174, 97],
-  [254, 224, 139],
-  [255, 255, 191],
-  [230, 245, 152],
-  [171, 221, 164],
-  [102, 194, 165],
-  [50, 136, 189],
-  [94, 79, 162],
-];
-
-function colormap(v: number, stops: number[][]): number[] {
-  const t = Math.min(1, Math.max(0, v)) * (stops.length - 1);
-  const k = Math.min(Math.floor(t), stops.length - 2);
-  const f = t - k;
-  return stops[k].map((c, i) => Math.round(c * (1 - f) + stops[k + 1][i] * f));
-}
+import { SPECTRAL, colormap } from '../viz/colormap.ts';
 
 /** Values [1, H, W] -> colour image, normalised by the 2nd-98th percentile. */
 export function colorizeMap(map: Tensor, o: { invert?: boolean } = {}): RgbImage {

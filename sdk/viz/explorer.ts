@@ -14,30 +14,7 @@ import type { RgbImage } from '../core/rgb.ts';
 import type { Tensor } from '../core/tensor.ts';
 import { pointIndex, unitPixels, type PointYX } from '../correspondence/match.ts';
 import { VEGA_LITE_SCHEMA, mixingHeatmapSpec, type Spec } from './charts.ts';
-
-/** Perceptually ordered colours for similarity (viridis, 9 stops, interpolated). */
-const VIRIDIS = [
-  [68, 1, 84],
-  [72, 40, 120],
-  [62, 74, 137],
-  [49, 104, 142],
-  [38, 130, 142],
-  [31, 158, 137],
-  [53, 183, 121],
-  [110, 206, 88],
-  [253, 231, 37],
-];
-
-function viridis(t: number): [number, number, number] {
-  const x = Math.min(Math.max(t, 0), 1) * (VIRIDIS.length - 1);
-  const i = Math.min(Math.floor(x), VIRIDIS.length - 2);
-  const f = x - i;
-  return [0, 1, 2].map((c) => Math.round(VIRIDIS[i][c] * (1 - f) + VIRIDIS[i + 1][c] * f)) as [
-    number,
-    number,
-    number,
-  ];
-}
+import { VIRIDIS, colormap } from './colormap.ts';
 
 async function dataUrl(
   rgb: RgbImage,
@@ -60,7 +37,7 @@ async function heatmap(sim: Float32Array, h: number, w: number): Promise<{ url: 
     if (v > hi) [hi, best] = [v, i];
   });
   const rgb = new Uint8Array(h * w * 3);
-  sim.forEach((v, i) => rgb.set(viridis((v - lo) / (hi - lo || 1)), i * 3));
+  sim.forEach((v, i) => rgb.set(colormap((v - lo) / (hi - lo || 1), VIRIDIS), i * 3));
   const png = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } })
     .png()
     .toBuffer();
