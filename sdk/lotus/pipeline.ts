@@ -144,11 +144,17 @@ export class Lotus {
     return new Lotus(model, unet, await Vae.load(dir, options), await TextEncoder.load(dir, options));
   }
 
-  /** Predict depth, normals or the RGB reconstruction of one image. @throws ConfigError, DataError, ShapeError */
-  async predict(image: ImageInput, o: LotusPredictOptions = {}): Promise<LotusResult> {
+  /** The task asked for, else the checkpoint's own (from its name). @throws ConfigError */
+  private taskOf(o: LotusPredictOptions): LotusTask {
     const task = o.task ?? (this.kind === 'unknown' ? 'depth' : this.kind);
     if (!LOTUS_TASKS.includes(task))
       throw new ConfigError(messages.invalidOption('task', LOTUS_TASKS.join(' | '), task));
+    return task;
+  }
+
+  /** Predict depth, normals or the RGB reconstruction of one image. @throws ConfigError, DataError, ShapeError */
+  async predict(image: ImageInput, o: LotusPredictOptions = {}): Promise<LotusResult> {
+    const task = this.taskOf(o);
     checkSeeds(o); // settings before decoding
     const rgb = await decodeImage(image, { colorManaged: o.colorManaged });
     const { width: W, height: H } = rgb;
@@ -165,9 +171,7 @@ export class Lotus {
    */
   async predictPixels(pixels: Tensor, o: LotusPredictOptions = {}): Promise<LotusResult> {
     pixels.expectShape('pixels', [1, 3, -1, -1]);
-    const task = o.task ?? (this.kind === 'unknown' ? 'depth' : this.kind);
-    if (!LOTUS_TASKS.includes(task))
-      throw new ConfigError(messages.invalidOption('task', LOTUS_TASKS.join(' | '), task));
+    const task = this.taskOf(o);
     const seeds = checkSeeds(o);
     const [, , H, W] = pixels.shape;
     const size = processingSize(H, W, o.processingRes ?? DEFAULT_PROCESSING_RES);

@@ -141,14 +141,15 @@ export async function correspondenceExplorerSpec(o: ExplorerOptions): Promise<Ex
     dataUrl(source, ss.w, ss.h, 'jpeg'),
     dataUrl(target, ts.w, ts.h, 'jpeg'),
   ]);
-  const axis = (domain: number, extent: number, reverse: boolean) => ({
+  // image coordinates on pixel ranges: [0, extent] on y too puts y = 0 at the top, as in images
+  const axis = (domain: number, extent: number) => ({
     type: 'quantitative',
-    scale: { domain: [0, domain], range: reverse ? [0, extent] : [0, extent], nice: false, zero: false },
+    scale: { domain: [0, domain], range: [0, extent], nice: false, zero: false },
     axis: null,
   });
   const xy = (img: RgbImage, dims: { w: number; h: number }) => ({
-    x: { field: 'x', ...axis(img.width, dims.w, false) },
-    y: { field: 'y', ...axis(img.height, dims.h, true) },
+    x: { field: 'x', ...axis(img.width, dims.w) },
+    y: { field: 'y', ...axis(img.height, dims.h) },
   });
   const imageLayer = (url: string, dims: { w: number; h: number }) => ({
     data: { values: [{ url }] },
