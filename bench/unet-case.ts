@@ -5,6 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { UNet } from '../sdk/model/unet/index.ts';
+import { defaultThreads } from '../sdk/model/runtime.ts';
 import { unetFlops } from '../sdk/model/unet/flops.ts';
 import { Tensor } from '../sdk/core/tensor.ts';
 import { Rng } from '../sdk/core/rng.ts';
@@ -36,6 +37,7 @@ await unet.dispose();
 const warm = times.slice(1).sort((a, b) => a - b);
 console.log(
   JSON.stringify({
+    threads: defaultThreads(),
     loadSeconds,
     loadPeakRssMiB,
     firstCallMs: times[0],

@@ -26,6 +26,7 @@ export function tolerance(caseName: string, tensor: string): number {
 export function assertClose(got: Tensor, want: Tensor, tol: number, what: string): number {
   assert.deepEqual([...got.shape], [...want.shape], `${what}: shape`);
   const rel = relativeError(got.data, want.data);
+  if (process.env.HF_PRINT_REL) console.log(`    rel ${what}: ${rel.toExponential(2)} (tol ${tol})`);
   assert.ok(rel <= tol, `${what}: relative error ${rel.toExponential(3)} > tolerance ${tol}`);
   return rel;
 }

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { captureLogs } from '../../sdk/core/logger.ts';
-import { Session, deviceStatus, executionProviders } from '../../sdk/model/runtime.ts';
+import { availableParallelism } from 'node:os';
+import { Session, defaultThreads, deviceStatus, executionProviders } from '../../sdk/model/runtime.ts';
 import { GraphBuilder } from '../../sdk/model/onnx/graph.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
 import { ConfigError, DeviceError } from '../../sdk/core/errors.ts';
@@ -46,6 +47,30 @@ describe('model/runtime', () => {
       await s.dispose();
     } catch (e) {
       assert.ok(e instanceof DeviceError, `got ${(e as Error).name}: ${(e as Error).message}`);
+    }
+  });
+
+  it('uses every CPU the process may run on unless HYPERFEATURES_THREADS says otherwise', async () => {
+    const saved = process.env.HYPERFEATURES_THREADS;
+    try {
+      delete process.env.HYPERFEATURES_THREADS;
+      assert.equal(defaultThreads(), availableParallelism());
+      process.env.HYPERFEATURES_THREADS = '3';
+      assert.equal(defaultThreads(), 3);
+      for (const bad of ['0', '-2', '1.5', 'all']) {
+        process.env.HYPERFEATURES_THREADS = bad;
+        assert.throws(
+          () => defaultThreads(),
+          (e: Error) => e instanceof ConfigError && e.message.includes(bad),
+        );
+        const g = new GraphBuilder();
+        g.output('y', g.op('Identity', [g.input('x', [1])]), [1]);
+        const e = await rejectsWith(Session.create(await g.serialize()), ConfigError);
+        assert.match(e.message, /HYPERFEATURES_THREADS/);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.HYPERFEATURES_THREADS;
+      else process.env.HYPERFEATURES_THREADS = saved;
     }
   });
 

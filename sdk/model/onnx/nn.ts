@@ -95,7 +95,9 @@ function splitHeads(g: GraphBuilder, x: string, heads: number, transposed = fals
 
 /**
  * Scaled dot-product attention on projected q [B, N, H*D], k, v [B, M, H*D]; optional
- * additive mask broadcastable to [B, H, N, M]. Returns [B, N, H*D].
+ * additive mask broadcastable to [B, H, N, M]. Returns [B, N, H*D]. `headGroups` > 1 computes
+ * the heads in that many groups one after another, so only one group's [B, H/G, N, M] scores
+ * and probabilities are alive at a time (each head's arithmetic is unchanged).
  */
 export function attention(
   g: GraphBuilder,
@@ -106,6 +108,7 @@ export function attention(
   headDim: number,
   mask?: string,
   fused = false,
+  headGroups = 1,
 ): string {
   // onnxruntime's contrib kernel: no [B, H, N, M] score tensor is materialised
   if (fused && !mask)
@@ -115,6 +118,14 @@ export function attention(
       { num_heads: heads, scale: { float: 1 / Math.sqrt(headDim) } },
       'com.microsoft',
     );
+  if (headGroups > 1 && heads % headGroups === 0) {
+    // split the channels (heads are contiguous in H*D), so each group keeps the plain graph
+    // that onnxruntime fuses (scale and key transpose into one FusedMatMul)
+    const sizes = g.constInt64(new Array(headGroups).fill((heads / headGroups) * headDim));
+    const [qs, ks, vs] = [q, k, v].map((x) => g.opN('Split', [x, sizes], headGroups, { axis: -1 }));
+    const outs = qs.map((qg, i) => attention(g, qg, ks[i], vs[i], heads / headGroups, headDim, mask));
+    return g.op('Concat', outs, { axis: -1 });
+  }
   const qh = g.op('Mul', [splitHeads(g, q, heads), g.constFloat([1 / Math.sqrt(headDim)], [])]);
   let scores = g.op('MatMul', [qh, splitHeads(g, k, heads, true)]); // [B, H, N, M]
   if (mask) scores = g.op('Add', [scores, mask]);

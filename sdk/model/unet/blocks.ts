@@ -59,6 +59,8 @@ export interface TransformerOptions {
   groups: number;
   linearProjection: boolean;
   layers: number;
+  /** Self-attention computed in this many head groups (memory; see selfAttentionHeadGroups). */
+  selfAttentionHeadGroups?: number;
 }
 
 /** Transformer2DModel on NCHW input with text context [B, S, contextDim]. */
@@ -99,7 +101,10 @@ function basicTransformerBlock(
 ): string {
   const { g } = ctx;
   let n = layerNorm(ctx, `${prefix}.norm1`, x, dim, 1e-5);
-  x = g.op('Add', [x, crossAttention(ctx, `${prefix}.attn1`, n, n, dim, dim, o.heads)]);
+  x = g.op('Add', [
+    x,
+    crossAttention(ctx, `${prefix}.attn1`, n, n, dim, dim, o.heads, o.selfAttentionHeadGroups),
+  ]);
   n = layerNorm(ctx, `${prefix}.norm2`, x, dim, 1e-5);
   x = g.op('Add', [x, crossAttention(ctx, `${prefix}.attn2`, n, context, dim, o.contextDim, o.heads)]);
   n = layerNorm(ctx, `${prefix}.norm3`, x, dim, 1e-5);
@@ -115,6 +120,7 @@ export function crossAttention(
   dim: number,
   contextDim: number,
   heads: number,
+  headGroups = 1,
 ): string {
   const q = linear(ctx, `${prefix}.to_q`, x, dim, dim, false);
   const k = linear(ctx, `${prefix}.to_k`, context, contextDim, dim, false);
@@ -122,7 +128,7 @@ export function crossAttention(
   return linear(
     ctx,
     `${prefix}.to_out.0`,
-    attention(ctx.g, q, k, v, heads, dim / heads, undefined, ctx.fusedAttention),
+    attention(ctx.g, q, k, v, heads, dim / heads, undefined, ctx.fusedAttention, headGroups),
     dim,
     dim,
   );

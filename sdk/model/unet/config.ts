@@ -28,6 +28,8 @@ export interface UNetConfig {
   /** null, or "projection" (Lotus' task switcher: class_labels through a TimestepEmbedding). */
   classEmbedType: 'projection' | null;
   classEmbedInputDim: number;
+  /** Native latent size (`sample_size`): sizes memory-saving choices in the graph, not inputs. */
+  sampleSize: number;
 }
 
 /** @throws ConfigError naming every unsupported field. */
@@ -73,6 +75,7 @@ export function parseUNetConfig(path: string, raw: RawConfig): UNetConfig {
     transformerLayers: c.perBlock('transformer_layers_per_block', n, 1),
     classEmbedType,
     classEmbedInputDim: classEmbedType === 'projection' ? c.int('projection_class_embeddings_input_dim') : 0,
+    sampleSize: c.int('sample_size', 64),
   };
   if (cfg.downBlockTypes.length !== n || cfg.upBlockTypes.length !== n) {
     c.problems.push(`down_block_types and up_block_types need ${n} entries (one per block_out_channels)`);

@@ -1,0 +1,46 @@
+/**
+ * The peer reference: onnxruntime-node running PyTorch's own ONNX export of the same UNet
+ * (../shared/perf-anchor/ort_unet_export.py writes it), through the SDK's Session so threads and
+ * memory options are the same as the project's UNet. Prints one JSON line.
+ * usage: tsx bench/export-case.ts <unet.onnx> <latentSize> <calls>
+ */
+import { performance } from 'node:perf_hooks';
+import { Session, defaultThreads } from '../sdk/model/runtime.ts';
+import { Tensor } from '../sdk/core/tensor.ts';
+import { Rng } from '../sdk/core/rng.ts';
+
+const [file, sizeArg, callsArg] = process.argv.slice(2);
+const size = Number(sizeArg);
+const calls = Number(callsArg);
+const rssMiB = () => process.resourceUsage().maxRSS / 1024;
+
+const t0 = performance.now();
+const session = await Session.create(file);
+const loadSeconds = (performance.now() - t0) / 1000;
+const loadPeakRssMiB = rssMiB();
+const rng = new Rng(0);
+// the anchor script's input names: sample [1, 4, s, s], timestep [1], cond [1, 77, 768]
+const feeds = {
+  sample: new Tensor(rng.normalArray(4 * size * size), [1, 4, size, size]),
+  timestep: Tensor.from([500], [1]),
+  cond: new Tensor(rng.normalArray(77 * 768), [1, 77, 768]),
+};
+const times: number[] = [];
+for (let i = 0; i < calls + 1; i++) {
+  const s = performance.now();
+  await session.run(feeds);
+  times.push(performance.now() - s);
+}
+await session.dispose();
+const warm = times.slice(1).sort((a, b) => a - b);
+console.log(
+  JSON.stringify({
+    threads: defaultThreads(),
+    loadSeconds,
+    loadPeakRssMiB,
+    firstCallMs: times[0],
+    msPerCall: warm[Math.floor(warm.length / 2)],
+    minMsPerCall: warm[0],
+    peakRssMiB: rssMiB(),
+  }),
+);
