@@ -5,11 +5,13 @@
  * SD-1.5-sized model (its 3.4 GB checkpoint is generated once and reused); `--no-sd15-50` skips
  * only the ~6 minute 50-step extraction at SD-1.5 size; `--only aggregation` runs just the
  * aggregation network cases (forward, training steps incl. the paper's setting) and writes
- * bench/results/<timestamp>-aggregation.json; `--only correspondence` matching, eval per pair and
- * SD-Concat-All's chunked similarity at the paper's resolution.
+ * bench/results/<timestamp>-aggregation.json; likewise `--only unet|extract|lotus|correspondence`
+ * (the last: matching, eval per pair and SD-Concat-All's chunked similarity at the paper's resolution). With PyTorch's own ONNX export of
+ * the SD-1.5-sized UNet at HYPERFEATURES_BENCH_EXPORT (default /tmp/ortspike/unet/unet.onnx, made by
+ * ../shared/perf-anchor), the UNet section also times it, alternated with ours, same threads.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -22,8 +24,9 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
 const onlyAt = process.argv.indexOf('--only');
 const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : undefined;
-if (only !== undefined && only !== 'aggregation' && only !== 'correspondence')
-  throw new Error(`--only: expected "aggregation" or "correspondence", got ${JSON.stringify(only)}`);
+const SECTIONS = ['unet', 'extract', 'aggregation', 'lotus', 'correspondence'];
+if (only !== undefined && !SECTIONS.includes(only))
+  throw new Error(`--only: expected one of ${SECTIONS.join(', ')}, got ${JSON.stringify(only)}`);
 const section = (name: string) => !only || only === name;
 const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
@@ -54,10 +57,12 @@ function child(script: string, args: string[]) {
   return JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>;
 }
 
-function unetCase(dir: string, latent: number, calls: number) {
-  const cacheDir = mkdtempSync(join(tmpdir(), 'hf-bench-graphs-')); // fresh: measures build + load
+function unetCase(dir: string, latent: number, calls: number, cacheDir: string) {
   return child('unet-case.ts', [dir, String(latent), String(calls), cacheDir]);
 }
+
+/** PyTorch's own ONNX export of the SD-1.5-sized UNet (../shared/perf-anchor), when one was made. */
+const EXPORT_ONNX = process.env.HYPERFEATURES_BENCH_EXPORT ?? '/tmp/ortspike/unet/unet.onnx';
 
 const PHOTO = join(HERE, '..', 'notebooks/data/photos/chelsea.png');
 const graphCache = mkdtempSync(join(tmpdir(), 'hf-bench-extract-'));
@@ -87,18 +92,43 @@ const cases: [string, 'tiny' | 'full', number][] = [['tiny-sd15', 'tiny', 5]];
 if (!quick) cases.push(['sd15-sized', 'full', 3]);
 for (const [name, size, calls] of section('unet') ? cases : []) {
   const dir = await ensureModel(name, size);
-  say(`${name}: build + load + ${calls} calls at 64x64 with taps`);
-  const r = unetCase(dir, 64, calls);
-  const weightBytes = dirBytes(join(dir, 'unet'));
+  say(`${name}: build + load + ${calls} calls at 64x64 with taps, then the same from the graph cache`);
+  const cacheDir = mkdtempSync(join(tmpdir(), 'hf-bench-graphs-')); // fresh: measures build + load
+  const r = unetCase(dir, 64, calls, cacheDir);
+  const cached = unetCase(dir, 64, calls, cacheDir);
+  const weightMiB = dirBytes(join(dir, 'unet')) / 2 ** 20;
   const flopBoundMs = (r.gflopPerCall / peak) * 1000;
-  const summary = {
+  const warmMs = Math.min(r.msPerCall, cached.msPerCall);
+  const summary: Record<string, unknown> = {
     ...r,
-    weightMiB: weightBytes / 2 ** 20,
-    achievedGflops: r.gflopPerCall / (r.msPerCall / 1000),
+    weightMiB,
+    achievedGflops: r.gflopPerCall / (warmMs / 1000),
     flopBoundMs,
-    ratioToFlopBound: r.msPerCall / flopBoundMs,
-    loadRssOverWeights: r.loadPeakRssMiB / (weightBytes / 2 ** 20),
+    ratioToFlopBound: warmMs / flopBoundMs,
+    cached: {
+      ...cached,
+      firstCallOverWarm: cached.firstCallMs / cached.msPerCall,
+      peakRssOverWeights: cached.peakRssMiB / weightMiB,
+    },
   };
+  // the peer: onnxruntime-node on PyTorch's export of the same network, alternated with ours
+  if (size === 'full' && existsSync(EXPORT_ONNX)) {
+    say(`PyTorch's export (${EXPORT_ONNX}) and ours from the cache, alternated twice`);
+    const runs = [0, 1].flatMap(() => [
+      child('export-case.ts', [EXPORT_ONNX, '64', String(calls)]),
+      unetCase(dir, 64, calls, cacheDir),
+    ]);
+    const exportMs = Math.min(runs[0].msPerCall, runs[2].msPerCall);
+    const oursMs = Math.min(runs[1].msPerCall, runs[3].msPerCall);
+    summary.vsPyTorchExport = {
+      export: [runs[0], runs[2]],
+      ours: [runs[1], runs[3]],
+      exportMs,
+      oursMs,
+      oursOverExport: oursMs / exportMs,
+    };
+  } else if (size === 'full') say(`no PyTorch export at ${EXPORT_ONNX}: the peer comparison is skipped`);
+  rmSync(cacheDir, { recursive: true, force: true });
   (results.unet as Record<string, unknown>)[name] = summary;
   say(`  ${JSON.stringify(summary)}`);
 }

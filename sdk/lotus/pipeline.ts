@@ -73,8 +73,9 @@ export interface LotusPredictOptions {
   /** Exact noise: `posteriorEps` [1, 4, h, w] and, for G, `noise` [1, 4, h, w] (one seed). */
   noise?: { posteriorEps?: Tensor; noise?: Tensor };
   /**
-   * VAE tiling: "auto" (default) tiles above the VAE's memory budget (6 GiB; a 768 x 768 image on
-   * an SD-2-sized VAE peaks at 5.3 GB untiled, 3.1 GB in 512-pixel tiles), "off", or { tile }.
+   * VAE tiling: "auto" (default) tiles when the VAE would push the whole prediction over
+   * LOTUS_MEMORY_TARGET (6 GiB) beside the resident weights (SD-2 size at 768: 384-pixel tiles,
+   * ~5 GB peak instead of ~7.3 GB untiled-budget), "off", or { tile }.
    */
   vaeTiling?: VaeTiling;
   /** Apply embedded ICC profiles when decoding (off by default, as Lotus' own Pillow reading). */
@@ -104,6 +105,9 @@ export interface LotusResult {
   };
 }
 
+/** Peak memory a Lotus prediction aims for (CPU; the VAE tiles to stay under it). */
+export const LOTUS_MEMORY_TARGET = 6 * 2 ** 30;
+
 export class Lotus {
   readonly variant: 'g' | 'd';
   readonly kind: 'depth' | 'normal' | 'unknown';
@@ -113,7 +117,8 @@ export class Lotus {
     readonly modelId: string,
     readonly unet: UNet,
     readonly vae: Vae,
-    readonly textEncoder: TextEncoder,
+    /** The empty prompt's embedding [1, S, C], the only prompt Lotus uses. */
+    readonly prompt: Tensor,
   ) {
     this.variant = unet.config.inChannels === 8 ? 'g' : 'd';
     const id = modelId.toLowerCase();
@@ -127,6 +132,15 @@ export class Lotus {
    */
   static async fromModel(model: string, options: PipelineOptions = {}): Promise<Lotus> {
     const dir = await resolveModel(model, options);
+    // Lotus only ever feeds the empty prompt: encode it first and let the text encoder go before
+    // the UNet loads (an SD-2 text encoder is 1.4 GB of the 5 GB that would otherwise be resident)
+    const textEncoder = await TextEncoder.load(dir, options);
+    let prompt: Tensor;
+    try {
+      prompt = await textEncoder.encode('', { padding: 'none' });
+    } finally {
+      await textEncoder.dispose();
+    }
     const unet = await UNet.load(dir, { ...options, taps: false });
     const c = unet.config;
     const problems: string[] = [];
@@ -141,7 +155,18 @@ export class Lotus {
       await unet.dispose();
       throw new ModelError(`${model}: not a supported Lotus checkpoint: ${problems.join('; ')}`);
     }
-    return new Lotus(model, unet, await Vae.load(dir, options), await TextEncoder.load(dir, options));
+    return new Lotus(model, unet, await Vae.load(dir, options), prompt);
+  }
+
+  /**
+   * What the VAE may use before it tiles, so the whole prediction stays under LOTUS_MEMORY_TARGET
+   * with the UNet and VAE weights resident (HYPERFEATURES_VAE_MEMORY, when set, decides instead).
+   * SD-2 size at 768: 6 GiB - 3.8 GB of weights - 0.5 GiB -> 384-pixel tiles.
+   */
+  private vaeBudget(): number {
+    if (process.env.HYPERFEATURES_VAE_MEMORY) return this.vae.memoryBudget;
+    const left = LOTUS_MEMORY_TARGET - this.unet.weightBytes - this.vae.weightBytes - 2 ** 29;
+    return Math.max(2 ** 29, left);
   }
 
   /** The task asked for, else the checkpoint's own (from its name). @throws ConfigError */
@@ -184,8 +209,12 @@ export class Lotus {
       size.height === H && size.width === W
         ? pixels
         : resizeBilinearAntialias(pixels, size.height, size.width);
-    const posterior = await this.vae.encode(rgbResized, { tiling: o.vaeTiling });
-    const prompt = await this.textEncoder.encode('', { padding: 'none' });
+    const tiling =
+      o.vaeTiling === undefined || o.vaeTiling === 'auto'
+        ? (this.vae.tilesFor(size.height, size.width, 'auto', this.vaeBudget()) ?? 'off')
+        : o.vaeTiling;
+    const posterior = await this.vae.encode(rgbResized, { tiling });
+    const prompt = this.prompt;
     const classLabels = taskEmbedding(task === 'rgb' ? 'rgb' : 'annotation');
     const runs: LotusResult['steps'][] = [];
     for (const seed of seeds) {
@@ -206,7 +235,7 @@ export class Lotus {
         classLabels,
         tapLayers: [],
       });
-      const decoded = await this.vae.decodeLatents(x0Latent, { tiling: o.vaeTiling });
+      const decoded = await this.vae.decodeLatents(x0Latent, { tiling });
       const [, , h, w] = decoded.shape;
       const img = new Tensor(new Float32Array(h * w * 3), [1, h, w, 3]).map((_, i) => {
         const v = decoded.data[(i % 3) * h * w + Math.floor(i / 3)] / 2 + 0.5;
@@ -229,7 +258,7 @@ export class Lotus {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all([this.unet.dispose(), this.vae.dispose(), this.textEncoder.dispose()]);
+    await Promise.all([this.unet.dispose(), this.vae.dispose()]);
   }
 }
 

@@ -235,11 +235,14 @@ export class Session {
 
   /** Names the graph in messages ("unet", "vae-encoder", ...). */
   readonly label: string;
+  /** Bytes of the graph and its external data: about the memory its weights take once loaded. */
+  readonly modelBytes: number;
 
-  private constructor(inner: ort.InferenceSession, device: Device, label: string) {
+  private constructor(inner: ort.InferenceSession, device: Device, label: string, modelBytes: number) {
     this.inner = inner;
     this.device = device;
     this.label = label;
+    this.modelBytes = modelBytes;
     this.inputNames = inner.inputNames;
     this.outputNames = inner.outputNames;
   }
@@ -272,7 +275,9 @@ export class Session {
         typeof model === 'string'
           ? basename(dirname(model)).replace(/-[0-9a-f]{24}$/, '')
           : 'in-memory graph';
-      return new Session(inner, device, label);
+      const bytes = (f: string) => (existsSync(f) ? statSync(f).size : 0);
+      const modelBytes = typeof model === 'string' ? bytes(model) + bytes(`${model}.data`) : model.byteLength;
+      return new Session(inner, device, label, modelBytes);
     } catch (e) {
       const msg = (e as Error).message;
       const where = typeof model === 'string' ? model : '<in-memory graph>';

@@ -85,6 +85,13 @@ describe('tiled VAE', function () {
       const small = await Vae.load(join(REFERENCE, 'tiny-sd15'), { memoryBudget: vae.estimateBytes(64, 64) });
       assert.equal(small.tilesFor(64, 64), undefined);
       assert.deepEqual(small.tilesFor(96, 96), { tile: 64, overlap: 0.25 });
+      // a caller's own budget (Lotus: what its resident weights leave of its target) decides instead
+      assert.deepEqual(vae.tilesFor(1024, 1024, 'auto', vae.estimateBytes(400, 400)), {
+        tile: 384,
+        overlap: 0.25,
+      });
+      assert.equal(vae.tilesFor(96, 96, 'auto', vae.estimateBytes(96, 96)), undefined);
+      assert.ok(small.weightBytes > 0 && small.weightBytes === vae.weightBytes);
       await small.dispose();
     } finally {
       await vae.dispose();

@@ -145,6 +145,11 @@ export class UNet {
     };
   }
 
+  /** Bytes of the loaded graph's weights (in the graph's precision). */
+  get weightBytes(): number {
+    return this.session.modelBytes;
+  }
+
   async dispose(): Promise<void> {
     await this.session.dispose();
   }

@@ -53,13 +53,23 @@ export class Vae {
     this.decoder = decoder;
   }
 
+  /** Bytes of the loaded halves' weights. */
+  get weightBytes(): number {
+    return (this.encoder?.modelBytes ?? 0) + (this.decoder?.modelBytes ?? 0);
+  }
+
   /** Estimated bytes to encode or decode an H x W image in one piece. */
   estimateBytes(height: number, width: number): number {
     return height * width * this.config.blockOutChannels[0] * BYTES_PER_PIXEL_CHANNEL;
   }
 
   /** The tiles to use for an H x W image: none when it fits the budget (or tiling is off). */
-  tilesFor(height: number, width: number, tiling: VaeTiling = 'auto'): TileSettings | undefined {
+  tilesFor(
+    height: number,
+    width: number,
+    tiling: VaeTiling = 'auto',
+    budget = this.memoryBudget,
+  ): TileSettings | undefined {
     if (tiling === 'off') return undefined;
     if (tiling !== 'auto') {
       if (!Number.isInteger(tiling.tile) || tiling.tile < 16 || tiling.tile % 8)
@@ -68,10 +78,10 @@ export class Vae {
         );
       return tiling;
     }
-    if (this.estimateBytes(height, width) <= this.memoryBudget) return undefined;
+    if (this.estimateBytes(height, width) <= budget) return undefined;
     // the largest multiple of 64 (at most 512, SD's own size) whose tile fits the budget
     let tile = 512;
-    while (tile > 64 && this.estimateBytes(tile, tile) > this.memoryBudget) tile -= 64;
+    while (tile > 64 && this.estimateBytes(tile, tile) > budget) tile -= 64;
     return { tile, overlap: 0.25 };
   }
 
