@@ -25,11 +25,18 @@ export interface LoadOptions extends SessionOptions, ResolveOptions {
   /**
    * "exact" (default): attention as MatMul + Softmax + MatMul, the parity-tested graph. "fused":
    * onnxruntime's MultiHeadAttention kernel, which never materialises the score tensor: on a
-   * 2-vCPU AMD EPYC an SD-1.5-sized call at 64x64 took 4.2-4.5 s instead of 5.3-5.5 s with 3.7
-   * instead of 6.3 GB peak RSS, but results move by up to 2.1e-4 (relative) on the Lotus-G
-   * reference, twice its tolerance, so it is an opt-in for speed and memory.
+   * 2-vCPU AMD EPYC an SD-1.5-sized call at 64x64 took 4.2-4.5 s instead of 5.3-5.5 s (before the
+   * exact graph computed large self-attention head by head, which brought its memory to the
+   * fused level), but results move by up to 2.1e-4 (relative) on the Lotus-G reference, twice
+   * its tolerance, so it is an opt-in for speed.
    */
   attention?: 'exact' | 'fused';
+  /**
+   * Run the graph once on a tiny latent while loading (default true), so every weight is read in
+   * during load and not during the first real call (SD-1.5 size: +0.2-1 s to the load, and the
+   * first 64x64 call takes about what a warm one does instead of 1.3-1.5x).
+   */
+  warmUp?: boolean;
 }
 
 export interface UNetInput {
@@ -54,6 +61,18 @@ export interface UNetOutput {
   taps: Tensor[];
   /** Up-block outputs in `upBlocks` order (empty unless asked for). */
   upBlocks: Tensor[];
+}
+
+/** One call on the smallest latent the blocks accept: reads every weight in, costs little compute. */
+async function warmUp(session: Session, c: UNetConfig): Promise<void> {
+  const side = 2 ** (c.blockOutChannels.length - 1);
+  const feeds: Record<string, Tensor> = {
+    sample: Tensor.zeros([1, c.inChannels, side, side]),
+    timestep: Tensor.from([1], [1]),
+    encoder_hidden_states: Tensor.zeros([1, 1, c.crossAttentionDim]),
+  };
+  if (c.classEmbedType === 'projection') feeds.class_labels = Tensor.zeros([1, c.classEmbedInputDim]);
+  await session.run(feeds, ['noise_pred'], { checkInputs: false, checkOutputs: false });
 }
 
 export class UNet {
@@ -91,6 +110,7 @@ export class UNet {
       },
       (path) => Session.create(path, options),
     );
+    if (options.warmUp !== false) await warmUp(session, config);
     return new UNet(config, session, taps);
   }
 
