@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { Session, defaultThreads } from '../sdk/model/runtime.ts';
 import { Tensor } from '../sdk/core/tensor.ts';
 import { Rng } from '../sdk/core/rng.ts';
+import { timeCalls } from './calls.ts';
 
 const [file, sizeArg, callsArg] = process.argv.slice(2);
 const size = Number(sizeArg);
@@ -25,22 +26,14 @@ const feeds = {
   timestep: Tensor.from([500], [1]),
   cond: new Tensor(rng.normalArray(77 * 768), [1, 77, 768]),
 };
-const times: number[] = [];
-for (let i = 0; i < calls + 1; i++) {
-  const s = performance.now();
-  await session.run(feeds);
-  times.push(performance.now() - s);
-}
+const timing = await timeCalls(() => session.run(feeds), calls);
 await session.dispose();
-const warm = times.slice(1).sort((a, b) => a - b);
 console.log(
   JSON.stringify({
     threads: defaultThreads(),
     loadSeconds,
     loadPeakRssMiB,
-    firstCallMs: times[0],
-    msPerCall: warm[Math.floor(warm.length / 2)],
-    minMsPerCall: warm[0],
+    ...timing,
     peakRssMiB: rssMiB(),
   }),
 );

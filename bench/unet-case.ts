@@ -9,6 +9,7 @@ import { defaultThreads } from '../sdk/model/runtime.ts';
 import { unetFlops } from '../sdk/model/unet/flops.ts';
 import { Tensor } from '../sdk/core/tensor.ts';
 import { Rng } from '../sdk/core/rng.ts';
+import { timeCalls } from './calls.ts';
 
 const [dir, sizeArg, callsArg, cacheDir] = process.argv.slice(2);
 const size = Number(sizeArg);
@@ -27,22 +28,14 @@ const input = {
   encoderHiddenStates: new Tensor(rng.normalArray(77 * c.crossAttentionDim), [1, 77, c.crossAttentionDim]),
   classLabels: c.classEmbedType ? Tensor.from([Math.sin(1), 0, Math.cos(1), 1], [1, 4]) : undefined,
 };
-const times: number[] = [];
-for (let i = 0; i < calls + 1; i++) {
-  const s = performance.now();
-  await unet.run(input);
-  times.push(performance.now() - s);
-}
+const timing = await timeCalls(() => unet.run(input), calls);
 await unet.dispose();
-const warm = times.slice(1).sort((a, b) => a - b);
 console.log(
   JSON.stringify({
     threads: defaultThreads(),
     loadSeconds,
     loadPeakRssMiB,
-    firstCallMs: times[0],
-    msPerCall: warm[Math.floor(warm.length / 2)],
-    minMsPerCall: warm[0],
+    ...timing,
     gflopPerCall: unetFlops(c, size, size) / 1e9,
     peakRssMiB: rssMiB(),
   }),
