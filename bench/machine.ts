@@ -1,12 +1,29 @@
 /** Machine facts and the measured fp32 matmul peak of onnxruntime on this CPU. */
 import { cpus, totalmem, hostname } from 'node:os';
 import { GraphBuilder } from '../sdk/model/onnx/graph.ts';
-import { Session, ORT_VERSION } from '../sdk/model/runtime.ts';
+import { Session, ORT_VERSION, defaultThreads } from '../sdk/model/runtime.ts';
+import { readFileSync } from 'node:fs';
 import { Tensor } from '../sdk/core/tensor.ts';
 import { Rng } from '../sdk/core/rng.ts';
 
+/** Logical CPUs per core of CPU 0 (2 on an SMT machine), from sysfs; null where unreadable. */
+function threadsPerCore(): number | null {
+  try {
+    const list = readFileSync('/sys/devices/system/cpu/cpu0/topology/thread_siblings_list', 'utf8').trim();
+    return list.split(',').reduce((n, part) => {
+      const [a, b] = part.split('-').map(Number);
+      return n + (b === undefined ? 1 : b - a + 1);
+    }, 0);
+  } catch {
+    return null;
+  }
+}
+
 export function machineInfo() {
   return {
+    // onnxruntime's own default would be one thread per physical core: cores / threadsPerCore
+    threadsPerCore: threadsPerCore(),
+    sessionThreads: defaultThreads(),
     host: hostname(),
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
