@@ -6,9 +6,10 @@
  * only the ~6 minute 50-step extraction at SD-1.5 size; `--only aggregation` runs just the
  * aggregation network cases (forward, training steps incl. the paper's setting) and writes
  * bench/results/<timestamp>-aggregation.json; likewise `--only unet|extract|lotus|correspondence`
- * (the last: matching, eval per pair and SD-Concat-All's chunked similarity at the paper's resolution). With PyTorch's own ONNX export of
- * the SD-1.5-sized UNet at HYPERFEATURES_BENCH_EXPORT (default /tmp/ortspike/unet/unet.onnx, made by
- * ../shared/perf-anchor), the UNet section also times it, alternated with ours, same threads.
+ * (the last: matching, eval per pair and SD-Concat-All's chunked similarity at the paper's
+ * resolution). With PyTorch's own ONNX export of the SD-1.5-sized UNet at
+ * HYPERFEATURES_BENCH_EXPORT (default /tmp/ortspike/unet/unet.onnx, made by ../shared/perf-anchor),
+ * the UNet section also times it, alternated with ours, same threads.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';

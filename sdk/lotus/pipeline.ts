@@ -13,8 +13,9 @@ import { Tensor, concat } from '../core/tensor.ts';
 import { resizeBilinearAntialias, resizeNearestExact } from '../core/resample.ts';
 import { decodeImage, type ImageInput } from '../data/image.ts';
 import { resolveModel } from '../model/hub.ts';
-import { UNet } from '../model/unet/index.ts';
-import { Vae, type VaeTiling } from '../model/vae/index.ts';
+import { UNet, parseUNetConfig } from '../model/unet/index.ts';
+import { resolveComponent } from '../model/checkpoint.ts';
+import { Vae, requestedVaeBudget, type VaeTiling } from '../model/vae/index.ts';
 import { TextEncoder } from '../model/clip/index.ts';
 import type { PipelineOptions } from '../diffusion/pipeline.ts';
 
@@ -132,6 +133,19 @@ export class Lotus {
    */
   static async fromModel(model: string, options: PipelineOptions = {}): Promise<Lotus> {
     const dir = await resolveModel(model, options);
+    // the checks read only the UNet config, so a wrong checkpoint fails before anything loads
+    const unetFiles = resolveComponent(dir, 'unet', options);
+    const c = parseUNetConfig(unetFiles.configPath, unetFiles.config);
+    const problems: string[] = [];
+    if (c.classEmbedType !== 'projection' || c.classEmbedInputDim !== 4) {
+      problems.push(
+        `the UNet has class_embed_type ${JSON.stringify(c.classEmbedType)} (input dim ${c.classEmbedInputDim}); Lotus needs "projection" with projection_class_embeddings_input_dim 4 for the task switcher`,
+      );
+    }
+    if (c.inChannels !== 8 && c.inChannels !== 4)
+      problems.push(`conv_in takes ${c.inChannels} channels; Lotus-G takes 8 (latent + noise), Lotus-D 4`);
+    if (problems.length)
+      throw new ModelError(`${model}: not a supported Lotus checkpoint: ${problems.join('; ')}`);
     // Lotus only ever feeds the empty prompt: encode it first and let the text encoder go before
     // the UNet loads (an SD-2 text encoder is 1.4 GB of the 5 GB that would otherwise be resident)
     const textEncoder = await TextEncoder.load(dir, options);
@@ -142,19 +156,6 @@ export class Lotus {
       await textEncoder.dispose();
     }
     const unet = await UNet.load(dir, { ...options, taps: false });
-    const c = unet.config;
-    const problems: string[] = [];
-    if (c.classEmbedType !== 'projection' || c.classEmbedInputDim !== 4) {
-      problems.push(
-        `the UNet has class_embed_type ${JSON.stringify(c.classEmbedType)} (input dim ${c.classEmbedInputDim}); Lotus needs "projection" with projection_class_embeddings_input_dim 4 for the task switcher`,
-      );
-    }
-    if (c.inChannels !== 8 && c.inChannels !== 4)
-      problems.push(`conv_in takes ${c.inChannels} channels; Lotus-G takes 8 (latent + noise), Lotus-D 4`);
-    if (problems.length) {
-      await unet.dispose();
-      throw new ModelError(`${model}: not a supported Lotus checkpoint: ${problems.join('; ')}`);
-    }
     return new Lotus(model, unet, await Vae.load(dir, options), prompt);
   }
 
@@ -164,9 +165,8 @@ export class Lotus {
    * SD-2 size at 768: 6 GiB - 3.8 GB of weights - 0.5 GiB -> 384-pixel tiles.
    */
   private vaeBudget(): number {
-    if (process.env.HYPERFEATURES_VAE_MEMORY) return this.vae.memoryBudget;
     const left = LOTUS_MEMORY_TARGET - this.unet.weightBytes - this.vae.weightBytes - 2 ** 29;
-    return Math.max(2 ** 29, left);
+    return requestedVaeBudget() ?? Math.max(2 ** 29, left);
   }
 
   /** The task asked for, else the checkpoint's own (from its name). @throws ConfigError */
@@ -214,7 +214,6 @@ export class Lotus {
         ? (this.vae.tilesFor(size.height, size.width, 'auto', this.vaeBudget()) ?? 'off')
         : o.vaeTiling;
     const posterior = await this.vae.encode(rgbResized, { tiling });
-    const prompt = this.prompt;
     const classLabels = taskEmbedding(task === 'rgb' ? 'rgb' : 'annotation');
     const runs: LotusResult['steps'][] = [];
     for (const seed of seeds) {
@@ -231,7 +230,7 @@ export class Lotus {
       const { noisePred: x0Latent } = await this.unet.run({
         sample: unetInput,
         timestep: LOTUS_TIMESTEP,
-        encoderHiddenStates: prompt,
+        encoderHiddenStates: this.prompt,
         classLabels,
         tapLayers: [],
       });

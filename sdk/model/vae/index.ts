@@ -27,6 +27,15 @@ export interface VaeLoadOptions extends Omit<UNetLoadOptions, 'taps'> {
   memoryBudget?: number;
 }
 
+/**
+ * The VAE memory budget someone asked for: `memoryBudget` (bytes), else HYPERFEATURES_VAE_MEMORY
+ * (GiB, when a positive number), else undefined (the caller's default decides).
+ */
+export function requestedVaeBudget(memoryBudget?: number): number | undefined {
+  const env = Number(process.env.HYPERFEATURES_VAE_MEMORY);
+  return memoryBudget ?? (env > 0 ? env * 2 ** 30 : undefined);
+}
+
 /** "auto": tiles only when the image's estimated memory exceeds the budget; "off"; or explicit tiles. */
 export type VaeTiling = 'auto' | 'off' | TileSettings;
 
@@ -108,9 +117,7 @@ export class Vae {
     };
     const encoder = parts.includes('encoder') ? await load('encoder') : undefined;
     const decoder = parts.includes('decoder') ? await load('decoder') : undefined;
-    const env = Number(process.env.HYPERFEATURES_VAE_MEMORY);
-    const budget = options.memoryBudget ?? (env > 0 ? env * 2 ** 30 : 6 * 2 ** 30);
-    return new Vae(config, budget, encoder, decoder);
+    return new Vae(config, requestedVaeBudget(options.memoryBudget) ?? 6 * 2 ** 30, encoder, decoder);
   }
 
   /**
