@@ -9,7 +9,9 @@
  * (the last: matching, eval per pair and SD-Concat-All's chunked similarity at the paper's
  * resolution). With PyTorch's own ONNX export of the SD-1.5-sized UNet at
  * HYPERFEATURES_BENCH_EXPORT (default /tmp/ortspike/unet/unet.onnx, made by ../shared/perf-anchor),
- * the UNet section also times it, alternated with ours, same threads.
+ * the UNet section also times it, alternated with ours, same threads. Likewise the VAE (encoder and
+ * decoder at 512 pixels) and the text encoder against PyTorch's exports of the same architectures
+ * under HYPERFEATURES_BENCH_PEERS (default /tmp/ortspike: vae/, text_encoder/, made by bench/peers/).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -64,6 +66,34 @@ function unetCase(dir: string, latent: number, calls: number, cacheDir: string) 
 
 /** PyTorch's own ONNX export of the SD-1.5-sized UNet (../shared/perf-anchor), when one was made. */
 const EXPORT_ONNX = process.env.HYPERFEATURES_BENCH_EXPORT ?? '/tmp/ortspike/unet/unet.onnx';
+/** PyTorch's exports of the VAE and the text encoder (bench/peers/*.py), when made. */
+const PEERS = process.env.HYPERFEATURES_BENCH_PEERS ?? '/tmp/ortspike';
+
+/** Ours against the export, alternated twice in fresh processes; per graph the better median of each side. */
+function peerCase(
+  component: 'vae' | 'text-encoder',
+  dir: string,
+  graphs: string[],
+  calls: number,
+  cacheDir: string,
+) {
+  const runs = [0, 1].flatMap(() =>
+    (['export', 'ours'] as const).map((who) =>
+      child('peer-case.ts', [component, who, who === 'ours' ? dir : PEERS, String(calls), '512', cacheDir]),
+    ),
+  );
+  const best = (who: number, g: string) =>
+    Math.min(...[runs[who], runs[who + 2]].map((r) => (r[g] as unknown as { msPerCall: number }).msPerCall));
+  return {
+    runs,
+    ...Object.fromEntries(
+      graphs.map((g) => [
+        g,
+        { exportMs: best(0, g), oursMs: best(1, g), oursOverExport: best(1, g) / best(0, g) },
+      ]),
+    ),
+  };
+}
 
 const PHOTO = join(HERE, '..', 'notebooks/data/photos/chelsea.png');
 const graphCache = mkdtempSync(join(tmpdir(), 'hf-bench-extract-'));
@@ -129,6 +159,20 @@ for (const [name, size, calls] of section('unet') ? cases : []) {
       oursOverExport: oursMs / exportMs,
     };
   } else if (size === 'full') say(`no PyTorch export at ${EXPORT_ONNX}: the peer comparison is skipped`);
+  if (size === 'full') {
+    const vaeExport = existsSync(join(PEERS, 'vae', 'decoder', 'model.onnx'));
+    const textExport = existsSync(join(PEERS, 'text_encoder', 'model.onnx'));
+    if (vaeExport) {
+      say(`VAE at 512 against PyTorch's export (${PEERS}/vae), alternated twice`);
+      results.vaeVsPyTorchExport = peerCase('vae', dir, ['encoder', 'decoder'], 3, cacheDir);
+    }
+    if (textExport) {
+      say(`text encoder against PyTorch's export (${PEERS}/text_encoder), alternated twice`);
+      results.textEncoderVsPyTorchExport = peerCase('text-encoder', dir, ['textEncoder'], 20, cacheDir);
+    }
+    if (!vaeExport || !textExport)
+      say(`no VAE or text-encoder export under ${PEERS}: bench/peers/ makes them`);
+  }
   rmSync(cacheDir, { recursive: true, force: true });
   (results.unet as Record<string, unknown>)[name] = summary;
   say(`  ${JSON.stringify(summary)}`);
