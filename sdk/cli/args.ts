@@ -82,10 +82,22 @@ export function extractFlags(v: {
   };
 }
 
-/** `--attention exact|fused` (the UNet's attention kernel; see UNet LoadOptions.attention). */
-export const ATTENTION_FLAG = { attention: { type: 'string' } } as const;
-export function attentionOption(v: { attention?: string }): 'exact' | 'fused' | undefined {
-  return v.attention === undefined
-    ? undefined
-    : choice('attention', v.attention, ['exact', 'fused'] as const, 'exact');
+/**
+ * `--attention exact|fused` and `--linear fp32|int8`: the UNet's kernels (see UNet
+ * LoadOptions.attention and .linear); the defaults are the parity-tested fp32 graph.
+ */
+export const UNET_KERNEL_FLAGS = { attention: { type: 'string' }, linear: { type: 'string' } } as const;
+export const UNET_KERNEL_USAGE = '[--attention exact|fused] [--linear fp32|int8]';
+export function unetKernelOptions(v: { attention?: string; linear?: string }): {
+  attention?: 'exact' | 'fused';
+  linear?: 'fp32' | 'int8';
+} {
+  return {
+    ...(v.attention === undefined
+      ? {}
+      : { attention: choice('attention', v.attention, ['exact', 'fused'] as const, 'exact') }),
+    ...(v.linear === undefined
+      ? {}
+      : { linear: choice('linear', v.linear, ['fp32', 'int8'] as const, 'fp32') }),
+  };
 }

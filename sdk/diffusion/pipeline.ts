@@ -49,10 +49,17 @@ export async function loadStableDiffusion(
         .sort()
         .map((f) => join(tokenizerDir, f))
     : [];
+  // and the UNet options that change its numbers (fused attention, int8 Linear layers, fp16
+  // weights): features made with them are never returned for the exact fp32 graph, or back
+  const numerics = {
+    ...(options.attention === 'fused' ? { attention: 'fused' } : {}),
+    ...(options.linear === 'int8' ? { linear: 'int8' } : {}),
+    ...(options.weights === 'fp16' ? { weights: 'fp16' } : {}),
+  };
   const modelHash = graphKey(
     'model',
     parts.map((p) => p.config),
-    {},
+    numerics,
     [...parts.flatMap((p) => p.weightFiles), ...tokenizerFiles],
   );
   const unet = await UNet.load(dir, options);

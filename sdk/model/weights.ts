@@ -10,6 +10,7 @@ import { SafetensorsReader, FLOAT_DTYPES } from '../core/safetensors.ts';
 import { log } from '../core/logger.ts';
 import { shapeSize } from '../core/tensor.ts';
 import { floatToHalf } from '../core/half.ts';
+import { int8Scales, int8Weights } from './quantize.ts';
 import type { GraphBuilder } from './onnx/graph.ts';
 
 export interface ParamOptions {
@@ -17,6 +18,11 @@ export interface ParamOptions {
   transpose?: boolean;
   /** Reshape after loading (e.g. a bias to [C, 1, 1]); the stored shape is still checked. */
   reshape?: number[];
+  /**
+   * A Linear weight [out, in] for DynamicQuantizeMatMul: "weight" gives the int8 B [in, out],
+   * "scale" its per-output-channel float scales [out] (see quantize.ts).
+   */
+  int8?: 'weight' | 'scale';
 }
 
 /** What graph builders need from weights: real files (WeightStore) or a shape recorder. */
@@ -81,6 +87,23 @@ export class WeightStore implements WeightSource {
         `weight "${name}" has shape ${fmtShape(info.shape)}, the config implies ${fmtShape(expected)}`,
       );
       ok = false;
+    }
+    if (options.int8) {
+      const [out, inDim] = expected;
+      const weight = options.int8 === 'weight';
+      const dims = weight ? [inDim, out] : [out];
+      return g.initializer(
+        g.fresh(name),
+        dims,
+        weight ? 'int8' : 'float',
+        weight ? out * inDim : out * 4,
+        async () => {
+          if (!ok || !reader) throw new ModelError(`weight "${name}" is not usable`);
+          const w = (await reader.read(name)).data;
+          const q = weight ? int8Weights(w, out, inDim) : int8Scales(w, out, inDim);
+          return new Uint8Array(q.buffer, q.byteOffset, q.byteLength);
+        },
+      );
     }
     const dims = options.reshape ?? (options.transpose ? [expected[1], expected[0]] : [...expected]);
     const half = this.weightDtype === 'float16';

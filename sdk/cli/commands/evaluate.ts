@@ -39,8 +39,9 @@ import {
   intOption,
   parse,
   spreadList,
-  ATTENTION_FLAG,
-  attentionOption,
+  UNET_KERNEL_FLAGS,
+  unetKernelOptions,
+  UNET_KERNEL_USAGE,
 } from '../args.ts';
 import {
   RECORDS_FILE,
@@ -135,7 +136,7 @@ export const evaluate: Command = {
     `  [--methods ${TABLE1_METHODS.join(',')}] (default ${DEFAULT_METHODS.join(',')})`,
     '  [--aggregator <ckpt>] [--one-step-aggregator <ckpt>] (default: the released networks of the model family)',
     '  [--load-size 224] [--output-resolution 64] [--steps 50] [--save-timesteps ...] [--image-size 512] [--limit N]',
-    `  [--pruned-k 1] [--device ${DEVICES.join('|')}] [--attention exact|fused] [--allow-download] [--no-cache] [--color-managed]`,
+    `  [--pruned-k 1] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download] [--no-cache] [--color-managed]`,
     "  [--dift-timestep 261] [--dift-ensemble 8] [--dift-up-block 1] [--dift-seed 0] [--dift-prompt 'a photo of a {category}' (DIFT's; the pair's category)]",
     `  [--dino ${DINO_DEFAULTS.model}] [--dino-layer ${DINO_DEFAULTS.layer}] [--dino-facet ${DINO_FACETS.join('|')}] [--dino-stride ${DINO_DEFAULTS.stride}]`,
     '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
@@ -177,7 +178,7 @@ export const evaluate: Command = {
         'shard-count': { type: 'string' },
         merge: { type: 'string', multiple: true },
         device: { type: 'string' },
-        ...ATTENTION_FLAG,
+        ...UNET_KERNEL_FLAGS,
         'allow-download': { type: 'boolean' },
         'no-cache': { type: 'boolean' },
       },
@@ -220,7 +221,7 @@ export const evaluate: Command = {
     const sd = await loadStableDiffusion(v.model!, {
       device,
       allowDownload: allow,
-      attention: attentionOption(v),
+      ...unetKernelOptions(v),
     });
     const options: EvalOptions = {
       methods,

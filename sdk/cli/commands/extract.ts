@@ -14,7 +14,15 @@ import {
 import type { FeatureStack } from '../../diffusion/feature-stack.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
 import { parseIndexList } from '../../diffusion/plan.ts';
-import { choice, intOption, parse, spreadList, ATTENTION_FLAG, attentionOption } from '../args.ts';
+import {
+  choice,
+  intOption,
+  parse,
+  spreadList,
+  UNET_KERNEL_FLAGS,
+  unetKernelOptions,
+  UNET_KERNEL_USAGE,
+} from '../args.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import type { Command } from '../main.ts';
 import { usableImages } from '../images.ts';
@@ -38,7 +46,7 @@ export const extract: Command = {
     '  [--latent <file.safetensors: latent [1,4,h,w]>] [--embeddings <file.safetensors: cond [, uncond]>]',
     "  [--generate (with --latent: generate from that noise x_T, with --guidance-scale g and the embeddings' uncond)]",
     '  [--prompts <json list or file> [--guidance-scale 7.5] [--negative-prompt ""]]  (generation: features + PNG)',
-    `  [--device ${DEVICES.join('|')}] [--attention exact|fused] [--threads N] [--no-cache] [--allow-download]`,
+    `  [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--threads N] [--no-cache] [--allow-download]`,
     '  [--color-managed]  (apply embedded ICC profiles; off by default, as the paper reads images with Pillow)',
   ].join('\n'),
   async run(args) {
@@ -64,7 +72,7 @@ export const extract: Command = {
         'guidance-scale': { type: 'string' },
         'negative-prompt': { type: 'string' },
         device: { type: 'string' },
-        ...ATTENTION_FLAG,
+        ...UNET_KERNEL_FLAGS,
         threads: { type: 'string' },
         'no-cache': { type: 'boolean' },
         'color-managed': { type: 'boolean' },
@@ -99,7 +107,7 @@ export const extract: Command = {
       device: choice('device', v.device, DEVICES, 'cpu'),
       threads: v.threads ? intOption('threads', v.threads, 1, 1) : undefined,
       allowDownload: v['allow-download'],
-      attention: attentionOption(v),
+      ...unetKernelOptions(v),
     });
     const units = v.prompts ? 'prompts' : v.latent ? 'latents' : 'images';
     const bar = createProgress({ label: `extract (${units})`, total: 1 });

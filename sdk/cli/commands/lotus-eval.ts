@@ -21,7 +21,15 @@ import {
   type PaperNumbers,
 } from '../../lotus/benchmark/run.ts';
 import { DEVICES } from '../../model/runtime.ts';
-import { choice, intOption, parse, spreadList, ATTENTION_FLAG, attentionOption } from '../args.ts';
+import {
+  choice,
+  intOption,
+  parse,
+  spreadList,
+  UNET_KERNEL_FLAGS,
+  unetKernelOptions,
+  UNET_KERNEL_USAGE,
+} from '../args.ts';
 import { checkShardSet, openRunFolder, readRecords, sha256Json, shardFolders } from '../eval-run.ts';
 import { resolveShard, shardIndices } from '../shard.ts';
 import type { Command } from '../main.ts';
@@ -72,7 +80,7 @@ export const lotusEval: Command = {
   usage: [
     `hyperfeatures lotus-eval --model <m> --task depth|normal --dataset ${BENCHMARK_DATASETS.join('|')} --root <archive or folder> --out <dir>`,
     `  [--limit N] [--processing-res R (default: the dataset's, else 0 = the image's own size)] [--seeds 0,1,2] [--alignment depth|disparity (default: the model's)]`,
-    `  [--depth-scale S (custom PNG depth: value / S = metres)] [--paper-numbers paper.json] [--device ${DEVICES.join('|')}] [--attention exact|fused] [--allow-download]`,
+    `  [--depth-scale S (custom PNG depth: value / S = metres)] [--paper-numbers paper.json] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download]`,
     '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
     'hyperfeatures lotus-eval --merge <shard folders or their parent...> --out <dir>',
     'writes run.json, images.jsonl (one record per image, as it finishes), results.json and table.md',
@@ -93,7 +101,7 @@ export const lotusEval: Command = {
         'depth-scale': { type: 'string' },
         'paper-numbers': { type: 'string' },
         device: { type: 'string' },
-        ...ATTENTION_FLAG,
+        ...UNET_KERNEL_FLAGS,
         'allow-download': { type: 'boolean' },
         resume: { type: 'boolean' },
         overwrite: { type: 'boolean' },
@@ -125,7 +133,7 @@ export const lotusEval: Command = {
       const model = await Lotus.fromModel(v.model!, {
         device: choice('device', v.device, DEVICES, 'cpu'),
         allowDownload: v['allow-download'] ?? false,
-        attention: attentionOption(v),
+        ...unetKernelOptions(v),
       });
       try {
         checkModelTask(model, task);

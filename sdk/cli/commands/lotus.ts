@@ -9,7 +9,14 @@ import { LOTUS_TASKS, Lotus, DEFAULT_PROCESSING_RES, processingSize } from '../.
 import { colorizeMap, normalsToRgb, saveDepth16, savePng, savePointCloud } from '../../lotus/outputs.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import type { VaeTiling } from '../../model/vae/index.ts';
-import { choice, intOption, parse, ATTENTION_FLAG, attentionOption } from '../args.ts';
+import {
+  choice,
+  intOption,
+  parse,
+  UNET_KERNEL_FLAGS,
+  unetKernelOptions,
+  UNET_KERNEL_USAGE,
+} from '../args.ts';
 import { usableImages } from '../images.ts';
 import { checkOutputDir } from '../../core/outputs.ts';
 import type { Command } from '../main.ts';
@@ -43,7 +50,7 @@ async function readNoise(path: string) {
 
 export const lotus: Command = {
   summary: 'Lotus dense prediction: depth, normals or RGB reconstruction from one diffusion step',
-  usage: `hyperfeatures lotus --model <dir|repo-id> <images or folders...> --task ${LOTUS_TASKS.join('|')} --out <dir>\n  [--processing-res ${DEFAULT_PROCESSING_RES}] [--vae-tile auto|off|<pixels, multiple of 32>] [--seeds N] [--seed S] [--noise <file.safetensors: posterior_eps, noise>] [--ply [--focal F]] [--color-managed] [--device ${DEVICES.join('|')}] [--attention exact|fused] [--allow-download]`,
+  usage: `hyperfeatures lotus --model <dir|repo-id> <images or folders...> --task ${LOTUS_TASKS.join('|')} --out <dir>\n  [--processing-res ${DEFAULT_PROCESSING_RES}] [--vae-tile auto|off|<pixels, multiple of 32>] [--seeds N] [--seed S] [--noise <file.safetensors: posterior_eps, noise>] [--ply [--focal F]] [--color-managed] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download]`,
   async run(args) {
     const { values: v, positionals } = parse(args, {
       model: { type: 'string' },
@@ -57,7 +64,7 @@ export const lotus: Command = {
       ply: { type: 'boolean' },
       focal: { type: 'string' },
       device: { type: 'string' },
-      ...ATTENTION_FLAG,
+      ...UNET_KERNEL_FLAGS,
       'color-managed': { type: 'boolean' },
       'allow-download': { type: 'boolean' },
     });
@@ -92,7 +99,7 @@ export const lotus: Command = {
     const model = await Lotus.fromModel(v.model, {
       device: choice('device', v.device, DEVICES, 'cpu'),
       allowDownload: v['allow-download'],
-      attention: attentionOption(v),
+      ...unetKernelOptions(v),
     });
     const bar = createProgress({
       label: `lotus (${model.variant.toUpperCase()}, images)`,

@@ -16,8 +16,9 @@ import {
   extractFlags,
   intOption,
   parse,
-  ATTENTION_FLAG,
-  attentionOption,
+  UNET_KERNEL_FLAGS,
+  unetKernelOptions,
+  UNET_KERNEL_USAGE,
 } from '../args.ts';
 import type { Command } from '../main.ts';
 
@@ -36,7 +37,7 @@ export function parsePoints(spec: string): [number, number][] {
 
 export const match: Command = {
   summary: 'draw the correspondences between two images (nearest neighbours of points, or mutual NN)',
-  usage: `hyperfeatures match --model <m> <imageA> <imageB> [--points "x,y;x,y"] [--aggregator <ckpt>] [--one-step] [--limit 30] [--steps 50 --save-timesteps ... --image-size 512 --load-size 224] --out matches.png [--color-managed] [--device ${DEVICES.join('|')}] [--attention exact|fused] [--allow-download]`,
+  usage: `hyperfeatures match --model <m> <imageA> <imageB> [--points "x,y;x,y"] [--aggregator <ckpt>] [--one-step] [--limit 30] [--steps 50 --save-timesteps ... --image-size 512 --load-size 224] --out matches.png [--color-managed] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download]`,
   async run(args) {
     const { values: v, positionals } = parse(args, {
       model: { type: 'string' },
@@ -47,7 +48,7 @@ export const match: Command = {
       out: { type: 'string' },
       ...EXTRACT_FLAGS,
       device: { type: 'string' },
-      ...ATTENTION_FLAG,
+      ...UNET_KERNEL_FLAGS,
       'allow-download': { type: 'boolean' },
     });
     if (!v.model || !v.out || positionals.length !== 2)
@@ -71,7 +72,7 @@ export const match: Command = {
       ));
     // (settings are checked against the network right after the model loads, before inversion)
     const net = await AggregationNetwork.load(networkPath, { device });
-    const sd = await loadStableDiffusion(v.model, { device, allowDownload, attention: attentionOption(v) });
+    const sd = await loadStableDiffusion(v.model, { device, allowDownload, ...unetKernelOptions(v) });
     try {
       const extract = extractionForNetwork(net.config, sd.unet.config, flags, {
         oneStep,

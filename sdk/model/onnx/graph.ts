@@ -8,7 +8,7 @@ import { basename, dirname } from 'node:path';
 import { ProtoWriter } from './protobuf.ts';
 import { tempPathFor } from '../../core/fs.ts';
 
-export const DATA_TYPES = { float: 1, int64: 7, bool: 9, float16: 10, double: 11 } as const;
+export const DATA_TYPES = { float: 1, int8: 3, int64: 7, bool: 9, float16: 10, double: 11 } as const;
 export type DataType = keyof typeof DATA_TYPES;
 
 export type AttrValue = number | string | number[] | { floats: number[] } | { float: number };

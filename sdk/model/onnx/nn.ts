@@ -11,6 +11,8 @@ export interface Ctx {
   w: WeightSource;
   /** Emit attention as onnxruntime's fused MultiHeadAttention (faster, less memory, not bit-faithful). */
   fusedAttention?: boolean;
+  /** Linear layers as DynamicQuantizeMatMul with int8 weights (faster on CPUs, not bit-faithful). */
+  linearInt8?: boolean;
 }
 
 /** 2D convolution, NCHW. `pads` as ONNX [top, left, bottom, right]. */
@@ -32,13 +34,23 @@ export function conv2d(
 
 /** PyTorch Linear on the last axis: x @ W^T + b. */
 export function linear(
-  { g, w }: Ctx,
+  { g, w, linearInt8 }: Ctx,
   prefix: string,
   x: string,
   cin: number,
   cout: number,
   bias = true,
 ): string {
+  if (linearInt8) {
+    const name = `${prefix}.weight`;
+    const inputs = [
+      x,
+      w.param(g, name, [cout, cin], { int8: 'weight' }),
+      w.param(g, name, [cout, cin], { int8: 'scale' }),
+    ];
+    if (bias) inputs.push('', w.param(g, `${prefix}.bias`, [cout]));
+    return g.op('DynamicQuantizeMatMul', inputs, {}, 'com.microsoft');
+  }
   const y = g.op('MatMul', [x, w.param(g, `${prefix}.weight`, [cout, cin], { transpose: true })]);
   return bias ? g.op('Add', [y, w.param(g, `${prefix}.bias`, [cout])]) : y;
 }

@@ -16,6 +16,8 @@ export interface UNetGraphOptions {
   taps?: boolean;
   /** Fused attention (onnxruntime's MultiHeadAttention), see LoadOptions.attention. */
   fusedAttention?: boolean;
+  /** The transformer blocks' Linear layers as int8 DynamicQuantizeMatMul (UNet LoadOptions.linear). */
+  linearInt8?: boolean;
 }
 
 interface Skip {
@@ -76,6 +78,8 @@ export function buildUNetGraph(
 ): GraphBuilder {
   const g = new GraphBuilder();
   const ctx: Ctx = { g, w: weights, fusedAttention: options.fusedAttention };
+  // only the transformers' projections are quantized: the time embedding's stay fp32
+  const tctx: Ctx = { ...ctx, linearInt8: options.linearInt8 };
   const boc = cfg.blockOutChannels;
   const tembDim = boc[0] * 4;
 
@@ -120,7 +124,7 @@ export function buildUNetGraph(
         h = resnet(ctx, `${p}.resnets.${j}`, h, ch, boc[i], res).out;
         ch = boc[i];
         if (type === 'CrossAttnDownBlock2D')
-          h = transformer2d(ctx, `${p}.attentions.${j}`, h, context, ch, attn(i));
+          h = transformer2d(tctx, `${p}.attentions.${j}`, h, context, ch, attn(i));
         skips.push({ value: h, channels: ch });
       }
       if (i < boc.length - 1) {
@@ -137,7 +141,7 @@ export function buildUNetGraph(
   g.scope('mid', () => {
     const mid = { ...res, outputScale: cfg.midBlockScaleFactor };
     h = resnet(ctx, 'mid_block.resnets.0', h, ch, ch, mid).out;
-    h = transformer2d(ctx, 'mid_block.attentions.0', h, context, ch, attn(boc.length - 1));
+    h = transformer2d(tctx, 'mid_block.attentions.0', h, context, ch, attn(boc.length - 1));
     h = resnet(ctx, 'mid_block.resnets.1', h, ch, ch, mid).out;
   });
 
@@ -165,7 +169,7 @@ export function buildUNetGraph(
         h = r.out;
         ch = out;
         if (type === 'CrossAttnUpBlock2D')
-          h = transformer2d(ctx, `${p}.attentions.${j}`, h, context, ch, attn(upHeads[i]));
+          h = transformer2d(tctx, `${p}.attentions.${j}`, h, context, ch, attn(upHeads[i]));
       }
       if (i < boc.length - 1) {
         h = conv2d(

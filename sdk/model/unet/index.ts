@@ -32,6 +32,14 @@ export interface LoadOptions extends SessionOptions, ResolveOptions {
    */
   attention?: 'exact' | 'fused';
   /**
+   * "fp32" (default): the parity-tested graph. "int8": the transformer blocks' Linear layers
+   * (attention projections, feed-forward) run as onnxruntime's DynamicQuantizeMatMul, with int8
+   * weights (one scale per output channel) and activations quantized per tensor at run time;
+   * convolutions and attention stay fp32. A CPU speed opt-in, not bit-faithful: see the README
+   * for its speed and its effect on features.
+   */
+  linear?: 'fp32' | 'int8';
+  /**
    * Run the graph once on a tiny latent while loading (default true), so every weight is read in
    * during load and not during the first real call (SD-1.5 size: +0.2-1 s to the load, and the
    * first 64x64 call takes about what a warm one does instead of 1.3-1.5x).
@@ -98,13 +106,20 @@ export class UNet {
     const fusedAttention = options.attention === 'fused';
     if (options.attention !== undefined && options.attention !== 'exact' && options.attention !== 'fused')
       throw new ConfigError(messages.invalidOption('attention', 'exact | fused', options.attention));
+    if (options.linear !== undefined && options.linear !== 'fp32' && options.linear !== 'int8')
+      throw new ConfigError(messages.invalidOption('linear', 'fp32 | int8', options.linear));
+    const linearInt8 = options.linear === 'int8';
     const session = await cachedSession(
       {
         component: 'unet',
         config,
-        options: fusedAttention ? { taps, fusedAttention } : { taps },
+        options: {
+          taps,
+          ...(fusedAttention ? { fusedAttention } : {}),
+          ...(linearInt8 ? { linearInt8 } : {}),
+        },
         weightFiles: files.weightFiles,
-        build: (weights) => buildUNetGraph(config, weights, { taps, fusedAttention }),
+        build: (weights) => buildUNetGraph(config, weights, { taps, fusedAttention, linearInt8 }),
         weightDtype: options.weights === 'fp16' ? 'float16' : 'float',
         cacheDir: options.cacheDir,
       },

@@ -1,0 +1,25 @@
+/**
+ * Symmetric int8 weights, one scale per output channel, for onnxruntime's DynamicQuantizeMatMul
+ * (activations are quantized to uint8 per tensor at run time; MLAS runs u8 x s8 GEMMs, with
+ * VNNI where the CPU has it).
+ */
+
+/** Scales of a PyTorch Linear weight [out, in]: max |w| of each output row / 127 (1 for all-zero rows). */
+export function int8Scales(w: Float32Array, out: number, inDim: number): Float32Array {
+  const scale = new Float32Array(out);
+  for (let o = 0; o < out; o++) {
+    let m = 0;
+    for (let i = 0; i < inDim; i++) m = Math.max(m, Math.abs(w[o * inDim + i]));
+    scale[o] = m > 0 ? m / 127 : 1;
+  }
+  return scale;
+}
+
+/** The weight [out, in] as MatMul's int8 B [in, out]: round(w / scale of its output row). */
+export function int8Weights(w: Float32Array, out: number, inDim: number): Int8Array {
+  const scale = int8Scales(w, out, inDim);
+  const q = new Int8Array(out * inDim);
+  for (let o = 0; o < out; o++)
+    for (let i = 0; i < inDim; i++) q[i * out + o] = Math.round(w[o * inDim + i] / scale[o]);
+  return q;
+}
