@@ -159,6 +159,9 @@ for (const [name, size, calls] of section('unet') ? cases : []) {
       oursOverExport: oursMs / exportMs,
     };
   } else if (size === 'full') say(`no PyTorch export at ${EXPORT_ONNX}: the peer comparison is skipped`);
+  // the opt-in int8 Linear layers: speed and their effect on features against fp32
+  say(`${name}: --linear int8 against fp32`);
+  summary.linearInt8 = child('int8-case.ts', [dir, '64', String(calls), cacheDir]);
   if (size === 'full') {
     const vaeExport = existsSync(join(PEERS, 'vae', 'decoder', 'model.onnx'));
     const textExport = existsSync(join(PEERS, 'text_encoder', 'model.onnx'));
