@@ -1,5 +1,20 @@
-/** Shared by the per-process UNet cases: time a first call and `calls` warm ones. */
+/** Shared by the per-process UNet cases: their input, and timing a first call and `calls` warm ones. */
 import { performance } from 'node:perf_hooks';
+import { Rng } from '../sdk/core/rng.ts';
+import { Tensor } from '../sdk/core/tensor.ts';
+import type { UNetConfig } from '../sdk/model/unet/config.ts';
+import type { UNetInput } from '../sdk/model/unet/index.ts';
+
+/** A seeded [1, C, size, size] latent at t = 500 with a 77-token context (and Lotus' class label). */
+export function benchInput(c: UNetConfig, size: number): UNetInput {
+  const rng = new Rng(0);
+  return {
+    sample: new Tensor(rng.normalArray(c.inChannels * size * size), [1, c.inChannels, size, size]),
+    timestep: 500,
+    encoderHiddenStates: new Tensor(rng.normalArray(77 * c.crossAttentionDim), [1, 77, c.crossAttentionDim]),
+    classLabels: c.classEmbedType ? Tensor.from([Math.sin(1), 0, Math.cos(1), 1], [1, 4]) : undefined,
+  };
+}
 
 export async function timeCalls(
   run: () => Promise<unknown>,

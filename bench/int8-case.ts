@@ -4,10 +4,9 @@
  * similarity of noise_pred and every tap against fp32. Prints one JSON line.
  * usage: tsx bench/int8-case.ts <modelDir> <latentSize> <calls> <cacheDir>
  */
-import { Rng } from '../sdk/core/rng.ts';
 import { Tensor } from '../sdk/core/tensor.ts';
 import { UNet, type UNetOutput } from '../sdk/model/unet/index.ts';
-import { timeCalls } from './calls.ts';
+import { benchInput, timeCalls } from './calls.ts';
 
 const [dir, sizeArg, callsArg, cacheDir] = process.argv.slice(2);
 const size = Number(sizeArg);
@@ -15,13 +14,7 @@ const calls = Number(callsArg);
 
 async function measure(linear: 'fp32' | 'int8') {
   const unet = await UNet.load(dir, { cacheDir, linear });
-  const c = unet.config;
-  const rng = new Rng(0);
-  const input = {
-    sample: new Tensor(rng.normalArray(c.inChannels * size * size), [1, c.inChannels, size, size]),
-    timestep: 500,
-    encoderHiddenStates: new Tensor(rng.normalArray(77 * c.crossAttentionDim), [1, 77, c.crossAttentionDim]),
-  };
+  const input = benchInput(unet.config, size);
   let out: UNetOutput | undefined;
   const timing = await timeCalls(async () => (out = await unet.run(input)), calls);
   await unet.dispose();

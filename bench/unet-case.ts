@@ -7,9 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { UNet } from '../sdk/model/unet/index.ts';
 import { defaultThreads } from '../sdk/model/runtime.ts';
 import { unetFlops } from '../sdk/model/unet/flops.ts';
-import { Tensor } from '../sdk/core/tensor.ts';
-import { Rng } from '../sdk/core/rng.ts';
-import { timeCalls } from './calls.ts';
+import { benchInput, timeCalls } from './calls.ts';
 
 const [dir, sizeArg, callsArg, cacheDir] = process.argv.slice(2);
 const size = Number(sizeArg);
@@ -21,13 +19,7 @@ const unet = await UNet.load(dir, { cacheDir });
 const loadSeconds = (performance.now() - t0) / 1000;
 const loadPeakRssMiB = rssMiB();
 const c = unet.config;
-const rng = new Rng(0);
-const input = {
-  sample: new Tensor(rng.normalArray(c.inChannels * size * size), [1, c.inChannels, size, size]),
-  timestep: 500,
-  encoderHiddenStates: new Tensor(rng.normalArray(77 * c.crossAttentionDim), [1, 77, c.crossAttentionDim]),
-  classLabels: c.classEmbedType ? Tensor.from([Math.sin(1), 0, Math.cos(1), 1], [1, 4]) : undefined,
-};
+const input = benchInput(c, size);
 const timing = await timeCalls(() => unet.run(input), calls);
 await unet.dispose();
 console.log(
