@@ -1,6 +1,10 @@
-/** Shared by the per-process UNet cases: their input, and timing a first call and `calls` warm ones. */
+/**
+ * Shared by the per-process bench cases: the UNet's input, a timed load, timing a first call and
+ * `calls` warm ones, and the JSON line each case prints.
+ */
 import { performance } from 'node:perf_hooks';
 import { Rng } from '../sdk/core/rng.ts';
+import { defaultThreads } from '../sdk/model/runtime.ts';
 import { Tensor } from '../sdk/core/tensor.ts';
 import type { UNetConfig } from '../sdk/model/unet/config.ts';
 import type { UNetInput } from '../sdk/model/unet/index.ts';
@@ -28,4 +32,20 @@ export async function timeCalls(
   }
   const warm = times.slice(1).sort((a, b) => a - b);
   return { firstCallMs: times[0], msPerCall: warm[Math.floor(warm.length / 2)], minMsPerCall: warm[0] };
+}
+
+const rssMiB = () => process.resourceUsage().maxRSS / 1024;
+
+/** Load something, with the seconds it took and the peak RSS the process had reached by then. */
+export async function timedLoad<T>(
+  load: () => Promise<T>,
+): Promise<{ value: T; loadSeconds: number; loadPeakRssMiB: number }> {
+  const t0 = performance.now();
+  const value = await load();
+  return { value, loadSeconds: (performance.now() - t0) / 1000, loadPeakRssMiB: rssMiB() };
+}
+
+/** Print a case's one JSON line: the session threads, its fields, and the process's peak RSS. */
+export function printCase(fields: Record<string, unknown>): void {
+  console.log(JSON.stringify({ threads: defaultThreads(), ...fields, peakRssMiB: rssMiB() }));
 }

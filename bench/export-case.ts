@@ -4,21 +4,15 @@
  * memory options are the same as the project's UNet. Prints one JSON line.
  * usage: tsx bench/export-case.ts <unet.onnx> <latentSize> <calls>
  */
-import { performance } from 'node:perf_hooks';
-import { Session, defaultThreads } from '../sdk/model/runtime.ts';
+import { Session } from '../sdk/model/runtime.ts';
 import { Tensor } from '../sdk/core/tensor.ts';
 import { Rng } from '../sdk/core/rng.ts';
-import { timeCalls } from './calls.ts';
+import { printCase, timeCalls, timedLoad } from './calls.ts';
 
 const [file, sizeArg, callsArg] = process.argv.slice(2);
 const size = Number(sizeArg);
 const calls = Number(callsArg);
-const rssMiB = () => process.resourceUsage().maxRSS / 1024;
-
-const t0 = performance.now();
-const session = await Session.create(file);
-const loadSeconds = (performance.now() - t0) / 1000;
-const loadPeakRssMiB = rssMiB();
+const { value: session, loadSeconds, loadPeakRssMiB } = await timedLoad(() => Session.create(file));
 const rng = new Rng(0);
 // the anchor script's input names: sample [1, 4, s, s], timestep [1], cond [1, 77, 768]
 const feeds = {
@@ -28,12 +22,4 @@ const feeds = {
 };
 const timing = await timeCalls(() => session.run(feeds), calls);
 await session.dispose();
-console.log(
-  JSON.stringify({
-    threads: defaultThreads(),
-    loadSeconds,
-    loadPeakRssMiB,
-    ...timing,
-    peakRssMiB: rssMiB(),
-  }),
-);
+printCase({ loadSeconds, loadPeakRssMiB, ...timing });

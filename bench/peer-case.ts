@@ -7,13 +7,12 @@
  * usage: tsx bench/peer-case.ts <vae|text-encoder> <ours|export> <model dir | export root (/tmp/ortspike)> <calls> [size] [cacheDir]
  */
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { Rng } from '../sdk/core/rng.ts';
 import { Tensor } from '../sdk/core/tensor.ts';
 import { TextEncoder } from '../sdk/model/clip/index.ts';
-import { Session, defaultThreads } from '../sdk/model/runtime.ts';
+import { Session } from '../sdk/model/runtime.ts';
 import { Vae } from '../sdk/model/vae/index.ts';
-import { timeCalls } from './calls.ts';
+import { printCase, timeCalls, timedLoad } from './calls.ts';
 
 const [component, who, dir, callsArg, sizeArg, cacheDir] = process.argv.slice(2);
 const calls = Number(callsArg);
@@ -63,15 +62,8 @@ async function graphs(): Promise<{
   throw new Error(`expected vae|text-encoder, got ${JSON.stringify(component)}`);
 }
 
-const t0 = performance.now();
-const g = await graphs();
-const result: Record<string, unknown> = {
-  component,
-  who,
-  size: component === 'vae' ? size : 77,
-  threads: defaultThreads(),
-  loadSeconds: (performance.now() - t0) / 1000,
-};
-for (const [name, run] of g.calls) result[name] = await timeCalls(run, calls);
+const { value: g, loadSeconds, loadPeakRssMiB } = await timedLoad(graphs);
+const timings: Record<string, unknown> = {};
+for (const [name, run] of g.calls) timings[name] = await timeCalls(run, calls);
 await g.dispose();
-console.log(JSON.stringify({ ...result, peakRssMiB: process.resourceUsage().maxRSS / 1024 }));
+printCase({ component, who, size: component === 'vae' ? size : 77, loadSeconds, loadPeakRssMiB, ...timings });
