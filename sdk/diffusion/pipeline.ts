@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { resolveModel, type HubOptions } from '../model/hub.ts';
 import { resolveComponent } from '../model/checkpoint.ts';
 import { graphKey } from '../model/cache.ts';
-import { UNet, parseUNetConfig, type LoadOptions } from '../model/unet/index.ts';
+import { UNet, parseUNetConfig, unetNumerics, type LoadOptions } from '../model/unet/index.ts';
 import { ModelError } from '../core/errors.ts';
 import { Vae } from '../model/vae/index.ts';
 import { TextEncoder } from '../model/clip/index.ts';
@@ -49,17 +49,12 @@ export async function loadStableDiffusion(
         .sort()
         .map((f) => join(tokenizerDir, f))
     : [];
-  // and the UNet options that change its numbers (fused attention, int8 Linear layers, fp16
-  // weights): features made with them are never returned for the exact fp32 graph, or back
-  const numerics = {
-    ...(options.attention === 'fused' ? { attention: 'fused' } : {}),
-    ...(options.linear === 'int8' ? { linear: 'int8' } : {}),
-    ...(options.weights === 'fp16' ? { weights: 'fp16' } : {}),
-  };
+  // and the UNet options that change its numbers: features made with them are never returned
+  // for the exact fp32 graph, or back
   const modelHash = graphKey(
     'model',
     parts.map((p) => p.config),
-    numerics,
+    unetNumerics(options),
     [...parts.flatMap((p) => p.weightFiles), ...tokenizerFiles],
   );
   const unet = await UNet.load(dir, options);

@@ -71,6 +71,28 @@ export interface UNetOutput {
   upBlocks: Tensor[];
 }
 
+/**
+ * The load options that change the UNet's numbers (fused attention, int8 Linear layers, fp16
+ * weights), checked; {} for the parity-tested fp32 graph. Whatever caches the UNet's results
+ * keys on this, so an option added here can never be served another option's results.
+ * @throws ConfigError for a value that is not one of the choices.
+ */
+export function unetNumerics(options: Pick<LoadOptions, 'attention' | 'linear' | 'weights'>): {
+  attention?: 'fused';
+  linear?: 'int8';
+  weights?: 'fp16';
+} {
+  if (options.attention !== undefined && options.attention !== 'exact' && options.attention !== 'fused')
+    throw new ConfigError(messages.invalidOption('attention', 'exact | fused', options.attention));
+  if (options.linear !== undefined && options.linear !== 'fp32' && options.linear !== 'int8')
+    throw new ConfigError(messages.invalidOption('linear', 'fp32 | int8', options.linear));
+  return {
+    ...(options.attention === 'fused' ? { attention: 'fused' } : {}),
+    ...(options.linear === 'int8' ? { linear: 'int8' } : {}),
+    ...(options.weights === 'fp16' ? { weights: 'fp16' } : {}),
+  };
+}
+
 /** One call on the smallest latent the blocks accept: reads every weight in, costs little compute. */
 async function warmUp(session: Session, c: UNetConfig): Promise<void> {
   const side = 2 ** (c.blockOutChannels.length - 1);
@@ -103,12 +125,9 @@ export class UNet {
     const files = resolveComponent(modelDir, 'unet', options);
     const config = parseUNetConfig(files.configPath, files.config);
     const taps = options.taps !== false;
-    const fusedAttention = options.attention === 'fused';
-    if (options.attention !== undefined && options.attention !== 'exact' && options.attention !== 'fused')
-      throw new ConfigError(messages.invalidOption('attention', 'exact | fused', options.attention));
-    if (options.linear !== undefined && options.linear !== 'fp32' && options.linear !== 'int8')
-      throw new ConfigError(messages.invalidOption('linear', 'fp32 | int8', options.linear));
-    const linearInt8 = options.linear === 'int8';
+    const numerics = unetNumerics(options);
+    const fusedAttention = numerics.attention === 'fused';
+    const linearInt8 = numerics.linear === 'int8';
     const session = await cachedSession(
       {
         component: 'unet',
@@ -120,7 +139,7 @@ export class UNet {
         },
         weightFiles: files.weightFiles,
         build: (weights) => buildUNetGraph(config, weights, { taps, fusedAttention, linearInt8 }),
-        weightDtype: options.weights === 'fp16' ? 'float16' : 'float',
+        weightDtype: numerics.weights === 'fp16' ? 'float16' : 'float',
         cacheDir: options.cacheDir,
       },
       (path) => Session.create(path, options),
