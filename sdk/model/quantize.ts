@@ -16,8 +16,12 @@ export function int8Scales(w: Float32Array, out: number, inDim: number): Float32
 }
 
 /** The weight [out, in] as MatMul's int8 B [in, out]: round(w / scale of its output row). */
-export function int8Weights(w: Float32Array, out: number, inDim: number): Int8Array {
-  const scale = int8Scales(w, out, inDim);
+export function int8Weights(
+  w: Float32Array,
+  out: number,
+  inDim: number,
+  scale = int8Scales(w, out, inDim),
+): Int8Array {
   const q = new Int8Array(out * inDim);
   for (let o = 0; o < out; o++)
     for (let i = 0; i < inDim; i++) q[i * out + o] = Math.round(w[o * inDim + i] / scale[o]);

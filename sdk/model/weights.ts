@@ -37,6 +37,8 @@ export class WeightStore implements WeightSource {
   private readonly index = new Map<string, SafetensorsReader>();
   private readonly problems: string[] = [];
   private readonly used = new Set<string>();
+  /** int8 Linear weights between their two initializers' writes: one read serves both. */
+  private readonly int8Pending = new Map<string, Promise<{ weight: Int8Array; scale: Float32Array }>>();
   /** Store weights as float16 in the graph (half the file and device memory), cast to fp32 on use. */
   weightDtype: 'float' | 'float16' = 'float';
 
@@ -90,7 +92,8 @@ export class WeightStore implements WeightSource {
     }
     if (options.int8) {
       const [out, inDim] = expected;
-      const weight = options.int8 === 'weight';
+      const part = options.int8;
+      const weight = part === 'weight';
       const dims = weight ? [inDim, out] : [out];
       return g.initializer(
         g.fresh(name),
@@ -99,8 +102,17 @@ export class WeightStore implements WeightSource {
         weight ? out * inDim : out * 4,
         async () => {
           if (!ok || !reader) throw new ModelError(`weight "${name}" is not usable`);
-          const w = (await reader.read(name)).data;
-          const q = weight ? int8Weights(w, out, inDim) : int8Scales(w, out, inDim);
+          // linear() asks for both parts: the first write reads and quantizes, the second takes the rest
+          let pending = this.int8Pending.get(name);
+          if (pending) this.int8Pending.delete(name);
+          else {
+            pending = reader.read(name).then(({ data }) => {
+              const scale = int8Scales(data, out, inDim);
+              return { scale, weight: int8Weights(data, out, inDim, scale) };
+            });
+            this.int8Pending.set(name, pending);
+          }
+          const q = (await pending)[part];
           return new Uint8Array(q.buffer, q.byteOffset, q.byteLength);
         },
       );
