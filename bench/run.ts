@@ -69,7 +69,22 @@ const EXPORT_ONNX = process.env.HYPERFEATURES_BENCH_EXPORT ?? '/tmp/ortspike/une
 /** PyTorch's exports of the VAE and the text encoder (bench/peers/*.py), when made. */
 const PEERS = process.env.HYPERFEATURES_BENCH_PEERS ?? '/tmp/ortspike';
 
-/** Ours against the export, alternated twice in fresh processes; per graph the better median of each side. */
+type CaseResult = Record<string, unknown>;
+
+/** The export and ours alternated twice, each run in a fresh process, the export first. */
+function alternate(runExport: () => CaseResult, runOurs: () => CaseResult) {
+  const runs = [0, 1].flatMap(() => [runExport(), runOurs()]);
+  return { export: [runs[0], runs[2]], ours: [runs[1], runs[3]] };
+}
+
+/** Each side's better median (ms per call, as `msOf` reads it) and ours over the export's. */
+function againstExport(sides: { export: CaseResult[]; ours: CaseResult[] }, msOf: (r: CaseResult) => number) {
+  const exportMs = Math.min(...sides.export.map(msOf));
+  const oursMs = Math.min(...sides.ours.map(msOf));
+  return { exportMs, oursMs, oursOverExport: oursMs / exportMs };
+}
+
+/** The VAE or the text encoder against its export: every graph of it, alternated as above. */
 function peerCase(
   component: 'vae' | 'text-encoder',
   dir: string,
@@ -77,22 +92,11 @@ function peerCase(
   calls: number,
   cacheDir: string,
 ) {
-  const runs = [0, 1].flatMap(() =>
-    (['export', 'ours'] as const).map((who) =>
-      child('peer-case.ts', [component, who, who === 'ours' ? dir : PEERS, String(calls), '512', cacheDir]),
-    ),
-  );
-  const best = (who: number, g: string) =>
-    Math.min(...[runs[who], runs[who + 2]].map((r) => (r[g] as unknown as { msPerCall: number }).msPerCall));
-  return {
-    runs,
-    ...Object.fromEntries(
-      graphs.map((g) => [
-        g,
-        { exportMs: best(0, g), oursMs: best(1, g), oursOverExport: best(1, g) / best(0, g) },
-      ]),
-    ),
-  };
+  const run = (who: 'export' | 'ours') => () =>
+    child('peer-case.ts', [component, who, who === 'ours' ? dir : PEERS, String(calls), '512', cacheDir]);
+  const sides = alternate(run('export'), run('ours'));
+  const msOf = (g: string) => (r: CaseResult) => (r[g] as { msPerCall: number }).msPerCall;
+  return { ...sides, ...Object.fromEntries(graphs.map((g) => [g, againstExport(sides, msOf(g))])) };
 }
 
 const PHOTO = join(HERE, '..', 'notebooks/data/photos/chelsea.png');
@@ -145,19 +149,11 @@ for (const [name, size, calls] of section('unet') ? cases : []) {
   // the peer: onnxruntime-node on PyTorch's export of the same network, alternated with ours
   if (size === 'full' && existsSync(EXPORT_ONNX)) {
     say(`PyTorch's export (${EXPORT_ONNX}) and ours from the cache, alternated twice`);
-    const runs = [0, 1].flatMap(() => [
-      child('export-case.ts', [EXPORT_ONNX, '64', String(calls)]),
-      unetCase(dir, 64, calls, cacheDir),
-    ]);
-    const exportMs = Math.min(runs[0].msPerCall, runs[2].msPerCall);
-    const oursMs = Math.min(runs[1].msPerCall, runs[3].msPerCall);
-    summary.vsPyTorchExport = {
-      export: [runs[0], runs[2]],
-      ours: [runs[1], runs[3]],
-      exportMs,
-      oursMs,
-      oursOverExport: oursMs / exportMs,
-    };
+    const sides = alternate(
+      () => child('export-case.ts', [EXPORT_ONNX, '64', String(calls)]),
+      () => unetCase(dir, 64, calls, cacheDir),
+    );
+    summary.vsPyTorchExport = { ...sides, ...againstExport(sides, (r) => r.msPerCall as number) };
   } else if (size === 'full') say(`no PyTorch export at ${EXPORT_ONNX}: the peer comparison is skipped`);
   // the opt-in int8 Linear layers: speed and their effect on features against fp32
   say(`${name}: --linear int8 against fp32`);
