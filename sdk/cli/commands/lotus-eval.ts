@@ -21,6 +21,7 @@ import {
   type PaperNumbers,
 } from '../../lotus/benchmark/run.ts';
 import { DEVICES } from '../../model/runtime.ts';
+import { unetNumerics } from '../../model/unet/index.ts';
 import {
   choice,
   intOption,
@@ -130,10 +131,12 @@ export const lotusEval: Command = {
     const shard = resolveShard(v.shard, v['shard-count']);
     try {
       if (v.limit) spec.entries = spec.entries.slice(0, intOption('limit', v.limit, spec.entries.length, 1));
+      const kernels = unetKernelOptions(v);
+      const numerics = unetNumerics(kernels);
       const model = await Lotus.fromModel(v.model!, {
         device: choice('device', v.device, DEVICES, 'cpu'),
         allowDownload: v['allow-download'] ?? false,
-        ...unetKernelOptions(v),
+        ...kernels,
       });
       try {
         checkModelTask(model, task);
@@ -156,6 +159,9 @@ export const lotusEval: Command = {
               ? `least squares in ${disparity ? 'disparity' : 'depth'} space`
               : 'none (angles)',
           depthScale: depthScale ?? null,
+          // opt-in kernels change the numbers: never resumed or merged with fp32 records (absent
+          // for the default, so runs written before this key existed resume as they did)
+          ...(Object.keys(numerics).length ? { unet: numerics } : {}),
         };
         const dir = shard ? join(v.out!, `shard-${shard.k}-of-${shard.n}`) : v.out!;
         // a record cut short and recomputed appears twice: the last one counts
@@ -167,7 +173,7 @@ export const lotusEval: Command = {
               overwrite: v.overwrite ?? false,
               differs: (previous) => {
                 const before = (previous as LotusRun).settings;
-                return Object.keys(settings)
+                return [...new Set([...Object.keys(before), ...Object.keys(settings)])]
                   .filter(
                     (k) => JSON.stringify(before[k]) !== JSON.stringify(settings[k as keyof typeof settings]),
                   )
