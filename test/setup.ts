@@ -1,6 +1,7 @@
-// Loaded before every spec: built graphs go to a per-run temp cache, never the user's; the
-// cache and every tempDir() of the run are removed when mocha ends (they would fill the disk
-// run after run: ~600 MB of graphs and features each).
+// Loaded before every spec: built graphs go to a per-run temp cache, never the user's. Every
+// tempDir() made while a top-level suite runs is removed when that suite ends, the cache and
+// the rest when mocha ends: kept to the end, one run's tiny checkpoints, graph caches and
+// features took 1.8 GB, and CI's disk can be smaller than that.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,9 +10,21 @@ import { createdTempDirs } from './helpers.ts';
 const cache = mkdtempSync(join(tmpdir(), 'hf-cache-'));
 process.env.HYPERFEATURES_CACHE = cache;
 process.env.HYPERFEATURES_LOG_LEVEL ??= 'warn';
+const keep = Boolean(process.env.HYPERFEATURES_KEEP_TEST_FILES);
 
-// a root-level hook (this file is loaded with --file, like a spec)
+function removeTempDirs(from: number): void {
+  if (keep) return;
+  for (const d of createdTempDirs.splice(from)) rmSync(d, { recursive: true, force: true });
+}
+
+// root-level hooks (this file is loaded with --file, like a spec)
+before(function () {
+  // dirs made while the spec files loaded may serve several suites: they stay to the end
+  const loaded = createdTempDirs.length;
+  for (const suite of this.test!.parent!.suites) suite.afterAll(() => removeTempDirs(loaded));
+});
+
 after(() => {
-  if (process.env.HYPERFEATURES_KEEP_TEST_FILES) return;
-  for (const d of [cache, ...createdTempDirs]) rmSync(d, { recursive: true, force: true });
+  removeTempDirs(0);
+  if (!keep) rmSync(cache, { recursive: true, force: true });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { Lotus, taskEmbedding, processingSize } from '../../sdk/lotus/pipeline.ts';
@@ -10,18 +10,19 @@ import { SafetensorsReader, readAllSafetensors } from '../../sdk/core/safetensor
 import { Tensor } from '../../sdk/core/tensor.ts';
 import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
 import { ConfigError, ModelError } from '../../sdk/core/errors.ts';
-import { FIXTURES, REFERENCE, assertClose, rejectsWith, tempDir, runCli } from '../helpers.ts';
+import {
+  FIXTURES,
+  REFERENCE,
+  assertClose,
+  lotusTolerance,
+  rejectsWith,
+  tempDir,
+  runCli,
+} from '../helpers.ts';
 
 const LOTUS = join(REFERENCE, 'lotus/tiny-lotus-g');
 const CASE = join(REFERENCE, 'lotus/cases/lotus-g_inference.safetensors');
 const COFFEE = join(FIXTURES, 'photos/coffee.png');
-const tol = (name: string) =>
-  (
-    JSON.parse(readFileSync(join(REFERENCE, 'lotus/manifest.json'), 'utf8')) as Record<
-      string,
-      { tolerance: Record<string, number> }
-    >
-  )['lotus-g_inference'].tolerance[name];
 
 describe('lotus: parity with the original Lotus-G pipeline', () => {
   it('matches every intermediate of the reference run through the public API', async () => {
@@ -33,7 +34,7 @@ describe('lotus: parity with the original Lotus-G pipeline', () => {
       const res = await lotus.predict(COFFEE, { task, processingRes: 64, noise });
       const pre = task === 'depth' ? 'annotation' : 'rgb';
       const check = async (name: string, got: Tensor) =>
-        assertClose(got, await r.read(name), tol(name), `${task}: ${name}`);
+        assertClose(got, await r.read(name), lotusTolerance(name), `${task}: ${name}`);
       await check('rgb_resized', res.steps.rgbResized);
       await check('rgb_latent', res.steps.rgbLatent);
       await check('unet_input', res.steps.unetInput);
@@ -69,10 +70,10 @@ describe('lotus: parity with the original Lotus-G pipeline', () => {
     assertClose(
       tensors.get('prediction')!,
       want.get('annotation_image_full')!,
-      tol('annotation_image_full'),
+      lotusTolerance('annotation_image_full'),
       'prediction',
     );
-    assertClose(tensors.get('depth')!, want.get('depth')!, tol('depth'), 'depth');
+    assertClose(tensors.get('depth')!, want.get('depth')!, lotusTolerance('depth'), 'depth');
     assert.deepEqual(readdirSync(out).sort(), [
       'coffee.safetensors',
       'coffee_depth.png',

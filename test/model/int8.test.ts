@@ -20,12 +20,13 @@ describe('int8 Linear layers (opt-in)', function () {
   this.timeout(300_000);
 
   it('quantizes a Linear weight [out, in] per output row into MatMul layout [in, out]', () => {
-    // rows: max |w| 2 -> scale 2/127; an all-zero row keeps scale 1; max 0.5 -> 0.5/127
+    // 7-bit range (see quantize.ts): rows: max |w| 2 -> scale 2/63; an all-zero row keeps scale
+    // 1; max 0.5 -> 0.5/63
     const w = Float32Array.from([2, -1.2, 0.3, 0, 0, 0, 0.5, -0.3, 0.1]);
     const s = int8Scales(w, 3, 3);
-    assert.deepEqual(Array.from(s), [2 / 127, 1, 0.5 / 127].map(Math.fround));
-    // B[i][o] = round(w[o][i] / s[o]): column o of B is row o of w
-    assert.deepEqual(Array.from(int8Weights(w, 3, 3)), [127, 0, 127, -76, 0, -76, 19, 0, 25]);
+    assert.deepEqual(Array.from(s), [2 / 63, 1, 0.5 / 63].map(Math.fround));
+    // B[i][o] = round(w[o][i] / s[o]): column o of B is row o of w; -1.2 * 63 / 2 = -37.8
+    assert.deepEqual(Array.from(int8Weights(w, 3, 3)), [63, 0, 63, -38, 0, -38, 9, 0, 13]);
   });
 
   it('keeps every UNet output within 3% of the fp32 graph, is not the fp32 graph, and refuses other values', async () => {

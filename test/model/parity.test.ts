@@ -12,7 +12,7 @@ import { TextEncoder, ClipTokenizer } from '../../sdk/model/clip/index.ts';
 import { SafetensorsReader, readAllSafetensors } from '../../sdk/core/safetensors.ts';
 import { loadImage } from '../../sdk/data/image.ts';
 import { captureLogs } from '../../sdk/core/logger.ts';
-import { FIXTURES, REFERENCE, assertClose, tolerance } from '../helpers.ts';
+import { FIXTURES, REFERENCE, assertClose, lotusTolerance, tolerance } from '../helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
 const caseFile = (name: string) => join(REFERENCE, 'cases', `${name}.safetensors`);
@@ -116,22 +116,15 @@ describe('model parity with diffusers 0.14 (tiny-sd15)', () => {
 
 describe('model parity: Lotus-G topology (SD-2 layout, projection class embedding, odd latents)', () => {
   const LOTUS = join(REFERENCE, 'lotus/tiny-lotus-g');
-  const lotusTol = (name: string) => {
-    const m = JSON.parse(readFileSync(join(REFERENCE, 'lotus/manifest.json'), 'utf8')) as Record<
-      string,
-      { tolerance: Record<string, number> }
-    >;
-    return m['lotus-g_inference'].tolerance[name];
-  };
 
   it('matches the unpadded prompt embedding, posterior sample, both task switchers and the decode', async () => {
     const r = await SafetensorsReader.open(join(REFERENCE, 'lotus/cases/lotus-g_inference.safetensors'));
     const [unet, vae, te] = await Promise.all([UNet.load(LOTUS), Vae.load(LOTUS), TextEncoder.load(LOTUS)]);
     const emb = await te.encode('', { padding: 'none' });
-    assertClose(emb, await r.read('prompt_embeds'), lotusTol('prompt_embeds'), 'prompt_embeds');
+    assertClose(emb, await r.read('prompt_embeds'), lotusTolerance('prompt_embeds'), 'prompt_embeds');
     const post = await vae.encode(await r.read('rgb_resized'));
     const latent = vae.latentFromPosterior(post, { eps: await r.read('posterior_eps') });
-    assertClose(latent, await r.read('rgb_latent'), lotusTol('rgb_latent'), 'rgb_latent');
+    assertClose(latent, await r.read('rgb_latent'), lotusTolerance('rgb_latent'), 'rgb_latent');
     for (const task of ['annotation', 'rgb']) {
       const out = await unet.run({
         sample: await r.read('unet_input'),
@@ -142,13 +135,13 @@ describe('model parity: Lotus-G topology (SD-2 layout, projection class embeddin
       assertClose(
         out.noisePred,
         await r.read(`${task}_x0_latent`),
-        lotusTol(`${task}_x0_latent`),
+        lotusTolerance(`${task}_x0_latent`),
         `${task}_x0_latent`,
       );
       assertClose(
         await vae.decodeLatents(out.noisePred),
         await r.read(`${task}_decoded`),
-        lotusTol(`${task}_decoded`),
+        lotusTolerance(`${task}_decoded`),
         `${task}_decoded`,
       );
     }

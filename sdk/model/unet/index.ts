@@ -6,6 +6,7 @@ import { Tensor } from '../../core/tensor.ts';
 import { resolveComponent, type ResolveOptions } from '../checkpoint.ts';
 import { cachedSession } from '../cache.ts';
 import { Session, type SessionOptions } from '../runtime.ts';
+import { INT8_WEIGHT_BITS } from '../quantize.ts';
 import { buildUNetGraph } from './build.ts';
 import { parseUNetConfig, tapCount, type UNetConfig } from './config.ts';
 
@@ -80,6 +81,7 @@ export interface UNetOutput {
 export function unetNumerics(options: Pick<LoadOptions, 'attention' | 'linear' | 'weights'>): {
   attention?: 'fused';
   linear?: 'int8';
+  int8WeightBits?: number;
   weights?: 'fp16';
 } {
   if (options.attention !== undefined && options.attention !== 'exact' && options.attention !== 'fused')
@@ -88,7 +90,7 @@ export function unetNumerics(options: Pick<LoadOptions, 'attention' | 'linear' |
     throw new ConfigError(messages.invalidOption('linear', 'fp32 | int8', options.linear));
   return {
     ...(options.attention === 'fused' ? { attention: 'fused' } : {}),
-    ...(options.linear === 'int8' ? { linear: 'int8' } : {}),
+    ...(options.linear === 'int8' ? { linear: 'int8', int8WeightBits: INT8_WEIGHT_BITS } : {}),
     ...(options.weights === 'fp16' ? { weights: 'fp16' } : {}),
   };
 }
@@ -135,7 +137,7 @@ export class UNet {
         options: {
           taps,
           ...(fusedAttention ? { fusedAttention } : {}),
-          ...(linearInt8 ? { linearInt8 } : {}),
+          ...(linearInt8 ? { linearInt8, int8WeightBits: numerics.int8WeightBits } : {}),
         },
         weightFiles: files.weightFiles,
         build: (weights) => buildUNetGraph(config, weights, { taps, fusedAttention, linearInt8 }),
