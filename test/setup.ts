@@ -1,8 +1,8 @@
-// Loaded before every spec: built graphs go to a per-run temp cache, never the user's. Every
-// tempDir() made while a top-level suite runs is removed when that suite ends, the cache and
-// the rest when mocha ends: kept to the end, one run's tiny checkpoints, graph caches and
+// Loaded before every spec: built graphs go to a per-run temp cache, never the user's. When a
+// top-level suite ends, every tempDir() made while it ran is removed and the cache emptied
+// (tiny graphs rebuild in about a second); kept to the end, one run's checkpoints, graphs and
 // features took 1.8 GB, and CI's disk can be smaller than that.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createdTempDirs } from './helpers.ts';
@@ -15,6 +15,8 @@ const keep = Boolean(process.env.HYPERFEATURES_KEEP_TEST_FILES);
 function removeTempDirs(from: number): void {
   if (keep) return;
   for (const d of createdTempDirs.splice(from)) rmSync(d, { recursive: true, force: true });
+  rmSync(cache, { recursive: true, force: true });
+  mkdirSync(cache);
 }
 
 // root-level hooks (this file is loaded with --file, like a spec)

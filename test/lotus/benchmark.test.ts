@@ -398,7 +398,7 @@ describe('benchmark dataset layouts and lotus-eval', function () {
     // records of an opt-in kernel never join fp32 ones: resuming with one is refused, naming it
     const mixed = await runCli(base(resumed, ['--resume', '--linear', 'int8']));
     assert.equal(mixed.code, 2);
-    assert.match(mixed.err, /other settings:\n {2}unet: undefined vs \{"linear":"int8"\}/);
+    assert.match(mixed.err, /other settings:\n {2}unet: undefined vs \{"linear":"int8","int8WeightBits":7\}/);
     // paper numbers given by the user fill the paper column
     const paper = join(tempDir(), 'paper.json');
     writeFileSync(paper, JSON.stringify({ nyuv2: { abs_rel: 5.4, delta1: 96.6 } }));

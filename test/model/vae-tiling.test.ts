@@ -10,7 +10,8 @@ import { Rng } from '../../sdk/core/rng.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
 import { Vae } from '../../sdk/model/vae/index.ts';
 import { tiled } from '../../sdk/model/vae/tiling.ts';
-import { REFERENCE } from '../helpers.ts';
+import { demoCheckpoint } from '../../sdk/model/tiny/index.ts';
+import { FIXTURES, REFERENCE, runCli, tempDir } from '../helpers.ts';
 
 function blockMean(t: Tensor, k: number): Tensor {
   const [n, c, h, w] = t.shape;
@@ -101,8 +102,6 @@ describe('tiled VAE', function () {
 
 describe('lotus --vae-tile', () => {
   it('is checked before any work, and tiles on request', async () => {
-    const { runCli, tempDir, FIXTURES } = await import('../helpers.ts');
-    const { demoCheckpoint } = await import('../../sdk/model/tiny/index.ts');
     const model = await demoCheckpoint('lotus-g', 'lotus-depth-g-demo');
     const img = join(FIXTURES, 'photos/coffee.png');
     const bad = await runCli([
