@@ -19,6 +19,22 @@ function threadsPerCore(): number | null {
   }
 }
 
+/**
+ * CPU family/model and the vector extensions onnxruntime's kernels dispatch on (the same network
+ * runs other kernels on AVX2, AVX-512, VNNI and AMX CPUs), from /proc/cpuinfo; null elsewhere.
+ */
+function cpuKind(): { family: string; model: string; isa: string[] } | null {
+  try {
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    const field = (name: string) => new RegExp(`^${name}\\s*: (.*)$`, 'm').exec(info)?.[1] ?? '?';
+    const flags = new Set(field('flags').split(' '));
+    const isa = ['avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'amx_tile', 'amx_bf16'];
+    return { family: field('cpu family'), model: field('model'), isa: isa.filter((f) => flags.has(f)) };
+  } catch {
+    return null;
+  }
+}
+
 export function machineInfo() {
   return {
     // onnxruntime's own default would be one thread per physical core: cores / threadsPerCore
@@ -26,6 +42,7 @@ export function machineInfo() {
     sessionThreads: defaultThreads(),
     host: hostname(),
     cpu: cpus()[0]?.model ?? 'unknown',
+    cpuKind: cpuKind(),
     cores: cpus().length,
     memoryGiB: +(totalmem() / 2 ** 30).toFixed(1),
     node: process.versions.node,
