@@ -12,7 +12,7 @@ process.env.HYPERFEATURES_CACHE = cache;
 process.env.HYPERFEATURES_LOG_LEVEL ??= 'warn';
 const keep = Boolean(process.env.HYPERFEATURES_KEEP_TEST_FILES);
 
-function removeTempDirs(from: number): void {
+function removeSuiteFiles(from: number): void {
   if (keep) return;
   for (const d of createdTempDirs.splice(from)) rmSync(d, { recursive: true, force: true });
   rmSync(cache, { recursive: true, force: true });
@@ -23,10 +23,10 @@ function removeTempDirs(from: number): void {
 before(function () {
   // dirs made while the spec files loaded may serve several suites: they stay to the end
   const loaded = createdTempDirs.length;
-  for (const suite of this.test!.parent!.suites) suite.afterAll(() => removeTempDirs(loaded));
+  for (const suite of this.test!.parent!.suites) suite.afterAll(() => removeSuiteFiles(loaded));
 });
 
 after(() => {
-  removeTempDirs(0);
+  removeSuiteFiles(0);
   if (!keep) rmSync(cache, { recursive: true, force: true });
 });
