@@ -17,6 +17,7 @@ import { lotus } from './commands/lotus.ts';
 import { lotusEval } from './commands/lotus-eval.ts';
 import { kernel } from './commands/kernel.ts';
 import { train } from './commands/train.ts';
+import { cache } from './commands/cache.ts';
 
 export interface Command {
   summary: string;
@@ -46,6 +47,7 @@ export const COMMANDS: Record<string, Command> = {
   'lotus-eval': lotusEval,
   train,
   kernel,
+  cache,
 };
 
 function help(): string {

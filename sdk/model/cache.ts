@@ -6,7 +6,7 @@
  * onnxruntime cannot load, is rebuilt instead of failing on every run.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, statSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, realpathSync, utimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ModelError } from '../core/errors.ts';
 import { writeFileAtomic } from '../core/fs.ts';
@@ -63,10 +63,13 @@ export async function cachedGraph(req: GraphRequest): Promise<string> {
 /** The manifest written beside a finished graph: what a complete entry looks like. */
 interface GraphManifest {
   ort: string;
+  /** BUILDER_VERSION that wrote it (absent in entries made before it was recorded). */
+  builder?: number;
   files: Record<string, number>;
 }
 
-function manifestProblem(dir: string): string | undefined {
+/** Why a cache entry can never be used again, or undefined when it can (`cache prune --stale`). */
+export function manifestProblem(dir: string): string | undefined {
   const file = join(dir, 'manifest.json');
   if (!existsSync(file)) return 'no manifest (an interrupted build or an older version)';
   let m: GraphManifest;
@@ -76,6 +79,8 @@ function manifestProblem(dir: string): string | undefined {
     return 'unreadable manifest';
   }
   if (m.ort !== ORT_VERSION) return `built for onnxruntime ${m.ort}, this is ${ORT_VERSION}`;
+  if (m.builder !== undefined && m.builder !== BUILDER_VERSION)
+    return `written by graph builder ${m.builder}, this is ${BUILDER_VERSION}`;
   for (const [name, size] of Object.entries(m.files)) {
     const p = join(dir, name);
     if (!existsSync(p)) return `${name} is missing`;
@@ -102,6 +107,13 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
     const problem = manifestProblem(dir);
     if (!problem) {
       log().debug(`${req.component}: using cached graph ${path}`);
+      // the manifest's mtime is the entry's last use (`cache prune --unused-days`)
+      try {
+        const now = new Date();
+        utimesSync(join(dir, 'manifest.json'), now, now);
+      } catch {
+        // a read-only cache still serves its graphs
+      }
       return { path, cached: true };
     }
     log().warn(`${req.component}: cached graph ${dir} is not usable (${problem}); rebuilding it`);
@@ -122,7 +134,9 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
       if (existsSync(join(dir, f))) files[f] = statSync(join(dir, f)).size;
     await writeFileAtomic(
       join(dir, 'manifest.json'),
-      Buffer.from(JSON.stringify({ ort: ORT_VERSION, files } satisfies GraphManifest)),
+      Buffer.from(
+        JSON.stringify({ ort: ORT_VERSION, builder: BUILDER_VERSION, files } satisfies GraphManifest),
+      ),
     );
   } finally {
     await weights.close();
