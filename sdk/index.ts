@@ -24,6 +24,13 @@ export { Vae } from './model/vae/index.ts';
 export { TextEncoder, ClipTokenizer } from './model/clip/index.ts';
 export { makeTinyCheckpoint, demoCheckpoint } from './model/tiny/index.ts';
 export { downloadModel, resolveModel, hubFile } from './model/hub.ts';
+export {
+  listGraphCache,
+  pruneGraphCache,
+  graphCacheDir,
+  type GraphCacheEntry,
+  type PruneOptions,
+} from './model/cache-admin.ts';
 export { DEVICES, deviceStatus, type Device } from './model/runtime.ts';
 export { loadStableDiffusion, type StableDiffusion } from './diffusion/pipeline.ts';
 export {
