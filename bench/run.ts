@@ -14,11 +14,11 @@
  * under HYPERFEATURES_BENCH_PEERS (default /tmp/ortspike: vae/, text_encoder/, made by bench/peers/).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { writeFileAtomic } from '../sdk/core/fs.ts';
+import { folderBytes, writeFileAtomic } from '../sdk/core/fs.ts';
 import { hyperfeaturesCacheDir } from '../sdk/core/paths.ts';
 import { makeTinyCheckpoint } from '../sdk/model/tiny/index.ts';
 import { gemmPeak, machineInfo, matmulPeak } from './machine.ts';
@@ -32,12 +32,6 @@ if (only !== undefined && !SECTIONS.includes(only))
   throw new Error(`--only: expected one of ${SECTIONS.join(', ')}, got ${JSON.stringify(only)}`);
 const section = (name: string) => !only || only === name;
 const say = (s: string) => process.stderr.write(`[bench] ${s}\n`);
-
-function dirBytes(dir: string): number {
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile())
-    .reduce((a, e) => a + statSync(join(e.parentPath, e.name)).size, 0);
-}
 
 async function ensureModel(name: string, size: 'tiny' | 'full'): Promise<string> {
   const dir = join(hyperfeaturesCacheDir(), 'bench-models', name);
@@ -131,7 +125,7 @@ for (const [name, size, calls] of section('unet') ? cases : []) {
   const cacheDir = mkdtempSync(join(tmpdir(), 'hf-bench-graphs-')); // fresh: measures build + load
   const r = unetCase(dir, 64, calls, cacheDir);
   const cached = unetCase(dir, 64, calls, cacheDir);
-  const weightMiB = dirBytes(join(dir, 'unet')) / 2 ** 20;
+  const weightMiB = folderBytes(join(dir, 'unet')) / 2 ** 20;
   const flopBoundMs = (r.gflopPerCall / peak) * 1000;
   const warmMs = Math.min(r.msPerCall, cached.msPerCall);
   const summary: Record<string, unknown> = {

@@ -3,6 +3,7 @@
  * place only when complete, so an interrupted run or a full disk never leaves a
  * half-written file under the final name.
  */
+import { readdirSync, statSync } from 'node:fs';
 import { open, rename, unlink, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -102,4 +103,11 @@ export async function writeFileAtomic(
   await writeFileAtomicStreaming(path, async (write) => {
     for (const chunk of chunks instanceof Uint8Array ? [chunks] : chunks) await write(chunk);
   });
+}
+
+/** Bytes of every file under a folder, recursively. */
+export function folderBytes(dir: string): number {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .reduce((a, e) => a + statSync(join(e.parentPath, e.name)).size, 0);
 }

@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
+import { folderBytes } from '../core/fs.ts';
 import { hyperfeaturesCacheDir } from '../core/paths.ts';
 import { manifestProblem } from './cache.ts';
 
@@ -25,12 +26,6 @@ const BUILDING_GRACE_MS = 60 * 60 * 1000;
 
 export function graphCacheDir(): string {
   return join(hyperfeaturesCacheDir(), 'graphs');
-}
-
-function folderBytes(dir: string): number {
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile())
-    .reduce((a, e) => a + statSync(join(e.parentPath, e.name)).size, 0);
 }
 
 /** Every entry of a graph cache (default: the user's), oldest use first. */
