@@ -50,10 +50,17 @@ for task in ("annotation", "rgb"):
         want = np.asarray(case[name], dtype=np.float64)
         a = t.double().numpy().reshape(want.shape)
         floors[name] = float(np.abs(a - want).max() / np.abs(want).max())
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
-family = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("cpu family")), "?")
-model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model\t")), "?")
+info = {}  # the first CPU's fields of /proc/cpuinfo
+for line in open("/proc/cpuinfo"):
+    if not line.strip():
+        break
+    key, _, value = line.partition(":")
+    info[key.strip()] = value.strip()
+cpu, family, model = info.get("model name", platform.processor()), info.get("cpu family", "?"), info.get("model", "?")
+flags = info.get("flags", "").split()
 isa = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "other"
+# Debian's torch runs its matrix products on the system BLAS: the floor moves with it (on the
+# same Zen 3, x0 1.29e-4 before OpenBLAS was installed, 2.66e-4 after)
+blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
 print(json.dumps({"cpu": f"{cpu} (family {family} model {model}, {isa})", "torch": torch.__version__,
-                  "threads": torch.get_num_threads(), "floors": floors}))
+                  "threads": torch.get_num_threads(), "blas": blas, "floors": floors}))
