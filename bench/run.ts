@@ -9,7 +9,8 @@
  * (the last: matching, eval per pair and SD-Concat-All's chunked similarity at the paper's
  * resolution). With PyTorch's own ONNX export of the SD-1.5-sized UNet at
  * HYPERFEATURES_BENCH_EXPORT (default /tmp/ortspike/unet/unet.onnx, made by ../shared/perf-anchor),
- * the UNet section also times it, alternated with ours, same threads. Likewise the VAE (encoder and
+ * the UNet section also times it, alternated with ours (fused and exact attention) in fresh
+ * processes, and call by call with ours in one process (bench/pair-case.ts), same threads. Likewise the VAE (encoder and
  * decoder at 512 pixels) and the text encoder against PyTorch's exports of the same architectures
  * under HYPERFEATURES_BENCH_PEERS (default /tmp/ortspike: vae/, text_encoder/, made by bench/peers/).
  */
@@ -54,14 +55,16 @@ function child(script: string, args: string[]) {
   return JSON.parse(out.trim().split('\n').pop()!) as Record<string, number>;
 }
 
-function unetCase(dir: string, latent: number, calls: number, cacheDir: string) {
-  return child('unet-case.ts', [dir, String(latent), String(calls), cacheDir]);
+function unetCase(dir: string, latent: number, calls: number, cacheDir: string, attention = 'fused') {
+  return child('unet-case.ts', [dir, String(latent), String(calls), cacheDir, attention]);
 }
 
 /** PyTorch's own ONNX export of the SD-1.5-sized UNet (../shared/perf-anchor), when one was made. */
 const EXPORT_ONNX = process.env.HYPERFEATURES_BENCH_EXPORT ?? '/tmp/ortspike/unet/unet.onnx';
 /** PyTorch's exports of the VAE and the text encoder (bench/peers/*.py), when made. */
 const PEERS = process.env.HYPERFEATURES_BENCH_PEERS ?? '/tmp/ortspike';
+/** Alternated call pairs (ours, the export) timed in one process. */
+const PAIRS = 8;
 
 type CaseResult = Record<string, unknown>;
 
@@ -141,13 +144,17 @@ for (const [name, size, calls] of section('unet') ? cases : []) {
     },
   };
   // the peer: onnxruntime-node on PyTorch's export of the same network, alternated with ours
+  // (the default fused attention, and exact: the export's own kernels)
   if (size === 'full' && existsSync(EXPORT_ONNX)) {
+    const exportCase = () => child('export-case.ts', [EXPORT_ONNX, '64', String(calls)]);
     say(`PyTorch's export (${EXPORT_ONNX}) and ours from the cache, alternated twice`);
-    const sides = alternate(
-      () => child('export-case.ts', [EXPORT_ONNX, '64', String(calls)]),
-      () => unetCase(dir, 64, calls, cacheDir),
-    );
+    const sides = alternate(exportCase, () => unetCase(dir, 64, calls, cacheDir));
     summary.vsPyTorchExport = { ...sides, ...againstExport(sides, (r) => r.msPerCall as number) };
+    say(`the same with --attention exact`);
+    const exact = alternate(exportCase, () => unetCase(dir, 64, calls, cacheDir, 'exact'));
+    summary.exactVsPyTorchExport = { ...exact, ...againstExport(exact, (r) => r.msPerCall as number) };
+    say(`ours and the export in one process, ${PAIRS} alternated calls`);
+    summary.pairedWithExport = child('pair-case.ts', [dir, EXPORT_ONNX, '64', String(PAIRS), cacheDir]);
   } else if (size === 'full') say(`no PyTorch export at ${EXPORT_ONNX}: the peer comparison is skipped`);
   // the opt-in int8 Linear layers: speed and their effect on features against fp32
   say(`${name}: --linear int8 against fp32`);

@@ -83,11 +83,11 @@ export function extractFlags(v: {
 }
 
 /**
- * `--attention exact|fused` and `--linear fp32|int8`: the UNet's kernels (see UNet
- * LoadOptions.attention and .linear); the defaults are the parity-tested fp32 graph.
+ * `--attention fused|exact` and `--linear fp32|int8`: the UNet's kernels (see UNet
+ * LoadOptions.attention and .linear); defaults: fused attention, fp32 Linear layers.
  */
 export const UNET_KERNEL_FLAGS = { attention: { type: 'string' }, linear: { type: 'string' } } as const;
-export const UNET_KERNEL_USAGE = '[--attention exact|fused] [--linear fp32|int8]';
+export const UNET_KERNEL_USAGE = '[--attention fused|exact] [--linear fp32|int8]';
 export function unetKernelOptions(v: { attention?: string; linear?: string }): {
   attention?: 'exact' | 'fused';
   linear?: 'fp32' | 'int8';
@@ -95,7 +95,7 @@ export function unetKernelOptions(v: { attention?: string; linear?: string }): {
   return {
     ...(v.attention === undefined
       ? {}
-      : { attention: choice('attention', v.attention, ['exact', 'fused'] as const, 'exact') }),
+      : { attention: choice('attention', v.attention, ['fused', 'exact'] as const, 'fused') }),
     ...(v.linear === undefined
       ? {}
       : { linear: choice('linear', v.linear, ['fp32', 'int8'] as const, 'fp32') }),

@@ -395,10 +395,16 @@ describe('benchmark dataset layouts and lotus-eval', function () {
     assert.equal(again.code, 0, again.err);
     assert.match(again.err, /resuming: 1 image/);
     assert.deepEqual(strip(resumed), strip(whole));
-    // records of an opt-in kernel never join fp32 ones: resuming with one is refused, naming it
+    // records of other kernels never join these: resuming with them is refused, naming them
     const mixed = await runCli(base(resumed, ['--resume', '--linear', 'int8']));
     assert.equal(mixed.code, 2);
-    assert.match(mixed.err, /other settings:\n {2}unet: undefined vs \{"linear":"int8","int8WeightBits":7\}/);
+    assert.match(
+      mixed.err,
+      /other settings:\n {2}unet: \{"attention":"fused"\} vs \{"attention":"fused","linear":"int8","int8WeightBits":7\}/,
+    );
+    const exact = await runCli(base(resumed, ['--resume', '--attention', 'exact']));
+    assert.equal(exact.code, 2);
+    assert.match(exact.err, /other settings:\n {2}unet: \{"attention":"fused"\} vs undefined/);
     // paper numbers given by the user fill the paper column
     const paper = join(tempDir(), 'paper.json');
     writeFileSync(paper, JSON.stringify({ nyuv2: { abs_rel: 5.4, delta1: 96.6 } }));

@@ -50,28 +50,30 @@ describe('model parity with diffusers 0.14 (tiny-sd15)', () => {
     await te.dispose();
   });
 
-  describe('UNet noise prediction and the 12 decoder taps', () => {
-    let unet: UNet;
-    before(async () => {
-      unet = await UNet.load(TINY);
-    });
-    after(() => unet.dispose());
-    for (const c of ['unet_t-1', 'unet_t0', 'unet_t261', 'unet_t980', 'unet_nonsquare_t500']) {
-      it(c, async () => {
-        const { tensors: t } = await readAllSafetensors(caseFile(c));
-        const out = await unet.run({
-          sample: t.get('sample')!,
-          timestep: [...t.get('timestep')!.data],
-          encoderHiddenStates: t.get('encoder_hidden_states')!,
-        });
-        assertClose(out.noisePred, t.get('noise_pred')!, tolerance(c, 'noise_pred'), `${c} noise_pred`);
-        assert.equal(out.taps.length, 12);
-        out.taps.forEach((tap, k) =>
-          assertClose(tap, t.get(`tap_l${k + 1}`)!, tolerance(c, `tap_l${k + 1}`), `${c} tap_l${k + 1}`),
-        );
+  // both attention kernels: the default (fused) and the export's (exact)
+  for (const attention of ['fused', 'exact'] as const)
+    describe(`UNet noise prediction and the 12 decoder taps (${attention} attention)`, () => {
+      let unet: UNet;
+      before(async () => {
+        unet = await UNet.load(TINY, { attention });
       });
-    }
-  });
+      after(() => unet.dispose());
+      for (const c of ['unet_t-1', 'unet_t0', 'unet_t261', 'unet_t980', 'unet_nonsquare_t500']) {
+        it(c, async () => {
+          const { tensors: t } = await readAllSafetensors(caseFile(c));
+          const out = await unet.run({
+            sample: t.get('sample')!,
+            timestep: [...t.get('timestep')!.data],
+            encoderHiddenStates: t.get('encoder_hidden_states')!,
+          });
+          assertClose(out.noisePred, t.get('noise_pred')!, tolerance(c, 'noise_pred'), `${c} noise_pred`);
+          assert.equal(out.taps.length, 12);
+          out.taps.forEach((tap, k) =>
+            assertClose(tap, t.get(`tap_l${k + 1}`)!, tolerance(c, `tap_l${k + 1}`), `${c} tap_l${k + 1}`),
+          );
+        });
+      }
+    });
 
   it('VAE posterior and decoder', async () => {
     const vae = await Vae.load(TINY);
@@ -117,37 +119,42 @@ describe('model parity with diffusers 0.14 (tiny-sd15)', () => {
 describe('model parity: Lotus-G topology (SD-2 layout, projection class embedding, odd latents)', () => {
   const LOTUS = join(REFERENCE, 'lotus/tiny-lotus-g');
 
-  it('matches the unpadded prompt embedding, posterior sample, both task switchers and the decode', async () => {
-    const r = await SafetensorsReader.open(join(REFERENCE, 'lotus/cases/lotus-g_inference.safetensors'));
-    const [unet, vae, te] = await Promise.all([UNet.load(LOTUS), Vae.load(LOTUS), TextEncoder.load(LOTUS)]);
-    const emb = await te.encode('', { padding: 'none' });
-    assertClose(emb, await r.read('prompt_embeds'), lotusTolerance('prompt_embeds'), 'prompt_embeds');
-    const post = await vae.encode(await r.read('rgb_resized'));
-    const latent = vae.latentFromPosterior(post, { eps: await r.read('posterior_eps') });
-    assertClose(latent, await r.read('rgb_latent'), lotusTolerance('rgb_latent'), 'rgb_latent');
-    for (const task of ['annotation', 'rgb']) {
-      const out = await unet.run({
-        sample: await r.read('unet_input'),
-        timestep: 999,
-        encoderHiddenStates: emb,
-        classLabels: await r.read(`task_emb_${task}`),
-      });
-      assertClose(
-        out.noisePred,
-        await r.read(`${task}_x0_latent`),
-        lotusTolerance(`${task}_x0_latent`),
-        `${task}_x0_latent`,
-      );
-      assertClose(
-        await vae.decodeLatents(out.noisePred),
-        await r.read(`${task}_decoded`),
-        lotusTolerance(`${task}_decoded`),
-        `${task}_decoded`,
-      );
-    }
-    await r.close();
-    await Promise.all([unet.dispose(), vae.dispose(), te.dispose()]);
-  });
+  for (const attention of ['fused', 'exact'] as const)
+    it(`matches the unpadded prompt embedding, posterior sample, both task switchers and the decode (${attention} attention)`, async () => {
+      const r = await SafetensorsReader.open(join(REFERENCE, 'lotus/cases/lotus-g_inference.safetensors'));
+      const [unet, vae, te] = await Promise.all([
+        UNet.load(LOTUS, { attention }),
+        Vae.load(LOTUS),
+        TextEncoder.load(LOTUS),
+      ]);
+      const emb = await te.encode('', { padding: 'none' });
+      assertClose(emb, await r.read('prompt_embeds'), lotusTolerance('prompt_embeds'), 'prompt_embeds');
+      const post = await vae.encode(await r.read('rgb_resized'));
+      const latent = vae.latentFromPosterior(post, { eps: await r.read('posterior_eps') });
+      assertClose(latent, await r.read('rgb_latent'), lotusTolerance('rgb_latent'), 'rgb_latent');
+      for (const task of ['annotation', 'rgb']) {
+        const out = await unet.run({
+          sample: await r.read('unet_input'),
+          timestep: 999,
+          encoderHiddenStates: emb,
+          classLabels: await r.read(`task_emb_${task}`),
+        });
+        assertClose(
+          out.noisePred,
+          await r.read(`${task}_x0_latent`),
+          lotusTolerance(`${task}_x0_latent`),
+          `${task}_x0_latent`,
+        );
+        assertClose(
+          await vae.decodeLatents(out.noisePred),
+          await r.read(`${task}_decoded`),
+          lotusTolerance(`${task}_decoded`),
+          `${task}_decoded`,
+        );
+      }
+      await r.close();
+      await Promise.all([unet.dispose(), vae.dispose(), te.dispose()]);
+    });
 });
 
 describe('model: fp16 weights option', () => {

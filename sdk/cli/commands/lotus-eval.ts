@@ -159,8 +159,8 @@ export const lotusEval: Command = {
               ? `least squares in ${disparity ? 'disparity' : 'depth'} space`
               : 'none (angles)',
           depthScale: depthScale ?? null,
-          // opt-in kernels change the numbers: never resumed or merged with fp32 records (absent
-          // for the default, so runs written before this key existed resume as they did)
+          // the UNet's kernels change the numbers: records of other kernels are never resumed or
+          // merged (absent for exact fp32, the default of runs written before this key existed)
           ...(Object.keys(numerics).length ? { unet: numerics } : {}),
         };
         const dir = shard ? join(v.out!, `shard-${shard.k}-of-${shard.n}`) : v.out!;
