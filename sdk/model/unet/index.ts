@@ -25,10 +25,10 @@ export interface LoadOptions extends SessionOptions, ResolveOptions {
   weights?: 'fp32' | 'fp16';
   /**
    * "fused" (default): attention as onnxruntime's MultiHeadAttention kernel (blocked, with a
-   * running softmax; the score tensor never exists), 7-20% faster per SD-1.5-sized call than
-   * "exact" on the CPUs measured. "exact": MatMul + Softmax + MatMul, the kernels onnxruntime
-   * gives PyTorch's own ONNX export (its outputs bit-identical to that export's). Both pass every
-   * parity case against the float64 reference; they differ in rounding only (README: Fidelity).
+   * running softmax; the score tensor never exists), faster per SD-1.5-sized call than "exact"
+   * (5-8% on an AVX2 Zen 3, ~20% on an AVX-512 Zen 4). "exact": MatMul + Softmax + MatMul, the
+   * kernels onnxruntime gives PyTorch's own ONNX export of the UNet. Both pass every parity case
+   * against the float64 reference; they differ in rounding only (README: Fidelity).
    */
   attention?: 'exact' | 'fused';
   /**
