@@ -20,6 +20,11 @@ export function benchInput(c: UNetConfig, size: number): UNetInput {
   };
 }
 
+/** The upper middle value (the one reported as a median throughout the bench). */
+export function median(values: readonly number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+}
+
 export async function timeCalls(
   run: () => Promise<unknown>,
   calls: number,
@@ -30,8 +35,8 @@ export async function timeCalls(
     await run();
     times.push(performance.now() - s);
   }
-  const warm = times.slice(1).sort((a, b) => a - b);
-  return { firstCallMs: times[0], msPerCall: warm[Math.floor(warm.length / 2)], minMsPerCall: warm[0] };
+  const warm = times.slice(1);
+  return { firstCallMs: times[0], msPerCall: median(warm), minMsPerCall: Math.min(...warm) };
 }
 
 const rssMiB = () => process.resourceUsage().maxRSS / 1024;

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { Session } from '../sdk/model/runtime.ts';
 import { Tensor } from '../sdk/core/tensor.ts';
 import { UNet } from '../sdk/model/unet/index.ts';
-import { benchInput, printCase } from './calls.ts';
+import { benchInput, median, printCase } from './calls.ts';
 
 const [dir, exportFile, sizeArg, pairsArg, cacheDir, attentionArg] = process.argv.slice(2);
 const size = Number(sizeArg);
@@ -34,7 +34,6 @@ for (let i = 0; i < pairs; i++) {
 }
 await Promise.all([unet.dispose(), peer.dispose()]);
 const ratios = oursMs.map((m, i) => m / exportMs[i]);
-const median = (x: number[]) => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)];
 printCase({
   attention,
   oursMs,

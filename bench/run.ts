@@ -10,9 +10,10 @@
  * resolution). With PyTorch's own ONNX export of the SD-1.5-sized UNet at
  * HYPERFEATURES_BENCH_EXPORT (default /tmp/ortspike/unet/unet.onnx, made by ../shared/perf-anchor),
  * the UNet section also times it, alternated with ours (fused and exact attention) in fresh
- * processes, and call by call with ours in one process (bench/pair-case.ts), same threads. Likewise the VAE (encoder and
- * decoder at 512 pixels) and the text encoder against PyTorch's exports of the same architectures
- * under HYPERFEATURES_BENCH_PEERS (default /tmp/ortspike: vae/, text_encoder/, made by bench/peers/).
+ * processes, and call by call with ours in one process (bench/pair-case.ts), same threads.
+ * Likewise the VAE (encoder and decoder at 512 pixels) and the text encoder against PyTorch's
+ * exports of the same architectures under HYPERFEATURES_BENCH_PEERS (default /tmp/ortspike:
+ * vae/, text_encoder/, made by bench/peers/).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
