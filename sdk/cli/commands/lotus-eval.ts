@@ -13,9 +13,12 @@ import { Lotus } from '../../lotus/pipeline.ts';
 import { BENCHMARK_DATASETS, openDataset } from '../../lotus/benchmark/datasets.ts';
 import {
   benchmarkMarkdown,
+  benchmarkProtocol,
+  benchmarkResolution,
   checkModelTask,
   evaluateBenchmark,
   summarizeBenchmark,
+  type BenchmarkProtocol,
   type BenchmarkRecord,
   type BenchmarkSummary,
   type PaperNumbers,
@@ -39,8 +42,22 @@ const RECORDS = 'images.jsonl';
 
 interface LotusRun {
   settings: Record<string, unknown>;
+  /** What the protocol fixes, as this run set it (absent in runs written before it was kept). */
+  protocol?: BenchmarkProtocol;
   shard: { k: number; n: number } | null;
   count: number;
+}
+
+/** `--processing-res`: 0 or `native` = each image's own size, else a longest edge of at least 8. */
+function processingResFlag(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'native') return 0;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || (n !== 0 && n < 8))
+    throw new ConfigError(
+      `--processing-res: expected 0 or native (each image's own size) or an integer >= 8, got "${value}"`,
+    );
+  return n;
 }
 
 function readPaper(path: string | undefined): PaperNumbers | undefined {
@@ -64,12 +81,13 @@ async function writeOutputs(dir: string, run: LotusRun, summary: BenchmarkSummar
       processingRes: Number(s.processingRes),
       seeds: s.seeds as number[],
       alignment: String(s.alignment),
+      protocol: run.protocol,
     },
     paper,
   );
   await writeFileAtomic(
     join(dir, 'results.json'),
-    Buffer.from(JSON.stringify({ ...s, shard: run.shard, ...summary }, null, 2)),
+    Buffer.from(JSON.stringify({ ...s, protocol: run.protocol, shard: run.shard, ...summary }, null, 2)),
   );
   await writeFileAtomic(join(dir, 'table.md'), Buffer.from(table));
   return table;
@@ -80,7 +98,8 @@ export const lotusEval: Command = {
     'Lotus on zero-shot depth / normal benchmarks (NYUv2, KITTI, ETH3D, ScanNet, DIODE, iBims, Sintel, OASIS, custom)',
   usage: [
     `hyperfeatures lotus-eval --model <m> --task depth|normal --dataset ${BENCHMARK_DATASETS.join('|')} --root <archive or folder> --out <dir>`,
-    `  [--limit N] [--processing-res R (default: the dataset's, else 0 = the image's own size)] [--seeds 0,1,2] [--alignment depth|disparity (default: the model's)]`,
+    `  [--limit N] [--processing-res R|native (default: the protocol's: the dataset's, else native = each image's own size)]`,
+    `  [--seeds 0,1,2] [--alignment depth|disparity (default: the model's)]`,
     `  [--depth-scale S (custom PNG depth: value / S = metres)] [--paper-numbers paper.json] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download]`,
     '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
     'hyperfeatures lotus-eval --merge <shard folders or their parent...> --out <dir>',
@@ -121,6 +140,7 @@ export const lotusEval: Command = {
     checkOutputDir(v.out!);
     const task = choice('task', v.task, ['depth', 'normal'] as const, 'depth');
     const dataset = choice('dataset', v.dataset, BENCHMARK_DATASETS, 'nyuv2');
+    const explicitRes = processingResFlag(v['processing-res']);
     const seeds = (v.seeds ?? '0').split(',').map((s) => intOption('seeds', s.trim(), 0, 0));
     const depthScale = v['depth-scale'] !== undefined ? Number(v['depth-scale']) : undefined;
     if (depthScale !== undefined && !(depthScale > 0))
@@ -143,9 +163,16 @@ export const lotusEval: Command = {
         const disparity = v.alignment
           ? choice('alignment', v.alignment, ['depth', 'disparity'] as const, 'depth') === 'disparity'
           : model.disparity;
-        const processingRes = v['processing-res']
-          ? intOption('processing-res', v['processing-res'], 768, 8)
-          : (spec.processingRes ?? 768);
+        // the same default as the SDK's evaluateBenchmark: the dataset's resolution, else native
+        const { processingRes, source: resSource } = benchmarkResolution(spec, explicitRes);
+        const protocol = benchmarkProtocol(spec, {
+          processingRes,
+          source: resSource,
+          disparity,
+          modelDisparity: model.disparity,
+        });
+        if (protocol.departures.length && dataset !== 'custom')
+          process.stderr.write(`not the protocol's run: ${protocol.departures.join('; ')}\n`);
         const settings = {
           model: v.model!,
           task,
@@ -188,6 +215,7 @@ export const lotusEval: Command = {
         ];
         const run: LotusRun = {
           settings,
+          protocol,
           shard: shard ? { k: shard.k, n: shard.n } : null,
           count: spec.entries.length,
         };

@@ -33,7 +33,7 @@ export interface BenchmarkRecord {
 
 export interface BenchmarkOptions {
   task: 'depth' | 'normal';
-  /** Longest edge the model sees (default: the dataset's, else 0 = the image's own size, as the reference). */
+  /** Longest edge the model sees (default: benchmarkResolution: the dataset's, else 0 = the image's own size). */
   processingRes?: number;
   /** Lotus-G noise seeds (predictions averaged); default [0]. */
   seeds?: number[];
@@ -43,6 +43,83 @@ export interface BenchmarkOptions {
   completed?: readonly BenchmarkRecord[];
   onRecord?: (r: BenchmarkRecord) => void | Promise<void>;
   onProgress?: (done: number, total: number) => void;
+}
+
+/** Where a run's processing resolution came from. */
+export type ResolutionSource = 'dataset' | 'native' | 'override';
+
+/**
+ * The one source of the processing resolution for the SDK and the CLI: an explicit value, else
+ * the dataset's configured one, else 0 = the image's own size, as the reference evaluation runs.
+ */
+export function benchmarkResolution(
+  spec: Pick<DatasetSpec, 'processingRes'>,
+  explicit?: number,
+): { processingRes: number; source: ResolutionSource } {
+  if (explicit !== undefined) {
+    if (!Number.isInteger(explicit) || explicit < 0)
+      throw new ConfigError(
+        `processingRes: expected an integer >= 0 (0 = each image's own size), got ${String(explicit)}`,
+      );
+    return { processingRes: explicit, source: 'override' };
+  }
+  if (spec.processingRes !== undefined) return { processingRes: spec.processingRes, source: 'dataset' };
+  return { processingRes: 0, source: 'native' };
+}
+
+/** What a run fixed that the protocol also fixes, so a reader can tell a protocol run from a custom one. */
+export interface BenchmarkProtocol {
+  dataset: string;
+  task: 'depth' | 'normal';
+  /** The processing resolution used (longest edge; 0 = each image's own size) and its origin. */
+  processingRes: number;
+  processingResSource: ResolutionSource;
+  /** What the protocol runs at (0 = native). */
+  protocolProcessingRes: number;
+  /** Depth: the space of the least-squares scale-and-shift fit; normals: none. */
+  alignmentSpace: 'depth' | 'disparity' | 'none';
+  /** The space the protocol aligns in for this model. */
+  protocolAlignmentSpace: 'depth' | 'disparity' | 'none';
+  /** The fit on a copy downsampled to this longest edge (ETH3D), else null. */
+  alignmentMaxRes: number | null;
+  /** Valid ground-truth depth range in metres (depth), else null. */
+  depthRange: [number, number | null] | null;
+  /** Normals at the native size: the reference's centred padding to multiples of 32. */
+  normalPadding: string | null;
+  /** Empty for a protocol run; otherwise each setting that differs from it. */
+  departures: string[];
+}
+
+export function benchmarkProtocol(
+  spec: Pick<DatasetSpec, 'name' | 'task' | 'processingRes' | 'alignmentMaxRes' | 'minDepth' | 'maxDepth'>,
+  used: { processingRes: number; source: ResolutionSource; disparity: boolean; modelDisparity: boolean },
+): BenchmarkProtocol {
+  const depth = spec.task === 'depth';
+  const protocolRes = benchmarkResolution(spec).processingRes;
+  const space = (d: boolean) =>
+    (depth ? (d ? 'disparity' : 'depth') : 'none') as 'depth' | 'disparity' | 'none';
+  const departures: string[] = [];
+  if (spec.name === 'custom') departures.push('custom dataset: no published protocol');
+  if (used.processingRes !== protocolRes)
+    departures.push(
+      `processing resolution ${used.processingRes || 'native'} (protocol: ${protocolRes || 'native'})`,
+    );
+  if (depth && used.disparity !== used.modelDisparity)
+    departures.push(`alignment in ${space(used.disparity)} space (protocol: ${space(used.modelDisparity)})`);
+  return {
+    dataset: spec.name,
+    task: spec.task,
+    processingRes: used.processingRes,
+    processingResSource: used.source,
+    protocolProcessingRes: protocolRes,
+    alignmentSpace: space(used.disparity),
+    protocolAlignmentSpace: space(used.modelDisparity),
+    alignmentMaxRes: depth ? (spec.alignmentMaxRes ?? null) : null,
+    depthRange: depth ? [spec.minDepth, Number.isFinite(spec.maxDepth) ? spec.maxDepth : null] : null,
+    normalPadding:
+      !depth && used.processingRes === 0 ? "centred to multiples of 32 with DSINE's padding values" : null,
+    departures,
+  };
 }
 
 export interface BenchmarkSummary {
@@ -74,8 +151,7 @@ export async function evaluateBenchmark(
   const indices = o.indices ?? spec.entries.map((_, i) => i);
   const done = new Map((o.completed ?? []).map((r) => [r.index, r]));
   const records: BenchmarkRecord[] = [];
-  // the reference runs at the image's own size unless the dataset's config sets a resolution
-  const res = o.processingRes ?? spec.processingRes ?? 0;
+  const res = benchmarkResolution(spec, o.processingRes).processingRes;
   for (const [k, i] of indices.entries()) {
     const previous = done.get(i);
     if (previous) {
@@ -187,10 +263,36 @@ export function summarizeBenchmark(
 /** Paper numbers as a user supplies them: { "<dataset>": { "abs_rel": 5.4, "delta1": 96.6 } } (percent). */
 export type PaperNumbers = Record<string, Record<string, number>>;
 
+const resolutionText = (r: number) => (r === 0 ? "native (each image's own size)" : String(r));
+
+/** The dataset's row: what this run used, and whether it is the protocol's run. */
+function protocolRows(p: BenchmarkProtocol, images: number): string[] {
+  const source = { dataset: "the dataset's", native: 'native', override: '--processing-res' }[
+    p.processingResSource
+  ];
+  const alignment =
+    p.alignmentSpace === 'none'
+      ? 'none (angles)'
+      : `scale and shift in ${p.alignmentSpace} space${p.alignmentMaxRes ? `, fitted at <= ${p.alignmentMaxRes} px` : ''}`;
+  return [
+    '| dataset | images | processing resolution | alignment | protocol run |',
+    '| --- | ---: | --- | --- | --- |',
+    `| ${p.dataset} | ${images} | ${resolutionText(p.processingRes)} (${source}) | ${alignment} | ${p.departures.length ? `no: ${p.departures.join('; ')}` : 'yes'} |`,
+    '',
+  ];
+}
+
 /** A markdown table in the papers' units (AbsRel and delta in percent; angles in degrees). */
 export function benchmarkMarkdown(
   s: BenchmarkSummary,
-  meta: { model: string; dataset: string; processingRes: number; seeds: number[]; alignment: string },
+  meta: {
+    model: string;
+    dataset: string;
+    processingRes: number;
+    seeds: number[];
+    alignment: string;
+    protocol?: BenchmarkProtocol;
+  },
   paper?: PaperNumbers,
 ): string {
   const ours = (k: string) => paper?.[meta.dataset]?.[k];
@@ -221,8 +323,9 @@ export function benchmarkMarkdown(
         ];
   return (
     [
-      `Lotus ${s.task} on ${meta.dataset}: ${s.images} images${s.skipped ? ` (${s.skipped} skipped: no valid ground truth)` : ''}; model ${meta.model}; processing resolution ${meta.processingRes}; seeds ${meta.seeds.join(',')}; ${meta.alignment}`,
+      `Lotus ${s.task} on ${meta.dataset}: ${s.images} images${s.skipped ? ` (${s.skipped} skipped: no valid ground truth)` : ''}; model ${meta.model}; processing resolution ${resolutionText(meta.processingRes)}; seeds ${meta.seeds.join(',')}; ${meta.alignment}`,
       '',
+      ...(meta.protocol ? protocolRows(meta.protocol, s.images) : []),
       '| metric | this run | paper |',
       '| --- | ---: | ---: |',
       ...rows.map(([name, v, key]) => `| ${name} | ${fmt(v)} | ${fmt(ours(key))} |`),
