@@ -561,6 +561,31 @@ describe('benchmark dataset layouts and lotus-eval', function () {
     assert.match(r.out, /\| median angle \(deg\) \| [\d.]+ \| - \|/);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     assert.equal(results.normal.pixels, 2 * 32 * 24);
+    // shards merged give the whole run's numbers, the pooled median included
+    const normalArgs = (o: string, extra: string[]) => [
+      'lotus-eval',
+      '--model',
+      normalModel,
+      '--task',
+      'normal',
+      '--dataset',
+      'nyuv2',
+      '--root',
+      nroot,
+      '--limit',
+      '2',
+      '--out',
+      o,
+      ...extra,
+    ];
+    const parent = tempDir();
+    for (const k of [1, 2]) assert.equal((await runCli(normalArgs(parent, ['--shard', `${k}/2`]))).code, 0);
+    const merged = tempDir();
+    assert.equal((await runCli(['lotus-eval', '--merge', parent, '--out', merged])).code, 0);
+    const m = JSON.parse(readFileSync(join(merged, 'results.json'), 'utf8'));
+    assert.deepEqual(m.normal, results.normal);
+    assert.deepEqual(m.protocol, results.protocol);
+    assert.equal(results.normal.medianBin, 1e-3);
   });
 
   /** One sample of each layout, at a size the protocol's crops and masks accept. */
