@@ -70,7 +70,12 @@ export {
   matchPointsChunked,
   mutualNearestNeighbours,
 } from './correspondence/match.ts';
-export { matchImagePoints, type Correspondence } from './correspondence/points.ts';
+export {
+  DEFAULT_MATCH_LIMIT,
+  matchImagePoints,
+  mutualImageMatches,
+  type Correspondence,
+} from './correspondence/points.ts';
 export { computePck, PCK_ALPHAS } from './correspondence/pck.ts';
 export { gridPck } from './correspondence/grid-pck.ts';
 export {

@@ -6,7 +6,7 @@ import { Hyperfeatures } from '../sdk/facade/hyperfeatures.ts';
 import { AggregationNetwork } from '../sdk/aggregation/network.ts';
 import { decodeImage } from '../sdk/data/image.ts';
 import { ConfigError, ShapeError } from '../sdk/core/errors.ts';
-import { matchImagePoints } from '../sdk/correspondence/points.ts';
+import { DEFAULT_MATCH_LIMIT, matchImagePoints } from '../sdk/correspondence/points.ts';
 import type { PairRecord } from '../sdk/correspondence/evaluate.ts';
 import { FIXTURES, REFERENCE, rejectsWith, tempDir, runCli } from './helpers.ts';
 
@@ -373,5 +373,33 @@ describe('fluent SDK, eval and match', () => {
     assert.ok(existsSync(out));
     const img = await decodeImage(out);
     assert.ok(img.width > img.height);
+    // without --points: mutual matches, as many by default as the SDK's mutualImageMatches gives
+    const all = await runCli([
+      'match',
+      '--model',
+      TINY,
+      A,
+      B,
+      '--aggregator',
+      net,
+      '--steps',
+      '2',
+      '--save-timesteps',
+      '1,0',
+      '--image-size',
+      '64',
+      '--load-size',
+      '64',
+      '--out',
+      join(tempDir(), 'all.png'),
+    ]);
+    assert.equal(all.code, 0, all.err);
+    assert.equal(
+      all.out
+        .trim()
+        .split('\n')
+        .filter((l) => l.includes('->')).length,
+      DEFAULT_MATCH_LIMIT,
+    );
   });
 });

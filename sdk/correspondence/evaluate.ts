@@ -11,7 +11,7 @@ import { checkPositiveInt } from '../core/validate.ts';
 import type { Tensor } from '../core/tensor.ts';
 import { checkPointsInImages, type KeypointPair } from '../data/pairs.ts';
 import { imageSize } from '../data/image.ts';
-import { invertImages, type ExtractOptions } from '../diffusion/extract.ts';
+import { DEFAULT_EXTRACT, invertImages, type ExtractOptions } from '../diffusion/extract.ts';
 import { FeatureStack } from '../diffusion/feature-stack.ts';
 import { DIFT_DEFAULTS, noisedFeatures } from '../diffusion/noised.ts';
 import type { StableDiffusion } from '../diffusion/pipeline.ts';
@@ -446,8 +446,8 @@ export async function evaluatePairs(
   checkOptions(o, sd, pairs);
   const indices = o.indices ?? pairs.map((_, i) => i);
   await checkPointsInImages(indices.map((i) => pairs[i])); // before any compute
-  const loadSize = o.loadSize ?? 224;
-  const R = o.outputResolution ?? 64;
+  const loadSize = o.loadSize ?? DEFAULT_EXTRACT.loadSize;
+  const R = o.outputResolution ?? DEFAULT_EXTRACT.outputResolution;
   const multiExtract = o.network
     ? extractionForNetwork(o.network.config, sd.unet.config, o.extract ?? {})
     : (o.extract ?? {});

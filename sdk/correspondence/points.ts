@@ -64,11 +64,14 @@ export async function matchImagePoints(
  * `foreground` boxes ([l, t, r, b] in each image's pixels, e.g. SPair's object boxes) only cells
  * inside them take part, as the original demo keeps matches on the objects.
  */
+/** How many mutual matches a drawing shows by default (the SDK and `hyperfeatures match`). */
+export const DEFAULT_MATCH_LIMIT = 50;
+
 export async function mutualImageMatches(
   source: Tensor,
   target: Tensor,
   sizes: { source: Size; target: Size },
-  limit = 50,
+  limit = DEFAULT_MATCH_LIMIT,
   foreground: { source?: [number, number, number, number]; target?: [number, number, number, number] } = {},
 ): Promise<Correspondence[]> {
   const [, , h, w] = source.shape;

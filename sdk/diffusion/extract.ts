@@ -50,11 +50,18 @@ export interface GenerateOptions extends Omit<ExtractOptions, 'loadSize' | 'post
   guidanceScale?: number;
   /** Seed of the initial noise (one per prompt: seed + index). */
   seed?: number;
-  /** Latent size in pixels (512 -> 64x64 latents). */
+  /** Image size in pixels (512 -> 64x64 latents); default: the UNet's sample_size x 8, as diffusers (SD-1.5 512, SD-2 768). */
   size?: number;
 }
 
-export const DEFAULT_EXTRACT = { steps: 50, loadSize: 224, imageSize: 512, batchSize: 2 } as const;
+/** The paper's extraction settings; outputResolution is the side of the saved / aggregated maps. */
+export const DEFAULT_EXTRACT = {
+  steps: 50,
+  loadSize: 224,
+  imageSize: 512,
+  batchSize: 2,
+  outputResolution: 64,
+} as const;
 /** Largest load / image size accepted (a 4096^2 image is already 12x SD's 512^2 latent area squared in attention). */
 export const MAX_IMAGE_SIDE = 4096;
 
@@ -268,7 +275,7 @@ export async function generateImages(
 ): Promise<{ stacks: FeatureStack[]; images: Tensor[] }> {
   const { steps, plan } = resolvePlan(sd, o);
   checkPositiveInt('size', o.size);
-  const size = o.size ?? 512;
+  const size = o.size ?? sd.unet.config.sampleSize * 8;
   if (size % 8) throw new ConfigError(messages.invalidOption('size', 'a multiple of 8', size));
   if (!prompts.length)
     throw new ConfigError(messages.invalidOption('prompts', 'at least one prompt', prompts));

@@ -192,7 +192,7 @@ export class Hyperfeatures {
   private constructor(sd: StableDiffusion, options: HyperfeaturesOptions) {
     this.sd = sd;
     this.options = options;
-    this.outputResolution = options.outputResolution ?? 64;
+    this.outputResolution = options.outputResolution ?? DEFAULT_EXTRACT.outputResolution;
   }
 
   /**

@@ -131,6 +131,12 @@ describe('diffusion extractor on tiny-sd15', () => {
     });
     assert.equal(stacks.length, 2);
     assert.deepEqual([...images[0].shape], [1, 3, 64, 64]);
+    // no size: the UNet's sample_size x 8, as diffusers' pipeline (tiny-sd15: 32 -> 256)
+    const byModel = await generateImages(sd, ['a cat'], { steps: 1, saveTimesteps: [0], layers: [4] });
+    assert.deepEqual(
+      [...byModel.images[0].shape],
+      [1, 3, sd.unet.config.sampleSize * 8, sd.unet.config.sampleSize * 8],
+    );
     const flipped = stacks[0].flipped();
     assert.deepEqual(flipped.saveTimesteps, [0, 1], 'labels stay; maps swap');
     assert.equal(flipped.map(0, 4), stacks[0].map(1, 4));

@@ -15,6 +15,7 @@ import { decodeImage } from '../../data/image.ts';
 import { explainPairPng } from '../../viz/explain.ts';
 import { undecodable } from '../images.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
+import { DEFAULT_EXTRACT } from '../../diffusion/extract.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
 import { modelFamily, officialNetwork, readUNetConfig } from '../../aggregation/official.ts';
 import {
@@ -229,8 +230,13 @@ export const evaluate: Command = {
       oneStepNetwork: oneStep.net,
       networkMissing: multi.missing ?? oneStep.missing,
       dino,
-      loadSize: intOption('load-size', v['load-size'], 224, 1),
-      outputResolution: intOption('output-resolution', v['output-resolution'], 64, 1),
+      loadSize: intOption('load-size', v['load-size'], DEFAULT_EXTRACT.loadSize, 1),
+      outputResolution: intOption(
+        'output-resolution',
+        v['output-resolution'],
+        DEFAULT_EXTRACT.outputResolution,
+        1,
+      ),
       prunedK: intOption('pruned-k', v['pruned-k'], 1, 1),
       dift: {
         timestep:

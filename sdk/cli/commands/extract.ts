@@ -42,10 +42,10 @@ export const extract: Command = {
   usage: [
     'hyperfeatures extract --model <dir|repo-id> --images <files or folder>... --out <dir>',
     '  [--steps 50] [--save-timesteps 49,45,...,0] [--layers 1-12] [--output-resolution 64] [--resize]',
-    '  [--load-size 224] [--image-size 512] [--seed N (posterior sample; default: mean)] [--prompt ""]',
+    '  [--load-size 224] [--image-size 512 (--prompts: default the model\'s sample_size x 8, SD-2 768)] [--seed N (posterior sample; default: mean)] [--prompt ""]',
     '  [--latent <file.safetensors: latent [1,4,h,w]>] [--embeddings <file.safetensors: cond [, uncond]>]',
     "  [--generate (with --latent: generate from that noise x_T, with --guidance-scale g and the embeddings' uncond)]",
-    '  [--prompts <json list or file> [--guidance-scale 7.5] [--negative-prompt ""]]  (generation: features + PNG)',
+    '  [--prompts <json list or file> [--guidance-scale g (default: none)] [--negative-prompt ""]]  (generation: features + PNG)',
     `  [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--threads N] [--no-cache] [--allow-download]`,
     '  [--color-managed]  (apply embedded ICC profiles; off by default, as the paper reads images with Pillow)',
   ].join('\n'),
@@ -92,7 +92,12 @@ export const extract: Command = {
     const gs = v['guidance-scale'] !== undefined ? Number(v['guidance-scale']) : undefined;
     if (gs !== undefined && !(Number.isFinite(gs) && gs >= 0))
       throw new ConfigError(`--guidance-scale: expected a number >= 0, got "${v['guidance-scale']}"`);
-    const resolution = intOption('output-resolution', v['output-resolution'], 64, 1);
+    const resolution = intOption(
+      'output-resolution',
+      v['output-resolution'],
+      DEFAULT_EXTRACT.outputResolution,
+      1,
+    );
     const steps = intOption('steps', v.steps, DEFAULT_EXTRACT.steps, 1);
     const common = {
       steps,
@@ -133,7 +138,8 @@ export const extract: Command = {
           throw new ConfigError('--prompts: expected a JSON list of strings');
         const r = await generateImages(sd, prompts, {
           ...common,
-          size: intOption('image-size', v['image-size'], 512, 8),
+          // unset: the model's own size, as the SDK and diffusers (SD-2: 768)
+          size: v['image-size'] !== undefined ? intOption('image-size', v['image-size'], 0, 8) : undefined,
           guidanceScale: gs,
           negativePrompt: v['negative-prompt'],
           seed: intOption('seed', v.seed, 0),

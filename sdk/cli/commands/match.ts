@@ -4,7 +4,7 @@ import { checkNotInput, checkOutputFile } from '../../core/outputs.ts';
 import { AggregationNetwork } from '../../aggregation/network.ts';
 import { officialNetwork, readUNetConfig } from '../../aggregation/official.ts';
 import { extractionForNetwork } from '../../aggregation/settings.ts';
-import { matchImagePoints, mutualImageMatches } from '../../correspondence/points.ts';
+import { DEFAULT_MATCH_LIMIT, matchImagePoints, mutualImageMatches } from '../../correspondence/points.ts';
 import { decodeImage } from '../../data/image.ts';
 import { invertImages, DEFAULT_EXTRACT } from '../../diffusion/extract.ts';
 import { loadStableDiffusion } from '../../diffusion/pipeline.ts';
@@ -37,7 +37,7 @@ export function parsePoints(spec: string): [number, number][] {
 
 export const match: Command = {
   summary: 'draw the correspondences between two images (nearest neighbours of points, or mutual NN)',
-  usage: `hyperfeatures match --model <m> <imageA> <imageB> [--points "x,y;x,y"] [--aggregator <ckpt>] [--one-step] [--limit 30] [--steps 50 --save-timesteps ... --image-size 512 --load-size 224] --out matches.png [--color-managed] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download]`,
+  usage: `hyperfeatures match --model <m> <imageA> <imageB> [--points "x,y;x,y"] [--aggregator <ckpt>] [--one-step] [--limit ${DEFAULT_MATCH_LIMIT}] [--steps 50 --save-timesteps ... --image-size 512 --load-size 224] --out matches.png [--color-managed] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download]`,
   async run(args) {
     const { values: v, positionals } = parse(args, {
       model: { type: 'string' },
@@ -59,7 +59,7 @@ export const match: Command = {
       throw new ConfigError(`--out ${v.out}: expected a .png, .jpg or .webp file name`);
     const oneStep = v['one-step'];
     const points = v.points ? parsePoints(v.points) : undefined;
-    const limit = intOption('limit', v.limit, 30, 1);
+    const limit = intOption('limit', v.limit, DEFAULT_MATCH_LIMIT, 1);
     const flags = extractFlags(v);
     const device = choice('device', v.device, DEVICES, 'cpu');
     const allowDownload = v['allow-download'];
@@ -79,7 +79,9 @@ export const match: Command = {
         networkName: `the aggregation network ${networkPath}`,
       });
       const stacks = await invertImages(sd, positionals, extract);
-      const [a, b] = await Promise.all(stacks.map((s) => net.aggregate([s], 64)));
+      const [a, b] = await Promise.all(
+        stacks.map((s) => net.aggregate([s], DEFAULT_EXTRACT.outputResolution)),
+      );
       const sizes = { source: stacks[0].meta.originalSize!, target: stacks[1].meta.originalSize! };
       const matches = points
         ? await matchImagePoints(a, b, points, {
