@@ -1,7 +1,8 @@
 /**
  * Notebook display helpers (`import ... from 'hyperfeatures/notebook'`): images, Vega-Lite
  * charts as ONE display bundle (interactive Vega-Lite + static SVG and PNG so saved notebooks
- * show them anywhere), markdown. Only the kernel loads tslab; the SDK does not depend on it.
+ * show them anywhere), markdown. They find their host: Deno's Jupyter kernel (Deno.jupyter) or
+ * tslab (through our kernel starter); the SDK depends on neither.
  */
 import { createRequire } from 'node:module';
 import sharp from 'sharp';
@@ -16,10 +17,27 @@ interface DisplayChannel {
   ) => void;
 }
 
-/** The kernel's display channel: the one our kernel starter published, else tslab's own module. */
-function channel(): DisplayChannel | undefined {
+/** Deno's kernel API (Deno >= 1.37), as far as we use it. */
+interface DenoJupyter {
+  display(bundle: Record<string, unknown>, options: { raw: boolean }): Promise<void>;
+}
+
+/** Which notebook kernel this code runs in. */
+export function notebookHost(): 'deno' | 'tslab' | undefined {
+  if (denoJupyter()) return 'deno';
+  return tslabChannel()?.lastWriteDisplayData ? 'tslab' : undefined;
+}
+
+function denoJupyter(): DenoJupyter | undefined {
+  const deno = (globalThis as { Deno?: { jupyter?: Partial<DenoJupyter> } }).Deno;
+  return typeof deno?.jupyter?.display === 'function' ? (deno.jupyter as DenoJupyter) : undefined;
+}
+
+/** tslab's display channel: the one our kernel starter published, else tslab's own module. */
+function tslabChannel(): DisplayChannel | undefined {
   const published = (globalThis as { __hyperfeatures_jupyter?: DisplayChannel }).__hyperfeatures_jupyter;
   if (published) return published;
+  if ((globalThis as { Deno?: unknown }).Deno) return undefined;
   try {
     return createRequire(import.meta.url)('tslab/dist/jupyter') as DisplayChannel;
   } catch {
@@ -27,11 +45,16 @@ function channel(): DisplayChannel | undefined {
   }
 }
 
-function emit(data: Record<string, unknown>): void {
-  const jupyter = channel();
+async function emit(data: Record<string, unknown>): Promise<void> {
+  const deno = denoJupyter();
+  // raw: the object is the MIME bundle itself, as tslab's display data is
+  if (deno) return deno.display(data, { raw: true });
+  const jupyter = tslabChannel();
   if (!jupyter?.lastWriteDisplayData)
     throw new ConfigError(
-      'display: not running in a tslab notebook kernel (install one with `npx hyperfeatures kernel install`)',
+      (globalThis as { Deno?: unknown }).Deno
+        ? 'display: Deno is not running as a Jupyter kernel here (no Deno.jupyter): run the notebook in the kernel `deno jupyter --install` adds'
+        : 'display: not running in a notebook kernel (tslab: `npx hyperfeatures kernel install`; Deno: `deno jupyter --install`)',
     );
   jupyter.lastWriteDisplayData({ data, metadata: {}, transient: {} }, false);
 }
@@ -45,7 +68,7 @@ const MAX_PNG_BYTES = 400_000;
 export async function showPng(png: Buffer): Promise<void> {
   if (png.byteLength <= MAX_PNG_BYTES) return emit({ 'image/png': png.toString('base64') });
   const jpeg = await sharp(png).flatten({ background: '#ffffff' }).jpeg({ quality: 85 }).toBuffer();
-  emit({ 'image/jpeg': jpeg.toString('base64') });
+  await emit({ 'image/jpeg': jpeg.toString('base64') });
 }
 
 export async function showImage(img: RgbImage, width?: number): Promise<void> {
@@ -66,7 +89,7 @@ export async function showChart(spec: Spec): Promise<void> {
     png.byteLength <= MAX_PNG_BYTES
       ? { 'image/png': png.toString('base64') }
       : { 'image/jpeg': (await raster.jpeg({ quality: 85 }).toBuffer()).toString('base64') };
-  emit({
+  await emit({
     'application/vnd.vegalite.v5+json': spec,
     // thousands of marks make megabytes of SVG: then the raster alone stands in for it
     ...(svg.length <= MAX_SVG_CHARS ? { 'image/svg+xml': svg } : {}),
@@ -75,6 +98,8 @@ export async function showChart(spec: Spec): Promise<void> {
   });
 }
 
-export function showMarkdown(md: string): void {
-  emit({ 'text/markdown': md, 'text/plain': md });
+export async function showMarkdown(md: string): Promise<void> {
+  if (typeof md !== 'string')
+    throw new ConfigError(`showMarkdown: expected a markdown string, got ${md === null ? 'null' : typeof md}`);
+  await emit({ 'text/markdown': md, 'text/plain': md });
 }

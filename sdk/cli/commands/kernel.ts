@@ -6,7 +6,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError } from '../../core/errors.ts';
+import { ConfigError, DataError } from '../../core/errors.ts';
+import { checkNotebooks, formatNotebookDiagnostic } from '../../notebook/check.ts';
 import { packageRoot } from '../../core/package-root.ts';
 import { findTslab, installKernel } from '../../notebook/kernel.ts';
 import { exportNotebookHtml } from '../../notebook/html.ts';
@@ -15,9 +16,10 @@ import { parse } from '../args.ts';
 import type { Command } from '../main.ts';
 
 export const kernel: Command = {
-  summary: 'install the TypeScript notebook kernel (needs tslab), or run notebooks headless',
+  summary:
+    'install the TypeScript notebook kernel (needs tslab), run notebooks headless, or type-check notebooks for any kernel',
   usage:
-    'hyperfeatures kernel install [--prefix <dir>] [--name hyperfeatures]\n       hyperfeatures kernel run [--write] <notebook.ipynb>...\n       hyperfeatures kernel html <notebook.ipynb> [--out page.html]  (self-contained page with live Vega-Lite charts; needs jupyter-nbconvert)',
+    'hyperfeatures kernel install [--prefix <dir>] [--name hyperfeatures]\n       hyperfeatures kernel run [--write] <notebook.ipynb>...\n       hyperfeatures kernel check <notebook.ipynb>...  (type-check the code cells in order as one program, for tslab and Deno notebooks)\n       hyperfeatures kernel html <notebook.ipynb> [--out page.html]  (self-contained page with live Vega-Lite charts; needs jupyter-nbconvert)',
   async run(args) {
     const [verb, ...rest] = args;
     if (verb === 'install') {
@@ -59,6 +61,18 @@ export const kernel: Command = {
         throw new ConfigError(`kernel run: a notebook failed (exit code ${code}); see the output above`);
       return;
     }
+    if (verb === 'check') {
+      const { positionals } = parse(rest, {});
+      const found = checkNotebooks(positionals);
+      for (const d of found) process.stderr.write(formatNotebookDiagnostic(d) + '\n');
+      const files = new Set(found.map((d) => d.notebook)).size;
+      if (found.length)
+        throw new DataError(
+          `kernel check: ${found.length} error(s) in ${files} of ${positionals.length} notebook(s)`,
+        );
+      process.stdout.write(`kernel check: ${positionals.length} notebook(s), no type errors\n`);
+      return;
+    }
     if (verb === 'html') {
       const { values, positionals } = parse(rest, { out: { type: 'string' } });
       if (positionals.length !== 1 || !positionals[0].endsWith('.ipynb'))
@@ -72,7 +86,7 @@ export const kernel: Command = {
       return;
     }
     throw new ConfigError(
-      `kernel: expected "install", "run" or "html", got ${verb === undefined ? 'nothing' : `"${verb}"`}`,
+      `kernel: expected "install", "run", "check" or "html", got ${verb === undefined ? 'nothing' : `"${verb}"`}`,
     );
   },
 };
