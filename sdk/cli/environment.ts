@@ -5,6 +5,7 @@ import { GraphBuilder } from '../model/onnx/graph.ts';
 import { Tensor } from '../core/tensor.ts';
 import { hubCacheDir, hyperfeaturesCacheDir } from '../core/paths.ts';
 import { packageRoot, packageVersion } from '../core/package-root.ts';
+import { kernelReport } from '../notebook/kernel.ts';
 
 /**
  * Whether a device really starts: a one-node graph run on it (listing a backend is not enough;
@@ -53,6 +54,8 @@ export function environmentReport(): string {
     ),
     `Hugging Face hub cache: ${hubCacheDir()}  (HF_HOME / HF_HUB_CACHE)`,
     `hyperfeatures cache:    ${hyperfeaturesCacheDir()}  (HYPERFEATURES_CACHE)`,
+    'notebook kernels:',
+    ...kernelReport(),
   ];
   return lines.join('\n');
 }

@@ -192,7 +192,14 @@ export function checkNotebooks(paths: string[]): NotebookDiagnostic[] {
         const { line, character } = d.file.getLineAndCharacterOfPosition(d.start);
         const o = origin[line];
         out.push({ notebook: path, cell: o.cell, line: o.line + 1, column: character + 1, message });
-      } else out.push({ notebook: path, cell: 0, line: 0, column: 0, message: `${d.file?.fileName ?? ''} ${message}`.trim() });
+      } else
+        out.push({
+          notebook: path,
+          cell: 0,
+          line: 0,
+          column: 0,
+          message: `${d.file?.fileName ?? ''} ${message}`.trim(),
+        });
     }
   }
   return out;

@@ -100,6 +100,8 @@ export async function showChart(spec: Spec): Promise<void> {
 
 export async function showMarkdown(md: string): Promise<void> {
   if (typeof md !== 'string')
-    throw new ConfigError(`showMarkdown: expected a markdown string, got ${md === null ? 'null' : typeof md}`);
+    throw new ConfigError(
+      `showMarkdown: expected a markdown string, got ${md === null ? 'null' : typeof md}`,
+    );
   await emit({ 'text/markdown': md, 'text/plain': md });
 }
