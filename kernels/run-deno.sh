@@ -10,6 +10,7 @@ shift || true
 notebooks=("$@")
 [ ${#notebooks[@]} -eq 0 ] && notebooks=(notebooks/*.ipynb)
 deno="$(pwd)/node_modules/.bin/deno"
+export DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1
 "$deno" --version | head -1
 prefix="$(mktemp -d)"
 trap 'rm -rf "$prefix"' EXIT
