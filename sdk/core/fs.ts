@@ -40,26 +40,35 @@ function alive(pid: number): boolean {
 export async function removeStaleTemps(path: string): Promise<number> {
   const dir = dirname(path);
   const prefix = `.${basename(path)}.tmp-`;
-  const started = Date.now() - process.uptime() * 1000;
   let removed = 0;
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     if (!name.startsWith(prefix)) continue;
-    const parts = name.slice(prefix.length).split('-');
-    const pid = Number(parts[parts.length - 2]);
-    const host = parts.slice(0, -2).join('-');
     const file = join(dir, name);
     const st = await stat(file).catch(() => undefined);
-    if (!st || !Number.isInteger(pid)) continue;
-    const local = host === HOST || parts.length === 2; // 2 parts: written before hosts were named
-    const stale = local
-      ? pid !== process.pid && !alive(pid) && st.mtimeMs < started
-      : Date.now() - st.mtimeMs > FOREIGN_STALE_MS;
-    if (stale) {
+    if (st && isDeadTemp(name, st.mtimeMs)) {
       await unlink(file).catch(() => undefined);
       removed++;
     }
   }
   return removed;
+}
+
+/**
+ * Whether a file name is an atomic write's temp (`.<name>.tmp-<host>-<pid>-<hex>`) whose writer
+ * is gone: this machine's dead process that predates this one, or another machine's after a day.
+ */
+export function isDeadTemp(name: string, mtimeMs: number): boolean {
+  const m = /^\..+\.tmp-(.*)$/.exec(name);
+  if (!m) return false;
+  const parts = m[1].split('-');
+  const pid = Number(parts[parts.length - 2]);
+  if (parts.length < 2 || !Number.isInteger(pid)) return false;
+  const host = parts.slice(0, -2).join('-');
+  const local = host === HOST || parts.length === 2; // 2 parts: written before hosts were named
+  const started = Date.now() - process.uptime() * 1000;
+  return local
+    ? pid !== process.pid && !alive(pid) && mtimeMs < started
+    : Date.now() - mtimeMs > FOREIGN_STALE_MS;
 }
 
 /** Atomic write where `produce` calls `write` chunk by chunk (large files never sit in memory). */

@@ -6,7 +6,7 @@
  * onnxruntime cannot load, is rebuilt instead of failing on every run.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, statSync, realpathSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, realpathSync, utimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ModelError } from '../core/errors.ts';
 import { writeFileAtomic } from '../core/fs.ts';
@@ -60,6 +60,24 @@ export async function cachedGraph(req: GraphRequest): Promise<string> {
   return (await graphFile(req)).path;
 }
 
+/** Written into an entry folder before its build starts: the folder is the cache's own. */
+export const ENTRY_MARKER = '.hyperfeatures-graph';
+/** Written into the graphs folder when the cache creates it: the folder is a graph cache. */
+export const ROOT_MARKER = '.hyperfeatures-graph-cache';
+/** An entry folder's name: component and 24 hex digits of key. */
+export const ENTRY_NAME = /^[a-z0-9][a-z0-9_-]*-[0-9a-f]{24}$/;
+
+/** Mark the cache root and an entry folder as the cache's own (before anything is built). */
+async function markOwned(root: string, dir: string, component: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  if (!existsSync(join(root, ROOT_MARKER)))
+    await writeFileAtomic(join(root, ROOT_MARKER), Buffer.from('hyperfeatures graph cache\n'));
+  await writeFileAtomic(
+    join(dir, ENTRY_MARKER),
+    Buffer.from(JSON.stringify({ component, started: new Date().toISOString() }) + '\n'),
+  );
+}
+
 /** The manifest written beside a finished graph: what a complete entry looks like. */
 interface GraphManifest {
   ort: string;
@@ -97,11 +115,8 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
     { ...(req.options as object), weightDtype: req.weightDtype ?? 'float' },
     req.weightFiles,
   );
-  const path = join(
-    req.cacheDir ?? join(hyperfeaturesCacheDir(), 'graphs'),
-    `${req.component}-${key}`,
-    'model.onnx',
-  );
+  const root = req.cacheDir ?? join(hyperfeaturesCacheDir(), 'graphs');
+  const path = join(root, `${req.component}-${key}`, 'model.onnx');
   const dir = dirname(path);
   if (existsSync(path)) {
     const problem = manifestProblem(dir);
@@ -119,6 +134,7 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
     log().warn(`${req.component}: cached graph ${dir} is not usable (${problem}); rebuilding it`);
     rmSync(dir, { recursive: true, force: true });
   }
+  await markOwned(root, dir, req.component);
   const weights = await WeightStore.open([...req.weightFiles]);
   weights.weightDtype = req.weightDtype ?? 'float';
   try {

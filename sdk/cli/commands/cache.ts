@@ -3,8 +3,8 @@ import { ConfigError } from '../../core/errors.ts';
 import { messages } from '../../core/messages.ts';
 import {
   graphCacheDir,
-  listGraphCache,
   pruneGraphCache,
+  readGraphCache,
   type GraphCacheEntry,
 } from '../../model/cache-admin.ts';
 import { parse } from '../args.ts';
@@ -18,10 +18,13 @@ function table(entries: GraphCacheEntry[]): string {
   return entries
     .map(
       (e) =>
-        `  ${e.name.padEnd(width)}  ${gib(e.bytes).padStart(10)}  last used ${day(e.lastUsed)}  ${e.stale ? `stale: ${e.stale}` : 'ok'}`,
+        `  ${e.name.padEnd(width)}  ${gib(e.bytes).padStart(10)}  last used ${day(e.lastUsed)}  ${e.stale ? `stale: ${e.stale}` : 'ok'}${e.leftovers.length ? ` (+${e.leftovers.length} temp file(s) of an interrupted write: prune --stale removes them)` : ''}`,
     )
     .join('\n');
 }
+
+const notOurs = (names: string[]) =>
+  `not the cache's own, left alone: ${names.slice(0, 10).join(', ')}${names.length > 10 ? ` and ${names.length - 10} more` : ''}`;
 
 export const cache: Command = {
   summary: 'list the graph cache, or remove stale or unused entries from it',
@@ -32,11 +35,11 @@ export const cache: Command = {
     const out = (s: string) => void process.stdout.write(s + '\n');
     if (verb === 'list') {
       const { values } = parse(rest, { dir: { type: 'string' } }, false);
-      const root = values.dir ?? graphCacheDir();
-      const entries = listGraphCache(root);
+      const { root, entries, foreign } = readGraphCache(values.dir ?? graphCacheDir());
       const total = entries.reduce((a, e) => a + e.bytes, 0);
       out(`${root}: ${entries.length} entries, ${gib(total)}`);
       if (entries.length) out(table(entries));
+      if (foreign.length) out(notOurs(foreign));
       return;
     }
     if (verb === 'prune') {
@@ -59,9 +62,11 @@ export const cache: Command = {
         dryRun: values['dry-run'],
         root: values.dir,
       });
+      const { foreign } = readGraphCache(values.dir ?? graphCacheDir());
       const freed = removed.reduce((a, e) => a + e.bytes, 0);
       out(`${values['dry-run'] ? 'would remove' : 'removed'} ${removed.length} entries, ${gib(freed)}`);
       if (removed.length) out(table(removed));
+      if (foreign.length) out(notOurs(foreign));
       return;
     }
     throw new ConfigError(
