@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AggregationNetwork } from '../sdk/aggregation/network.ts';
 import { resolveShard, shardIndices } from '../sdk/cli/shard.ts';
@@ -152,6 +152,44 @@ describe('eval: resume, shards and merge', function () {
     const one = await runCli(['eval', '--merge', join(parent, 'shard-1-of-2'), '--out', tempDir()]);
     assert.equal(one.code, 2);
     assert.match(one.err, /shard\(s\) 2\/2 missing/);
+    // a merge never writes into what it reads, nor over a finished run without --overwrite
+    const hash = (d: string) =>
+      readdirSync(d)
+        .sort()
+        .map((f) => `${f}:${readFileSync(join(d, f), 'utf8').length}:${readFileSync(join(d, f), 'utf8')}`)
+        .join('|');
+    const shard1 = join(parent, 'shard-1-of-2');
+    const before = hash(shard1);
+    for (const out of [shard1, join(shard1, 'sub'), parent]) {
+      const r = await runCli(['eval', '--merge', parent, '--out', out]);
+      assert.equal(r.code, 2, out);
+      assert.match(r.err, /one of the folders this merge reads; its files would be replaced/);
+    }
+    assert.equal(hash(shard1), before, 'the shard is untouched');
+    const finished = readFileSync(join(merged, 'results.json'), 'utf8');
+    const again = await runCli(['eval', '--merge', parent, '--out', merged]);
+    assert.equal(again.code, 2);
+    assert.match(again.err, /already holds an eval run; pass --overwrite to replace it/);
+    assert.equal((await runCli(['eval', '--merge', parent, '--out', merged, '--overwrite'])).code, 0);
+    assert.equal(readFileSync(join(merged, 'results.json'), 'utf8'), finished);
+    // another command's run is never replaced, --overwrite or not
+    const lotusRun = tempDir();
+    writeFileSync(
+      join(lotusRun, 'run.json'),
+      JSON.stringify({ settings: { task: 'depth' }, shard: null, count: 1 }),
+    );
+    writeFileSync(join(lotusRun, 'images.jsonl'), '{"index":0}\n');
+    for (const extra of [[], ['--overwrite']]) {
+      const r = await runCli(['eval', '--merge', parent, '--out', lotusRun, ...extra]);
+      assert.equal(r.code, 2);
+      assert.match(r.err, /holds a lotus-eval run, not an eval one; it is left as it is/);
+      const plain = await runCli(args(lotusRun, extra));
+      assert.equal(plain.code, 2);
+      assert.match(plain.err, /holds a lotus-eval run, not an eval one/);
+    }
+    assert.equal(readFileSync(join(lotusRun, 'images.jsonl'), 'utf8'), '{"index":0}\n');
+    // a new folder inside the parent is fine
+    assert.equal((await runCli(['eval', '--merge', parent, '--out', join(parent, 'merged')])).code, 0);
   });
 
   it('a run killed mid-way (and a record cut short) resumes to exactly the same results', async () => {

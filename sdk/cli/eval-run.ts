@@ -10,11 +10,12 @@ import {
   mkdirSync,
   readFileSync,
   readdirSync,
+  realpathSync,
   statSync,
   truncateSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { ConfigError, DataError } from '../core/errors.ts';
 import { writeFileAtomic } from '../core/fs.ts';
 import type { PairRecord, Table1Method, MethodDefinition } from '../correspondence/evaluate.ts';
@@ -129,10 +130,13 @@ export function openRunFolder<T>(
     differs: (previous: unknown) => string[];
     /** "an eval run of pair records", for messages: [article + command, record noun]. */
     what: [string, string];
+    /** The command writing: a folder holding another command's run is refused, even with --overwrite. */
+    kind?: RunKind;
   },
 ): T[] {
   const jsonl = join(dir, o.records);
   const runFile = join(dir, RUN_FILE);
+  if (o.kind) checkRunKind(dir, o.kind, o.overwrite, o.kind);
   const hasRun = existsSync(runFile);
   if (o.resume && hasRun) {
     const diff = o.differs(JSON.parse(readFileSync(runFile, 'utf8')));
@@ -150,6 +154,74 @@ export function openRunFolder<T>(
   mkdirSync(dir, { recursive: true });
   writeFileSync(jsonl, '');
   return [];
+}
+
+export type RunKind = 'eval' | 'lotus-eval';
+
+/** Which command's run a folder holds: by its run.json's shape, else its record and table files. */
+export function runKindOf(dir: string): RunKind | 'unknown' | undefined {
+  const file = join(dir, RUN_FILE);
+  if (existsSync(file)) {
+    try {
+      const r = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      if (typeof r.pairList === 'string') return 'eval';
+      if (r.settings && typeof r.settings === 'object') return 'lotus-eval';
+    } catch {
+      // a damaged run.json: by its files below
+    }
+  }
+  if (['pairs.jsonl', 'table1.md'].some((f) => existsSync(join(dir, f)))) return 'eval';
+  if (['images.jsonl', 'table.md'].some((f) => existsSync(join(dir, f)))) return 'lotus-eval';
+  return existsSync(file) ? 'unknown' : undefined;
+}
+
+const real = (p: string) => {
+  const r = resolve(p);
+  try {
+    return realpathSync(r);
+  } catch {
+    return r;
+  }
+};
+const within = (child: string, parent: string) => {
+  const rel = relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+};
+
+/**
+ * Where a merge may write: never into or inside one of the folders it reads (a shard, or a
+ * folder given to --merge), never over another command's run, and over a finished run of its
+ * own only with --overwrite.
+ * @throws ConfigError naming the folder and what it holds; nothing is written.
+ */
+export function checkMergeOutput(
+  out: string,
+  inputs: { args: readonly string[]; folders: readonly string[] },
+  o: { kind: RunKind; overwrite: boolean },
+): void {
+  const target = real(out);
+  // a shard folder, or anything inside one; a parent folder given to --merge itself (a run there
+  // would become a shard of the next merge), though a new folder inside it is fine
+  for (const f of [...inputs.folders, ...inputs.args])
+    if (inputs.folders.includes(f) ? within(target, real(f)) : target === real(f))
+      throw new ConfigError(
+        `--merge: --out ${out} is ${real(f) === target ? '' : 'inside '}${f}, one of the folders this merge reads; its files would be replaced. Use another --out`,
+      );
+  checkRunKind(out, o.kind, o.overwrite, '--merge');
+}
+
+/** A folder that holds another command's run is never written; one of ours only with --overwrite (merges). */
+function checkRunKind(dir: string, kind: RunKind, overwrite: boolean, what: string): void {
+  const found = existsSync(dir) ? runKindOf(dir) : undefined;
+  if (found === undefined) return;
+  if (found !== kind)
+    throw new ConfigError(
+      `${what}: ${dir} holds ${found === 'unknown' ? 'a run.json of another program' : `${found === 'eval' ? 'an' : 'a'} ${found} run`}, not ${kind === 'eval' ? 'an' : 'a'} ${kind} one; it is left as it is. Use another --out`,
+    );
+  if (what === '--merge' && !overwrite)
+    throw new ConfigError(
+      `--merge: ${dir} already holds ${kind === 'eval' ? 'an' : 'a'} ${kind} run; pass --overwrite to replace it, or another --out`,
+    );
 }
 
 /** The shard folders under each argument (a shard folder itself, or a folder holding shard-* folders). */

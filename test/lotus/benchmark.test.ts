@@ -586,6 +586,21 @@ describe('benchmark dataset layouts and lotus-eval', function () {
     assert.deepEqual(m.normal, results.normal);
     assert.deepEqual(m.protocol, results.protocol);
     assert.equal(results.normal.medianBin, 1e-3);
+    // merges never write into a shard, over a finished run without --overwrite, or over an eval run
+    const into = await runCli(['lotus-eval', '--merge', parent, '--out', join(parent, 'shard-2-of-2')]);
+    assert.equal(into.code, 2);
+    assert.match(into.err, /one of the folders this merge reads/);
+    const over = await runCli(['lotus-eval', '--merge', parent, '--out', merged]);
+    assert.match(over.err, /already holds a lotus-eval run; pass --overwrite/);
+    const evalRun = tempDir();
+    writeFileSync(join(evalRun, 'run.json'), JSON.stringify({ pairList: 'x', shard: null }));
+    writeFileSync(join(evalRun, 'table1.md'), 'T');
+    const foreign = await runCli(['lotus-eval', '--merge', parent, '--out', evalRun, '--overwrite']);
+    assert.match(
+      foreign.err,
+      /holds an eval run, not a lotus-eval one; it is left as it is/,
+    );
+    assert.equal(readFileSync(join(evalRun, 'table1.md'), 'utf8'), 'T');
   });
 
   /** One sample of each layout, at a size the protocol's crops and masks accept. */

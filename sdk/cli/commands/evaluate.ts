@@ -47,8 +47,10 @@ import {
 import {
   RECORDS_FILE,
   mergeShards,
+  checkMergeOutput,
   openRunFolder,
   settingsDiff,
+  shardFolders,
   sha256File,
   sha256Json,
   writeRunFile,
@@ -104,8 +106,10 @@ async function writeResults(dir: string, run: RunFile, results: EvalResults): Pr
   return table;
 }
 
-async function merge(dirs: string[], out: string | undefined): Promise<void> {
+async function merge(dirs: string[], out: string | undefined, overwrite: boolean): Promise<void> {
   if (!out) throw new ConfigError('eval --merge: --out <dir> is required (where the merged results go)');
+  // before checkOutputDir, which makes the folder
+  checkMergeOutput(out, { args: dirs, folders: shardFolders(dirs) }, { kind: 'eval', overwrite });
   checkOutputDir(out);
   const { run, records } = mergeShards(dirs);
   const sorted = [...records].sort(
@@ -142,7 +146,7 @@ export const evaluate: Command = {
     `  [--dino ${DINO_DEFAULTS.model}] [--dino-layer ${DINO_DEFAULTS.layer}] [--dino-facet ${DINO_FACETS.join('|')}] [--dino-stride ${DINO_DEFAULTS.stride}]`,
     '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
     '  [--explain-pair <index | id like 2008_007604-2009_001056:aeroplane>]  (that pair only: <out>/explain_<index>_<method>.png)',
-    'hyperfeatures eval --merge <shard folders or their parent...> --out <dir>  (the table of all shards, as one run)',
+    'hyperfeatures eval --merge <shard folders or their parent...> --out <dir> [--overwrite]  (the table of all shards, as one run)',
     'writes <out>/run.json, pairs.jsonl (one record per pair and method, appended as each pair finishes), results.json, table1.md;',
     'a shard writes into <out>/shard-<k>-of-<n>/',
   ].join('\n'),
@@ -186,7 +190,7 @@ export const evaluate: Command = {
       false,
     );
     void positionals;
-    if (v.merge) return merge(v.merge, v.out);
+    if (v.merge) return merge(v.merge, v.out, v.overwrite ?? false);
     for (const k of ['model', 'dataset', 'root', 'out'] as const)
       if (!v[k]) throw new ConfigError(`eval: --${k} is required`);
     if (v.resume && v.overwrite) throw new ConfigError('eval: --resume and --overwrite exclude each other');
@@ -285,6 +289,7 @@ export const evaluate: Command = {
         overwrite: v.overwrite ?? false,
         differs: (previous) => settingsDiff(previous as RunSettings, settings),
         what: ['an eval', 'pair records'],
+        kind: 'eval',
       });
       const run: RunFile = {
         ...settings,

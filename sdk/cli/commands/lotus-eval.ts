@@ -34,7 +34,14 @@ import {
   unetKernelOptions,
   UNET_KERNEL_USAGE,
 } from '../args.ts';
-import { checkShardSet, openRunFolder, readRecords, sha256Json, shardFolders } from '../eval-run.ts';
+import {
+  checkMergeOutput,
+  checkShardSet,
+  openRunFolder,
+  readRecords,
+  sha256Json,
+  shardFolders,
+} from '../eval-run.ts';
 import { resolveShard, shardIndices } from '../shard.ts';
 import type { Command } from '../main.ts';
 
@@ -102,7 +109,7 @@ export const lotusEval: Command = {
     `  [--seeds 0,1,2] [--alignment depth|disparity (default: the model's)]`,
     `  [--depth-scale S (custom PNG depth: value / S = metres)] [--paper-numbers paper.json] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download]`,
     '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
-    'hyperfeatures lotus-eval --merge <shard folders or their parent...> --out <dir>',
+    'hyperfeatures lotus-eval --merge <shard folders or their parent...> --out <dir> [--overwrite]',
     'writes run.json, images.jsonl (one record per image, as it finishes), results.json and table.md',
   ].join('\n'),
   async run(args) {
@@ -132,7 +139,7 @@ export const lotusEval: Command = {
       false,
     );
     const paper = readPaper(v['paper-numbers']);
-    if (v.merge) return merge(v.merge, v.out, paper);
+    if (v.merge) return merge(v.merge, v.out, paper, v.overwrite ?? false);
     for (const k of ['model', 'task', 'dataset', 'root', 'out'] as const)
       if (!v[k]) throw new ConfigError(`lotus-eval: --${k} is required`);
     if (v.resume && v.overwrite)
@@ -210,6 +217,7 @@ export const lotusEval: Command = {
                   );
               },
               what: ['a lotus-eval', 'image records'],
+              kind: 'lotus-eval',
             }).map((r) => [r.index, r]),
           ).values(),
         ];
@@ -254,10 +262,16 @@ export const lotusEval: Command = {
   },
 };
 
-async function merge(dirs: string[], out: string | undefined, paper?: PaperNumbers) {
+async function merge(
+  dirs: string[],
+  out: string | undefined,
+  paper: PaperNumbers | undefined,
+  overwrite: boolean,
+) {
   if (!out) throw new ConfigError('lotus-eval --merge: --out <dir> is required');
-  checkOutputDir(out);
   const folders = shardFolders(dirs);
+  checkMergeOutput(out, { args: dirs, folders }, { kind: 'lotus-eval', overwrite });
+  checkOutputDir(out);
   const runs = folders.map((f) => JSON.parse(readFileSync(join(f, 'run.json'), 'utf8')) as LotusRun);
   const first = runs[0];
   for (const [i, r] of runs.entries())
