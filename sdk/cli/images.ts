@@ -3,8 +3,8 @@
  * (the same decoder the run uses), so a bad file is skipped and reported before any compute
  * instead of failing minutes in, and outputs named by stem cannot collide.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { basename, extname, join, resolve } from 'node:path';
 import { ConfigError, DataError } from '../core/errors.ts';
 import { decodeImage } from '../data/image.ts';
 
@@ -42,6 +42,42 @@ export async function undecodable(
     }
   }
   return bad;
+}
+
+/**
+ * Outputs are named `<out>/<stem><suffix>`: refuse, before any work, when one of them would be an
+ * input file (e.g. `a_depth.png` beside `a.png` with --out on the same folder) or two inputs
+ * would write the same file.
+ * @throws ConfigError naming the output and the input it would replace.
+ */
+export function checkOutputNames(out: string, inputs: readonly string[], suffixes: readonly string[]): void {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  const given = new Map(inputs.map((i) => [real(i), i]));
+  const planned = new Map<string, string>();
+  const dir = real(out);
+  for (const input of inputs) {
+    const stem = basename(input, extname(input));
+    for (const suffix of suffixes) {
+      const target = join(dir, stem + suffix);
+      const victim = given.get(real(target));
+      if (victim !== undefined)
+        throw new ConfigError(
+          `the output ${target} of ${input} would replace the input ${victim}; nothing was written. Use another --out, or move the inputs`,
+        );
+      const other = planned.get(target);
+      if (other !== undefined && other !== input)
+        throw new ConfigError(
+          `${other} and ${input} would both write ${target}; rename one or run them separately`,
+        );
+      planned.set(target, input);
+    }
+  }
 }
 
 /**

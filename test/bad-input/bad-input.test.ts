@@ -35,6 +35,7 @@ import { AggregationNetwork } from '../../sdk/aggregation/network.ts';
 import { torchLoad } from '../../sdk/aggregation/torch-load.ts';
 import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
 import { FIXTURES, REFERENCE, rejectsWith, runCli, tempDir } from '../helpers.ts';
+import { demoCheckpoint } from '../../sdk/model/tiny/index.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
 const COW = join(FIXTURES, 'spair/JPEGImages/cow/2007_005797.jpg');
@@ -140,6 +141,37 @@ describe('bad input: nothing lost, nothing silently wrong', function () {
         /share one: .*x\.jpg & .*x\.png/,
       );
       assert.deepEqual(readdirSync(out), []);
+    });
+  });
+
+  describe("lotus outputs never replace inputs; the task must be the checkpoint's", () => {
+    it('refuses an output named like an input, a depth checkpoint asked for normals, --ply without depth', async function () {
+      this.timeout(300_000);
+      const model = await demoCheckpoint('lotus-g', 'lotus-depth-g-demo');
+      const d = tempDir();
+      copyFileSync(COW, join(d, 'a.jpg'));
+      copyFileSync(COW, join(d, 'a_depth.png'));
+      const before = [sha(join(d, 'a.jpg')), sha(join(d, 'a_depth.png'))];
+      await cliFails(
+        ['lotus', '--model', model, d, '--task', 'depth', '--processing-res', '32', '--out', d],
+        /the output .*a_depth\.png of .*a\.jpg would replace the input .*a_depth\.png; nothing was written/,
+      );
+      assert.deepEqual([sha(join(d, 'a.jpg')), sha(join(d, 'a_depth.png'))], before);
+      assert.deepEqual(readdirSync(d).sort(), ['a.jpg', 'a_depth.png']);
+      const out = tempDir();
+      await cliFails(
+        ['lotus', '--model', model, COW, '--task', 'normal', '--processing-res', '32', '--out', out],
+        /is a Lotus depth checkpoint: it does not predict normal/,
+      );
+      await cliFails(
+        ['lotus', '--model', model, COW, '--task', 'rgb', '--ply', '--processing-res', '32', '--out', out],
+        /--ply writes a point cloud from depth; the task here is rgb/,
+      );
+      assert.deepEqual(readdirSync(out), []);
+      // into another folder, the same inputs run
+      const ok = await runCli(['lotus', '--model', model, d, '--processing-res', '32', '--out', out]);
+      assert.equal(ok.code, 0, ok.err);
+      assert.ok(readdirSync(out).includes('a_depth.png') && readdirSync(out).includes('a_depth_depth.png'));
     });
   });
 

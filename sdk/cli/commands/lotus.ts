@@ -17,7 +17,7 @@ import {
   unetKernelOptions,
   UNET_KERNEL_USAGE,
 } from '../args.ts';
-import { usableImages } from '../images.ts';
+import { checkOutputNames, expandImages, usableImages } from '../images.ts';
 import { checkOutputDir } from '../../core/outputs.ts';
 import type { Command } from '../main.ts';
 
@@ -106,6 +106,20 @@ export const lotus: Command = {
       total: images.length,
     });
     try {
+      // what this run writes, checked against the inputs before any work
+      const effective = task ?? (model.kind === 'unknown' ? 'depth' : model.kind);
+      if (task && task !== 'rgb' && model.kind !== 'unknown' && task !== model.kind)
+        throw new ConfigError(
+          `${v.model} is a Lotus ${model.kind} checkpoint: it does not predict ${task} (--task ${model.kind}, or rgb for its reconstruction; use a ${task} checkpoint for ${task})`,
+        );
+      if (v.ply && effective !== 'depth')
+        throw new ConfigError(`--ply writes a point cloud from depth; the task here is ${effective}`);
+      const suffixes = {
+        depth: ['_depth.png', '_depth16.png', '_uncertainty.png', ...(v.ply ? ['.ply'] : [])],
+        normal: ['_normal.png', '_uncertainty.png'],
+        rgb: ['_rgb.png'],
+      }[effective];
+      checkOutputNames(v.out, expandImages(positionals), ['.safetensors', ...suffixes]);
       for (const [i, path] of images.entries()) {
         const r = await model.predict(path, {
           task,
