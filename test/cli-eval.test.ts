@@ -271,6 +271,45 @@ describe('shards from the command line and the scheduler environment', () => {
       () => resolveShard(undefined, undefined, { SLURM_ARRAY_TASK_ID: '9', SLURM_ARRAY_TASK_COUNT: '4' }),
       (e: Error) => e instanceof ConfigError && /--array=0-3/.test(e.message),
     );
+    // an index without the array's size never runs the whole list unsharded
+    assert.throws(
+      () => resolveShard(undefined, undefined, { SLURM_ARRAY_TASK_ID: '2' }),
+      /SLURM_ARRAY_TASK_ID 2 is set but not the array's size .*pass --shard k\/n/,
+    );
+    assert.deepEqual(
+      resolveShard(undefined, undefined, {
+        SLURM_ARRAY_TASK_ID: '2',
+        SLURM_ARRAY_TASK_MIN: '1',
+        SLURM_ARRAY_TASK_MAX: '3',
+      }),
+      { k: 2, n: 3, source: 'Slurm array' },
+    );
+    assert.throws(
+      () =>
+        resolveShard(undefined, undefined, {
+          SLURM_ARRAY_TASK_ID: '2',
+          SLURM_ARRAY_TASK_MAX: '8',
+          SLURM_ARRAY_TASK_STEP: '2',
+        }),
+      /step 2/,
+    );
+  });
+
+  it('an empty shard reports PCK as n/a, not 0.00', () => {
+    const empty = { perKeypoint: 0, perImage: 0, keypoints: 0, byCategory: {} };
+    const md = table1Markdown(
+      {
+        pairs: 0,
+        keypoints: 0,
+        loadSize: 224,
+        outputResolution: 64,
+        methods: { ours: { pck: { '0.1': { img: empty, bbox: empty } }, layers: 12, timesteps: 11 } },
+      } as unknown as Parameters<typeof table1Markdown>[0],
+      'spair',
+      'tiny',
+    );
+    assert.match(md, /\| Ours[^|]* \| 12 \| 11 \| n\/a \| n\/a \|/);
+    assert.doesNotMatch(md, /\| 0\.00 \|/);
   });
 
   it('splits a list into disjoint, covering, interleaved slices', () => {

@@ -45,8 +45,18 @@ export function resolveShard(
     const [k, n] = parseShard(flag);
     return { k, n, source: '--shard' };
   }
-  const slurmCount = int('SLURM_ARRAY_TASK_COUNT', env.SLURM_ARRAY_TASK_COUNT);
   const slurmId = int('SLURM_ARRAY_TASK_ID', env.SLURM_ARRAY_TASK_ID);
+  let slurmCount = int('SLURM_ARRAY_TASK_COUNT', env.SLURM_ARRAY_TASK_COUNT);
+  if (slurmId !== undefined && slurmCount === undefined) {
+    // Slurm before 18.08 exports no count: the span of consecutive ids gives it, else refuse
+    const max = int('SLURM_ARRAY_TASK_MAX', env.SLURM_ARRAY_TASK_MAX);
+    const step = int('SLURM_ARRAY_TASK_STEP', env.SLURM_ARRAY_TASK_STEP) ?? 1;
+    if (max === undefined || step !== 1)
+      throw new ConfigError(
+        `SLURM_ARRAY_TASK_ID ${slurmId} is set but not the array's size (no SLURM_ARRAY_TASK_COUNT${max === undefined ? ' or SLURM_ARRAY_TASK_MAX' : `, step ${step}`}): pass --shard k/n, or the whole list would run in every task`,
+      );
+    slurmCount = max - (int('SLURM_ARRAY_TASK_MIN', env.SLURM_ARRAY_TASK_MIN) ?? 0) + 1;
+  }
   if (slurmCount !== undefined && slurmId !== undefined) {
     const k = slurmId - (int('SLURM_ARRAY_TASK_MIN', env.SLURM_ARRAY_TASK_MIN) ?? 0) + 1;
     if (k < 1 || k > slurmCount)

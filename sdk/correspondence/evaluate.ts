@@ -563,6 +563,9 @@ export function summarizeRecords(
 }
 
 const pct = (v: number | undefined) => (v === undefined ? 'n/a' : (100 * v).toFixed(2));
+/** A PCK over no keypoints (an empty shard, a list without annotations) is n/a, never 0. */
+const pckPct = (p: { perKeypoint: number; keypoints: number } | undefined) =>
+  pct(p && p.keypoints > 0 ? p.perKeypoint : undefined);
 const paperPct = (v: number | undefined) => (v === undefined ? '-' : v.toFixed(2));
 
 /**
@@ -596,7 +599,7 @@ export function table1Markdown(
       computed.add(row.key);
       const p = res.pck['0.1'];
       lines.push(
-        `| ${row.label} | ${res.layers ?? row.layers} | ${res.timesteps === 0 ? '-' : (res.timesteps ?? row.timesteps)} | ${pct(p?.img.perKeypoint)} | ${pct(p?.bbox?.perKeypoint)} | ${paperPct(paper?.[0])} | ${paperPct(paper?.[1])} |`,
+        `| ${row.label} | ${res.layers ?? row.layers} | ${res.timesteps === 0 ? '-' : (res.timesteps ?? row.timesteps)} | ${pckPct(p?.img)} | ${pckPct(p?.bbox)} | ${paperPct(paper?.[0])} | ${paperPct(paper?.[1])} |`,
       );
     } else if (PAPER_TABLE1[row.key]) {
       lines.push(
