@@ -596,10 +596,7 @@ describe('benchmark dataset layouts and lotus-eval', function () {
     writeFileSync(join(evalRun, 'run.json'), JSON.stringify({ pairList: 'x', shard: null }));
     writeFileSync(join(evalRun, 'table1.md'), 'T');
     const foreign = await runCli(['lotus-eval', '--merge', parent, '--out', evalRun, '--overwrite']);
-    assert.match(
-      foreign.err,
-      /holds an eval run, not a lotus-eval one; it is left as it is/,
-    );
+    assert.match(foreign.err, /holds an eval run, not a lotus-eval one; it is left as it is/);
     assert.equal(readFileSync(join(evalRun, 'table1.md'), 'utf8'), 'T');
   });
 
@@ -855,6 +852,34 @@ describe('benchmark dataset layouts and lotus-eval', function () {
     ]);
     assert.equal(ok.code, 0, ok.err);
     assert.match(ok.out, /on custom: 1 images/);
+    // an image without its ground truth is named, not silently dropped
+    put(root, 'images/b.png', await rgbPng(64, 64));
+    const out = tempDir();
+    const named = await runCli([
+      'lotus-eval',
+      '--model',
+      depthModel,
+      '--task',
+      'depth',
+      '--dataset',
+      'custom',
+      '--root',
+      root,
+      '--depth-scale',
+      '1000',
+      '--processing-res',
+      '32',
+      '--out',
+      out,
+    ]);
+    assert.equal(named.code, 0, named.err);
+    assert.match(
+      named.err,
+      /1 image\(s\) in .*images have no depth\/ file with the same stem and are not evaluated: b\.png/,
+    );
+    assert.deepEqual(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).withoutGroundTruth, [
+      'b.png',
+    ]);
   });
 
   it('bad input: wrong sizes and units, empty masks, the wrong task, a wrong layout', async () => {

@@ -155,6 +155,11 @@ export const lotusEval: Command = {
         `--depth-scale: expected a positive number (e.g. 1000 for millimetres), got "${v['depth-scale']}"`,
       );
     const { spec, source } = openDataset(task, dataset, v.root!, { depthScale });
+    const unmatched = spec.withoutGroundTruth ?? [];
+    if (unmatched.length)
+      process.stderr.write(
+        `${unmatched.length} image(s) in ${join(v.root!, 'images')} have no ${task}/ file with the same stem and are not evaluated: ${unmatched.slice(0, 10).join(', ')}${unmatched.length > 10 ? ', ...' : ''}\n`,
+      );
     const shard = resolveShard(v.shard, v['shard-count']);
     try {
       if (v.limit) spec.entries = spec.entries.slice(0, intOption('limit', v.limit, spec.entries.length, 1));
@@ -186,6 +191,8 @@ export const lotusEval: Command = {
           dataset,
           entries: sha256Json(spec.entries),
           count: spec.entries.length,
+          // a custom set's images that had no ground truth: named, not silently dropped
+          ...(unmatched.length ? { withoutGroundTruth: unmatched } : {}),
           processingRes,
           seeds,
           alignment:

@@ -83,6 +83,8 @@ export interface DatasetSpec {
   processingRes?: number;
   /** Least-squares alignment on a copy downsampled (nearest) to this longest edge. */
   alignmentMaxRes?: number;
+  /** Custom sets: images left out because they have no ground-truth file. */
+  withoutGroundTruth?: string[];
   load(src: DataSource, entry: string): Promise<Sample>;
 }
 
@@ -365,15 +367,16 @@ function customSpec(task: 'depth' | 'normal', root: string, depthScale?: number)
       `${root}: a custom dataset needs images/ and ${task}/ folders (same file stems; optional mask/), missing ${missing.join(', ')}`,
     );
   const stems = new Map(readdirSync(gtDir).map((f) => [basename(f, extname(f)), f]));
-  const entries = readdirSync(images)
-    .sort()
-    .filter((f) => stems.has(basename(f, extname(f))));
+  const all = readdirSync(images).sort();
+  const entries = all.filter((f) => stems.has(basename(f, extname(f))));
+  const withoutGroundTruth = all.filter((f) => !stems.has(basename(f, extname(f))));
   if (!entries.length)
     throw new DataError(`${root}: no image in images/ has a ${task}/ file with the same stem`);
   return {
     name: 'custom',
     task,
     entries,
+    withoutGroundTruth,
     archives: [],
     minDepth: 1e-6,
     maxDepth: Infinity,
