@@ -5,10 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SafetensorsReader, readAllSafetensors } from '../sdk/core/safetensors.ts';
-import { relativeError } from '../sdk/core/tensor.ts';
+import { SafetensorsReader, readAllSafetensors, writeSafetensors } from '../sdk/core/safetensors.ts';
+import { relativeError, type Tensor } from '../sdk/core/tensor.ts';
 import { torchLoad } from '../sdk/aggregation/torch-load.ts';
 import { AggregationNetwork } from '../sdk/aggregation/network.ts';
 import { FIXTURES, REFERENCE, REPO, runCli, tempDir } from './helpers.ts';
@@ -222,6 +222,63 @@ describe('cli: train', function () {
     const shard = await runCli(tiny(tempDir(), ['--features-only', '--shard', '3/2']));
     assert.equal(shard.code, 2);
     assert.match(shard.err, /--shard: expected k\/n with 1 <= k <= n/);
+  });
+
+  it('a damaged or non-finite training state is refused, not resumed; a diverged run is an error', async () => {
+    const state = (dir: string) => join(dir, 'train_state.safetensors');
+    const damaged = async (edit: (t: Map<string, Tensor>, m: Record<string, string>) => void) => {
+      const dir = tempDir();
+      cpSync(uninterrupted, dir, { recursive: true });
+      const r = await SafetensorsReader.open(state(dir));
+      const meta = { ...r.metadata };
+      await r.close();
+      const { tensors } = await readAllSafetensors(state(dir));
+      edit(tensors, meta);
+      await writeSafetensors(state(dir), Object.fromEntries(tensors), meta);
+      return dir;
+    };
+    const nan = await damaged((t) => {
+      const [name, p] = [...t].find(([k]) => k.startsWith('param.'))!;
+      p.data[0] = NaN;
+      t.set(name, p);
+    });
+    const before = readFileSync(join(nan, 'aggregation_network.safetensors'));
+    const r1 = await runCli(
+      tiny(nan, ['--resume', '--steps', '7']).filter(
+        (x, i, a) => !(x === '6' && a[i - 1] === '--steps') && !(x === '--steps' && a[i + 1] === '6'),
+      ),
+    );
+    assert.notEqual(r1.code, 0);
+    assert.match(r1.err, /param\..* holds non-finite values; the state is damaged/);
+    assert.deepEqual(
+      readFileSync(join(nan, 'aggregation_network.safetensors')),
+      before,
+      'the network is untouched',
+    );
+    const step = await damaged((_, m) => (m.step = '2.5'));
+    assert.match((await runCli(tiny(step, ['--resume']))).err, /step "2\.5" is not a step of this run/);
+    const moved = await damaged((_, m) => (m.data_position = '3'));
+    assert.match((await runCli(tiny(moved, ['--resume']))).err, /data position 3 do not match this run/);
+    const cut = tempDir();
+    cpSync(uninterrupted, cut, { recursive: true });
+    const bytes = readFileSync(state(cut));
+    writeFileSync(state(cut), bytes.subarray(0, bytes.length - 100));
+    const r4 = await runCli(tiny(cut, ['--resume']));
+    assert.notEqual(r4.code, 0);
+    assert.match(r4.err, /train_state\.safetensors/);
+    // a learning rate that makes the loss non-finite: the run stops, keeps its last good state, exits non-zero
+    const diverged = tempDir();
+    const r5 = await runCli(tiny(diverged, ['--lr', '1e30', '--val-every', '0']));
+    assert.notEqual(r5.code, 0, r5.out);
+    assert.match(
+      r5.err,
+      /training stopped at step \d+ of 6 on a non-finite loss \(diverged: try a lower --lr\)/,
+    );
+    const { tensors } = await readAllSafetensors(state(diverged));
+    assert.ok(
+      [...tensors.values()].every((t) => t.data.every(Number.isFinite)),
+      'the kept state is finite',
+    );
   });
 
   it('--features-only fills the feature cache in shards', async () => {

@@ -8,7 +8,7 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError } from '../../core/errors.ts';
+import { ConfigError, DataError } from '../../core/errors.ts';
 import { writeFileAtomic } from '../../core/fs.ts';
 import { log } from '../../core/logger.ts';
 import type { Progress } from '../../core/progress.ts';
@@ -104,6 +104,12 @@ function csv(rows: CurveRow[]): string {
 
 async function saveState(o: TrainRunOptions, trainer: Trainer, rows: CurveRow[]): Promise<void> {
   const tensors: Record<string, Tensor> = {};
+  // a non-finite network is never written over a good checkpoint
+  for (const [name, p] of trainer.network.params)
+    if (!p.data.every(Number.isFinite))
+      throw new DataError(
+        `training: parameter ${name} is not finite at step ${trainer.step}; nothing was written`,
+      );
   for (const [name, p] of trainer.network.params) {
     tensors[`param.${name}`] = p;
     tensors[`m.${name}`] = trainer.m.get(name)!;
@@ -156,15 +162,46 @@ async function loadState(o: TrainRunOptions, trainer: Trainer): Promise<number> 
         )
         .join('; ')}. Use another --out, or the same settings`,
     );
-  const { tensors } = await readAllSafetensors(path);
-  for (const name of trainer.network.params.keys()) {
+  const step = Number(meta.step);
+  if (!Number.isInteger(step) || step < 0 || step > o.steps)
+    throw new DataError(
+      `${path}: step ${JSON.stringify(meta.step)} is not a step of this run (0..${o.steps}); the state is damaged`,
+    );
+  if (meta.seed !== String(o.seed) || meta.data_position !== String(step * o.batchSize))
+    throw new DataError(
+      `${path}: seed ${meta.seed} / data position ${meta.data_position} do not match this run (seed ${o.seed}, ${step * o.batchSize} pairs drawn by step ${step}); the state is damaged`,
+    );
+  let tensors: Map<string, Tensor>;
+  try {
+    ({ tensors } = await readAllSafetensors(path));
+  } catch (e) {
+    throw new DataError(
+      `${path}: the training state cannot be read (${(e as Error).message}); it is damaged`,
+      { cause: e },
+    );
+  }
+  for (const [name, current] of trainer.network.params) {
     const [p, m, v] = ['param', 'm', 'v'].map((k) => tensors.get(`${k}.${name}`));
     if (!p || !m || !v) throw new ConfigError(`${path}: no saved state for parameter ${name}`);
+    for (const [what, t] of [
+      ['param', p],
+      ['m', m],
+      ['v', v],
+    ] as const) {
+      if (t.shape.join('x') !== current.shape.join('x'))
+        throw new DataError(
+          `${path}: ${what}.${name} is ${t.shape.join('x')}, the network's is ${current.shape.join('x')}; the state is damaged`,
+        );
+      if (!t.data.every(Number.isFinite) || (what === 'v' && t.data.some((x) => x < 0)))
+        throw new DataError(
+          `${path}: ${what}.${name} holds non-finite${what === 'v' ? ' or negative' : ''} values; the state is damaged, nothing to resume from`,
+        );
+    }
     trainer.network.params.set(name, p);
     trainer.m.set(name, m);
     trainer.v.set(name, v);
   }
-  trainer.step = Number(meta.step);
+  trainer.step = step;
   return trainer.step;
 }
 

@@ -5,7 +5,7 @@
  * 50-step inversion at load size 512 with the 11 paper timesteps (or one step with --one-step).
  * Features come from the feature cache (extract once with --features-only, train many times).
  */
-import { ConfigError } from '../../core/errors.ts';
+import { ConfigError, DataError } from '../../core/errors.ts';
 import { checkOutputDir } from '../../core/outputs.ts';
 import { createProgress } from '../../core/progress.ts';
 import { DATASETS, SPAIR_SPLITS, checkPointsInImages, loadPairs, loadSpairSplit } from '../../data/pairs.ts';
@@ -181,8 +181,13 @@ export const train: Command = {
       const bar = createProgress({ label: 'train (steps)', total: r.steps });
       const result = await trainWithRecipe(sd, trainPairs, valPairs, { ...recipe, device, progress: bar });
       bar.done();
+      // a run that did not reach its steps is not a finished run: the checkpoint is kept, the exit code says so
+      if (result.stoppedAt !== undefined || result.step < r.steps)
+        throw new DataError(
+          `training stopped at step ${result.stoppedAt ?? result.step + 1} of ${r.steps}${result.stoppedAt !== undefined ? ' on a non-finite loss (diverged: try a lower --lr)' : ''}; ${v.out}/${RUN_FILES.state} holds the parameters after step ${result.step}`,
+        );
       process.stdout.write(
-        `${result.stoppedAt ? `stopped at step ${result.stoppedAt} (non-finite loss); ` : ''}trained to step ${result.step}; wrote ${v.out}/${RUN_FILES.network}, ${RUN_FILES.state}, ${RUN_FILES.curves}, ${RUN_FILES.csv}\n`,
+        `trained to step ${result.step}; wrote ${v.out}/${RUN_FILES.network}, ${RUN_FILES.state}, ${RUN_FILES.curves}, ${RUN_FILES.csv}\n`,
       );
     } finally {
       await sd.dispose();
