@@ -139,7 +139,22 @@ export function openRunFolder<T>(
   if (o.kind) checkRunKind(dir, o.kind, o.overwrite, o.kind);
   const hasRun = existsSync(runFile);
   if (o.resume && hasRun) {
-    const diff = o.differs(JSON.parse(readFileSync(runFile, 'utf8')));
+    let previous: unknown;
+    try {
+      previous = JSON.parse(readFileSync(runFile, 'utf8'));
+    } catch (e) {
+      previous = e;
+    }
+    if (
+      previous instanceof Error ||
+      typeof previous !== 'object' ||
+      previous === null ||
+      Array.isArray(previous)
+    )
+      throw new DataError(
+        `--resume: ${runFile} is damaged (${previous instanceof Error ? previous.message : `holds ${JSON.stringify(previous)}`}), so what the run was cannot be known; --overwrite starts it again`,
+      );
+    const diff = o.differs(previous);
     if (diff.length)
       throw new ConfigError(
         `--resume: ${dir} holds a run with other settings:\n  ${diff.join('\n  ')}\nuse another --out, or --overwrite to start again`,

@@ -7,17 +7,27 @@ import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
 import { ConfigError, DataError } from '../core/errors.ts';
 import { decodeImage } from '../data/image.ts';
+import { notARegularFile } from '../core/fs.ts';
 
 export const IMAGE_EXT = ['.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif', '.tiff', '.gif', '.avif'];
 
 /** Files and folders (their image files, sorted) as a flat list. @throws DataError */
 export function expandImages(paths: string[]): string[] {
   const missing = paths.filter((p) => !existsSync(p));
-  if (missing.length) throw new DataError(`images not found: ${missing.join(', ')}`);
+  if (missing.length)
+    throw new DataError(
+      `images not found: ${missing.map((p) => `${p} (${notARegularFile(p) ?? 'not found'})`).join(', ')}`,
+    );
+  // a folder's entries that are not files (broken links, FIFOs, ...) stay in the list: the decode
+  // check names and skips them without reading
   const files = paths.flatMap((p) =>
     statSync(p).isDirectory()
       ? readdirSync(p)
-          .filter((f) => IMAGE_EXT.includes(extname(f).toLowerCase()) && !statSync(join(p, f)).isDirectory())
+          .filter(
+            (f) =>
+              IMAGE_EXT.includes(extname(f).toLowerCase()) &&
+              notARegularFile(join(p, f)) !== 'a folder, not a file',
+          )
           .sort()
           .map((f) => join(p, f))
       : [p],

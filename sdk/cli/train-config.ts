@@ -132,6 +132,10 @@ export function readTrainConfig(file: string): TrainConfig {
       throw new ConfigError(`--config ${file}: not JSON (${(e as Error).message})`, { cause: e });
     }
   } else raw = parseFlatYaml(text, file);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ConfigError(
+      `--config ${file}: expected a mapping of the original's train.yaml keys (lr: ..., batch_size: ...), got ${JSON.stringify(raw)?.slice(0, 60) ?? String(raw)}`,
+    );
   const unknown = Object.keys(raw).filter((k) => !USED.includes(k) && !IGNORED.includes(k));
   if (unknown.length)
     throw new ConfigError(

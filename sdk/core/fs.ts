@@ -3,7 +3,7 @@
  * place only when complete, so an interrupted run or a full disk never leaves a
  * half-written file under the final name.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { open, rename, unlink, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -51,6 +51,42 @@ export async function removeStaleTemps(path: string): Promise<number> {
     }
   }
   return removed;
+}
+
+/**
+ * Why `path` cannot be read as a regular file (so a read would fail late, or block forever on a
+ * FIFO), or undefined when it can: not found, a dangling symbolic link, a symbolic-link loop, a
+ * folder, a FIFO, a socket or a device.
+ */
+export function notARegularFile(path: string): string | undefined {
+  let link;
+  try {
+    link = lstatSync(path);
+  } catch (e) {
+    return `not found (${(e as NodeJS.ErrnoException).code})`;
+  }
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') return 'a symbolic link loop';
+    if (code === 'ENOENT' && link.isSymbolicLink()) {
+      let target = '?';
+      try {
+        target = readlinkSync(path);
+      } catch {
+        // keep '?'
+      }
+      return `a dangling symbolic link (to ${target}, which does not exist)`;
+    }
+    return `cannot be read (${code})`;
+  }
+  if (st.isFile()) return undefined;
+  if (st.isDirectory()) return 'a folder, not a file';
+  if (st.isFIFO()) return 'a FIFO (named pipe), not a regular file';
+  if (st.isSocket()) return 'a socket, not a regular file';
+  return 'a device, not a regular file';
 }
 
 /**

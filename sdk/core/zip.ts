@@ -16,6 +16,10 @@ export interface ZipEntry {
   localOffset: number;
 }
 
+/** Deflated entries may expand at most this much (beyond MAX_SMALL_ENTRY bytes). */
+const MAX_RATIO = 256;
+const MAX_SMALL_ENTRY = 1 << 20;
+
 export class ZipArchive {
   readonly path: string;
   readonly entries: Map<string, ZipEntry>;
@@ -92,6 +96,12 @@ export class ZipArchive {
     const raw = this.buf.subarray(start, start + e.compressedSize);
     if (e.method === 0) return raw;
     if (e.method === 8) {
+      // a small entry that declares gigabytes is refused before anything is allocated: weights
+      // barely compress (torch.save even stores them uncompressed), only a bomb reaches this ratio
+      if (e.size > MAX_SMALL_ENTRY && e.size > MAX_RATIO * e.compressedSize)
+        throw new DataError(
+          `${this.path}: entry "${name}" declares ${e.size} bytes from ${e.compressedSize} compressed (over ${MAX_RATIO}x): refused before inflating`,
+        );
       // bounded by the declared size: a small entry that inflates to gigabytes is refused, not inflated
       const limit = Math.max(e.size, 1);
       try {

@@ -1,6 +1,7 @@
 /**
  * Windows BMP decoding (sharp/libvips cannot read BMP): uncompressed 1/4/8-bit palette,
- * 24-bit and 32-bit (BI_RGB, or BI_BITFIELDS with 8-bit masks), bottom-up or top-down, to
+ * 24-bit and 32-bit (BI_RGB, or BI_BITFIELDS with 8-bit masks), bottom-up or top-down, and
+ * OS/2 1.x files (12-byte core header: 16-bit sizes, 3-byte palette entries), to
  * 8-bit RGB as Pillow's `convert("RGB")` gives it (alpha dropped). 16-bit and RLE BMPs are
  * refused (their expansion to 8 bits is not checked against Pillow here).
  * @throws Error with the reason (the caller names the file).
@@ -12,15 +13,21 @@ export function isBmp(bytes: Uint8Array): boolean {
 }
 
 export function decodeBmp(bytes: Uint8Array): RgbImage {
-  if (bytes.length < 54) throw new Error(`BMP file of ${bytes.length} bytes is truncated (header needs 54)`);
+  if (bytes.length < 18) throw new Error(`BMP file of ${bytes.length} bytes is truncated (no header)`);
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dataOffset = v.getUint32(10, true);
   const headerSize = v.getUint32(14, true);
-  if (headerSize < 40) throw new Error(`BMP core header (${headerSize} bytes, OS/2 1.x) is not supported`);
-  const width = v.getInt32(18, true);
-  const rawHeight = v.getInt32(22, true);
-  const bpp = v.getUint16(28, true);
-  const compression = v.getUint32(30, true);
+  // OS/2 1.x (BITMAPCOREHEADER): 12 bytes, unsigned 16-bit sizes, bottom-up, no compression
+  const core = headerSize === 12;
+  if (!core && headerSize < 40)
+    throw new Error(`BMP header of ${headerSize} bytes is neither OS/2 1.x (12) nor Windows (40 or more)`);
+  const headerEnd = 14 + headerSize;
+  if (bytes.length < headerEnd)
+    throw new Error(`BMP file of ${bytes.length} bytes is truncated (its header needs ${headerEnd})`);
+  const width = core ? v.getUint16(18, true) : v.getInt32(18, true);
+  const rawHeight = core ? v.getUint16(20, true) : v.getInt32(22, true);
+  const bpp = v.getUint16(core ? 24 : 28, true);
+  const compression = core ? 0 : v.getUint32(30, true);
   const height = Math.abs(rawHeight);
   const bottomUp = rawHeight > 0;
   if (width <= 0 || height <= 0) throw new Error(`BMP size ${width}x${rawHeight} is not a picture`);
@@ -42,11 +49,12 @@ export function decodeBmp(bytes: Uint8Array): RgbImage {
       throw new Error(`BMP bit fields ${masks.map((m) => m.toString(16)).join('/')} are not 8-bit channels`);
   }
   let palette: Uint8Array | undefined;
+  // palette entries: B, G, R (+ reserved in Windows files)
+  const entry = core ? 3 : 4;
   if (bpp <= 8) {
-    const colours = v.getUint32(46, true) || 1 << bpp;
-    const start = 14 + headerSize;
-    if (start + colours * 4 > bytes.length) throw new Error('BMP palette is truncated');
-    palette = bytes.subarray(start, start + colours * 4); // B, G, R, reserved
+    const colours = (core ? 0 : v.getUint32(46, true)) || 1 << bpp;
+    if (headerEnd + colours * entry > bytes.length) throw new Error('BMP palette is truncated');
+    palette = bytes.subarray(headerEnd, headerEnd + colours * entry);
   }
   const stride = Math.floor((bpp * width + 31) / 32) * 4;
   if (dataOffset + stride * height > bytes.length)
@@ -64,10 +72,10 @@ export function decodeBmp(bytes: Uint8Array): RgbImage {
         const bit = x * bpp;
         const byte = bytes[row + (bit >> 3)];
         const idx = (byte >> (8 - bpp - (bit & 7))) & ((1 << bpp) - 1);
-        if (idx * 4 + 2 >= palette.length) throw new Error(`BMP palette index ${idx} out of range`);
-        out[o] = palette[idx * 4 + 2];
-        out[o + 1] = palette[idx * 4 + 1];
-        out[o + 2] = palette[idx * 4];
+        if (idx * entry + 2 >= palette.length) throw new Error(`BMP palette index ${idx} out of range`);
+        out[o] = palette[idx * entry + 2];
+        out[o + 1] = palette[idx * entry + 1];
+        out[o + 2] = palette[idx * entry];
       } else if (bpp === 24) {
         out[o] = bytes[row + x * 3 + 2];
         out[o + 1] = bytes[row + x * 3 + 1];

@@ -3,12 +3,12 @@
  * square load size (plain resize, aspect ratio not kept, as the original code does); the
  * original size is kept so points can be mapped back.
  */
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import sharp, { type Sharp } from 'sharp';
 import { DataError, ConfigError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
 import { Tensor, resizeBilinear } from '../core/tensor.ts';
-import { writeFileAtomic } from '../core/fs.ts';
+import { notARegularFile, writeFileAtomic } from '../core/fs.ts';
 import { checkPositiveInt } from '../core/validate.ts';
 import { pilResizeBilinear } from './pil-resize.ts';
 import { decodeBmp, isBmp } from './bmp.ts';
@@ -126,20 +126,15 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions = {}
   } else {
     let bytes: Uint8Array | undefined;
     if (typeof input === 'string') {
-      let st;
-      try {
-        st = statSync(input);
-      } catch (e) {
+      // never open a FIFO (the read blocks forever) or follow a broken link into a stack trace
+      const problem = notARegularFile(input);
+      if (problem)
         throw new DataError(
           messages.imageDecode(
             source,
-            `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+            problem.startsWith('a folder') ? 'it is a folder, not an image file' : `it is ${problem}`,
           ),
-          { cause: e },
         );
-      }
-      if (st.isDirectory())
-        throw new DataError(messages.imageDecode(source, 'it is a folder, not an image file'));
       bytes = readFileSync(input);
     } else if (input instanceof Uint8Array) bytes = input;
     try {
@@ -165,6 +160,8 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions = {}
 
 /** An image file's width and height from its header (as decodeImage gives them). @throws DataError */
 export async function imageSize(path: string): Promise<{ width: number; height: number }> {
+  const problem = notARegularFile(path);
+  if (problem) throw new DataError(messages.imageDecode(path, `it is ${problem}`));
   try {
     const head = Buffer.alloc(26);
     const fd = openSync(path, 'r');
@@ -173,7 +170,10 @@ export async function imageSize(path: string): Promise<{ width: number; height: 
     } finally {
       closeSync(fd);
     }
-    if (isBmp(head)) return { width: head.readInt32LE(18), height: Math.abs(head.readInt32LE(22)) };
+    if (isBmp(head))
+      return head.readUInt32LE(14) === 12 // OS/2 1.x: 16-bit sizes
+        ? { width: head.readUInt16LE(18), height: head.readUInt16LE(20) }
+        : { width: head.readInt32LE(18), height: Math.abs(head.readInt32LE(22)) };
     const m = await sharp(path).metadata();
     if (!m.width || !m.height) throw new Error('no size in the header');
     return { width: m.width, height: m.height };

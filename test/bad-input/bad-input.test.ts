@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import {
   copyFileSync,
   cpSync,
@@ -13,6 +14,7 @@ import {
   readFileSync,
   readdirSync,
   statSync,
+  symlinkSync,
   truncateSync,
   unlinkSync,
   utimesSync,
@@ -446,6 +448,15 @@ describe('bad input: nothing lost, nothing silently wrong', function () {
           torchFile({ shape: [4], stride: [1] }, deflateRawSync(Buffer.alloc(64 << 20))),
           /inflates to more than the 16 bytes it declares/,
         ],
+        [
+          // a small file that declares its 64 MB honestly: refused before inflating anything
+          'declared-bomb',
+          torchFile(
+            { shape: [16 << 20], stride: [1], values: 16 << 20 },
+            deflateRawSync(Buffer.alloc(64 << 20)),
+          ),
+          /declares 67108864 bytes from \d+ compressed \(over 256x\): refused before inflating/,
+        ],
       ];
       for (const [name, bytes, message] of cases) {
         const path = join(dir, `${name}.pt`);
@@ -515,7 +526,7 @@ describe('bad input: nothing lost, nothing silently wrong', function () {
         .toFile(tiny);
       await cliFails(
         ['lotus', '--model', TINY, tiny, '--out', tempDir(), '--processing-res', '0'],
-        /processing size 4x4 is below the 8x8 the VAE needs/,
+        /four\.png \(4x4\): processing size 4x4 is below the 8x8 the VAE needs/,
       );
     });
 
@@ -639,6 +650,165 @@ describe('bad input: nothing lost, nothing silently wrong', function () {
         ['extract', '--model', TINY, '--images', COW, '--out', tempDir(), '--device', 'tpu'],
         /option --device: expected cpu \| cuda \| webgpu, got "tpu"/,
       );
+    });
+  });
+
+  describe('round two: special files, damaged state, unchecked values', () => {
+    it('a dangling symlink, a symlink loop and a FIFO among the inputs are named, never read', async function () {
+      this.timeout(120_000);
+      const d = tempDir();
+      copyFileSync(COW, join(d, 'good.jpg'));
+      symlinkSync(join(d, 'gone.jpg'), join(d, 'dangling.jpg'));
+      symlinkSync(join(d, 'loop-b.jpg'), join(d, 'loop-a.jpg'));
+      symlinkSync(join(d, 'loop-a.jpg'), join(d, 'loop-b.jpg'));
+      execFileSync('mkfifo', [join(d, 'pipe.png')]);
+      for (const [f, why] of [
+        ['dangling.jpg', /a dangling symbolic link \(to .*gone\.jpg, which does not exist\)/],
+        ['loop-a.jpg', /a symbolic link loop/],
+        ['pipe.png', /a FIFO \(named pipe\), not a regular file/],
+      ] as const)
+        await assert.rejects(
+          decodeImage(join(d, f)),
+          (e: Error) => e instanceof DataError && why.test(e.message),
+        );
+      // a folder holding them: the good image is used, the others named and skipped, nothing hangs
+      const out = tempDir();
+      const r = await runCli([
+        'extract',
+        '--model',
+        TINY,
+        '--images',
+        d,
+        '--out',
+        out,
+        '--steps',
+        '1',
+        '--save-timesteps',
+        '0',
+        '--image-size',
+        '64',
+        '--load-size',
+        '64',
+        '--no-cache',
+      ]);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.err, /skipped 4 of 5 image\(s\)/);
+      assert.match(r.err, /pipe\.png.*FIFO/);
+      // given by name: the same reasons
+      const missing = await runCli([
+        'extract',
+        '--model',
+        TINY,
+        '--images',
+        join(d, 'dangling.jpg'),
+        '--out',
+        tempDir(),
+      ]);
+      assert.notEqual(missing.code, 0);
+      assert.match(missing.err, /dangling\.jpg \(a dangling symbolic link/);
+    });
+
+    it('--paper-numbers, train --config and a damaged run.json are checked before any work', async () => {
+      const paper = join(tempDir(), 'paper.json');
+      writeFileSync(paper, JSON.stringify({ nyuv2: { abs_rel: 'five' } }));
+      await cliFails(
+        [
+          'lotus-eval',
+          '--model',
+          TINY,
+          '--task',
+          'depth',
+          '--dataset',
+          'nyuv2',
+          '--root',
+          tempDir(),
+          '--out',
+          tempDir(),
+          '--paper-numbers',
+          paper,
+        ],
+        /nyuv2\.abs_rel is "five", expected a number/,
+        'DataError',
+      );
+      const cfg = join(tempDir(), 'train.json');
+      writeFileSync(cfg, 'null');
+      await cliFails(
+        [
+          'train',
+          '--config',
+          cfg,
+          '--model',
+          TINY,
+          '--dataset',
+          'spair',
+          '--root',
+          join(FIXTURES, 'spair'),
+          '--out',
+          tempDir(),
+        ],
+        /expected a mapping of the original's train\.yaml keys .*got null/,
+      );
+      for (const damaged of ['', 'garbage {', '[1, 2]']) {
+        const out = tempDir();
+        writeFileSync(join(out, 'run.json'), damaged);
+        writeFileSync(join(out, 'pairs.jsonl'), '');
+        const r = await runCli([
+          'eval',
+          '--model',
+          TINY,
+          '--dataset',
+          'spair',
+          '--root',
+          join(FIXTURES, 'spair'),
+          '--pairs',
+          join(FIXTURES, 'spair/spair_71k_test-6.json'),
+          '--methods',
+          'sd-layer-4',
+          '--limit',
+          '1',
+          '--out',
+          out,
+          '--resume',
+        ]);
+        assert.equal(r.code, 2, damaged);
+        assert.match(r.err, /error \((DataError|ConfigError)\)/);
+        assert.match(r.err, /run\.json|another program/);
+        assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
+        assert.equal(readFileSync(join(out, 'run.json'), 'utf8'), damaged, 'left as it was');
+      }
+    });
+
+    it('seed counts are bounded; an image the pipeline cannot take is named', async () => {
+      await cliFails(
+        ['lotus', '--model', TINY, COW, '--out', tempDir(), '--seeds', '200000'],
+        /--seeds 200000: at most 1000 predictions/,
+      );
+      await cliFails(
+        [
+          'lotus-eval',
+          '--model',
+          TINY,
+          '--task',
+          'depth',
+          '--dataset',
+          'nyuv2',
+          '--root',
+          tempDir(),
+          '--out',
+          tempDir(),
+          '--seeds',
+          Array.from({ length: 101 }, (_, i) => i).join(','),
+        ],
+        /--seeds: 101 seeds; at most 100/,
+      );
+      const d = tempDir();
+      await sharp(Buffer.alloc(2 * 2 * 3, 128), { raw: { width: 2, height: 2, channels: 3 } })
+        .png()
+        .toFile(join(d, 'tiny.png'));
+      copyFileSync(COW, join(d, 'cow.jpg'));
+      const r = await runCli(['lotus', '--model', TINY, d, '--out', tempDir(), '--processing-res', '0']);
+      assert.equal(r.code, 2);
+      assert.match(r.err, /tiny\.png \(2x2\): /);
     });
   });
 });

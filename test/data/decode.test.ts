@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { decodeImage, IMAGE_FORMATS } from '../../sdk/data/image.ts';
+import { decodeImage, imageSize, IMAGE_FORMATS } from '../../sdk/data/image.ts';
 import { decodeBmp } from '../../sdk/data/bmp.ts';
 import { DataError } from '../../sdk/core/errors.ts';
 import { FIXTURES, REFERENCE, rejectsWith, tempDir } from '../helpers.ts';
@@ -55,7 +55,7 @@ describe('data/decode: Pillow-exact pixels', () => {
     }
   });
 
-  it('reads BMP layouts: 8-bit palette, 32-bit, top-down (constructed, known pixels)', () => {
+  it('reads BMP layouts: 8-bit palette, 32-bit, top-down, OS/2 1.x (constructed, known pixels)', async () => {
     const w = 3;
     const h = 2;
     const pixel = (x: number, y: number) => [x * 80, y * 120, 200 - x * 50];
@@ -94,6 +94,42 @@ describe('data/decode: Pillow-exact pixels', () => {
         b8[54 + w * h * 4 + (h - 1 - y) * stride + x] = idx;
       }
     assert.deepEqual(Buffer.from(decodeBmp(b8).data), want);
+    // OS/2 1.x: a 12-byte core header (16-bit sizes), 24-bit: a valid 2x2 file is 42 bytes
+    const os2 = (bpp: number, palette: number[][], rows: number[][]) => {
+      const stride = Math.floor((bpp * w + 31) / 32) * 4;
+      const b = Buffer.alloc(26 + palette.length * 3 + stride * h);
+      b.write('BM', 0);
+      b.writeUInt32LE(b.length, 2);
+      b.writeUInt32LE(26 + palette.length * 3, 10);
+      b.writeUInt32LE(12, 14);
+      b.writeUInt16LE(w, 18);
+      b.writeUInt16LE(h, 20);
+      b.writeUInt16LE(1, 22);
+      b.writeUInt16LE(bpp, 24);
+      palette.forEach((c, i) => b.set(c, 26 + i * 3));
+      rows.forEach((r, y) => b.set(r, 26 + palette.length * 3 + (h - 1 - y) * stride)); // bottom-up
+      return b;
+    };
+    const rgb24 = os2(
+      24,
+      [],
+      Array.from({ length: h }, (_, y) => Array.from({ length: w }, (_, x) => pixel(x, y).reverse()).flat()),
+    );
+    assert.ok(rgb24.length < 54, 'smaller than a Windows BMP header alone');
+    assert.deepEqual(Buffer.from(decodeBmp(rgb24).data), want);
+    const pal = Array.from({ length: 256 }, (_, i) =>
+      i < w * h ? pixel(i % w, Math.floor(i / w)).reverse() : [0, 0, 0],
+    );
+    const p8 = os2(
+      8,
+      pal,
+      Array.from({ length: h }, (_, y) => Array.from({ length: w }, (_, x) => y * w + x)),
+    );
+    assert.deepEqual(Buffer.from(decodeBmp(p8).data), want);
+    const path = join(tempDir(), 'os2.bmp');
+    writeFileSync(path, rgb24);
+    assert.deepEqual(await imageSize(path), { width: w, height: h });
+    assert.deepEqual(Buffer.from((await decodeImage(path)).data), want);
   });
 
   it('gives the first frame of an animated GIF or WebP, as Pillow opens them', async () => {

@@ -69,13 +69,33 @@ function processingResFlag(value: string | undefined): number | undefined {
 
 function readPaper(path: string | undefined): PaperNumbers | undefined {
   if (!path) return undefined;
+  let paper: unknown;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as PaperNumbers;
+    paper = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
     throw new DataError(
       `--paper-numbers ${path}: not a JSON file of {"<dataset>": {"<metric>": number}} (${(e as Error).message})`,
     );
   }
+  // checked before any work: a bad value must not end a finished evaluation without its results
+  const isObject = (x: unknown): x is Record<string, unknown> =>
+    typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (!isObject(paper))
+    throw new DataError(
+      `--paper-numbers ${path}: expected {"<dataset>": {"<metric>": number}}, got ${JSON.stringify(paper)?.slice(0, 60)}`,
+    );
+  for (const [dataset, metrics] of Object.entries(paper)) {
+    if (!isObject(metrics))
+      throw new DataError(
+        `--paper-numbers ${path}: "${dataset}" should map metric names to numbers, got ${JSON.stringify(metrics)?.slice(0, 60)}`,
+      );
+    for (const [metric, value] of Object.entries(metrics))
+      if (typeof value !== 'number' || !Number.isFinite(value))
+        throw new DataError(
+          `--paper-numbers ${path}: ${dataset}.${metric} is ${JSON.stringify(value)}, expected a number (percent as in the paper)`,
+        );
+  }
+  return paper as PaperNumbers;
 }
 
 async function writeOutputs(dir: string, run: LotusRun, summary: BenchmarkSummary, paper?: PaperNumbers) {
@@ -149,6 +169,8 @@ export const lotusEval: Command = {
     const dataset = choice('dataset', v.dataset, BENCHMARK_DATASETS, 'nyuv2');
     const explicitRes = processingResFlag(v['processing-res']);
     const seeds = (v.seeds ?? '0').split(',').map((s) => intOption('seeds', s.trim(), 0, 0));
+    if (seeds.length > 100)
+      throw new ConfigError(`--seeds: ${seeds.length} seeds; at most 100 predictions are averaged per image`);
     const depthScale = v['depth-scale'] !== undefined ? Number(v['depth-scale']) : undefined;
     if (depthScale !== undefined && !(depthScale > 0))
       throw new ConfigError(
@@ -213,7 +235,7 @@ export const lotusEval: Command = {
               resume: v.resume ?? false,
               overwrite: v.overwrite ?? false,
               differs: (previous) => {
-                const before = (previous as LotusRun).settings;
+                const before = (previous as Partial<LotusRun>).settings ?? {};
                 return [...new Set([...Object.keys(before), ...Object.keys(settings)])]
                   .filter(
                     (k) => JSON.stringify(before[k]) !== JSON.stringify(settings[k as keyof typeof settings]),

@@ -1,5 +1,5 @@
 import { basename, extname, join } from 'node:path';
-import { ConfigError, DataError } from '../../core/errors.ts';
+import { ConfigError, DataError, HyperfeaturesError } from '../../core/errors.ts';
 import { messages } from '../../core/messages.ts';
 import { createProgress } from '../../core/progress.ts';
 import { SafetensorsReader, writeSafetensors } from '../../core/safetensors.ts';
@@ -48,6 +48,9 @@ async function readNoise(path: string) {
   }
 }
 
+/** Predictions averaged per image, at most (each is a full UNet pass). */
+const MAX_SEEDS = 1000;
+
 export const lotus: Command = {
   summary: 'Lotus dense prediction: depth, normals or RGB reconstruction from one diffusion step',
   usage: `hyperfeatures lotus --model <dir|repo-id> <images or folders...> --task ${LOTUS_TASKS.join('|')} --out <dir>\n  [--processing-res ${DEFAULT_PROCESSING_RES}] [--vae-tile auto|off|<pixels, multiple of 32>] [--seeds N] [--seed S] [--noise <file.safetensors: posterior_eps, noise>] [--ply [--focal F]] [--color-managed] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download]`,
@@ -75,7 +78,13 @@ export const lotus: Command = {
     const task = v.task ? choice('task', v.task, LOTUS_TASKS, 'depth') : undefined;
     const res = v['processing-res'] === undefined ? DEFAULT_PROCESSING_RES : Number(v['processing-res']);
     const first = intOption('seed', v.seed, 0);
-    const seeds = Array.from({ length: intOption('seeds', v.seeds, 1, 1) }, (_, i) => first + i);
+    const count = intOption('seeds', v.seeds, 1, 1);
+    // every seed is a full UNet pass per image: a count in the thousands is a typo, not an ensemble
+    if (count > MAX_SEEDS)
+      throw new ConfigError(
+        `--seeds ${count}: at most ${MAX_SEEDS} predictions are averaged per image (Lotus-G's ensembles use up to 10)`,
+      );
+    const seeds = Array.from({ length: count }, (_, i) => first + i);
     const noise = v.noise ? await readNoise(v.noise) : undefined;
     const focal = v.focal === undefined ? undefined : Number(v.focal);
     if (focal !== undefined && !(Number.isFinite(focal) && focal > 0))
@@ -94,7 +103,11 @@ export const lotus: Command = {
     const tiling = vaeTiling(v['vae-tile']);
     for (const p of images) {
       const { width, height } = await imageSize(p);
-      processingSize(height, width, res); // size limits checked for every image before any work
+      try {
+        processingSize(height, width, res); // size limits checked for every image before any work
+      } catch (e) {
+        throw new ConfigError(`${p} (${width}x${height}): ${(e as Error).message}`, { cause: e });
+      }
     }
     const model = await Lotus.fromModel(v.model, {
       device: choice('device', v.device, DEVICES, 'cpu'),
@@ -121,14 +134,20 @@ export const lotus: Command = {
       }[effective];
       checkOutputNames(v.out, expandImages(positionals), ['.safetensors', ...suffixes]);
       for (const [i, path] of images.entries()) {
-        const r = await model.predict(path, {
-          task,
-          processingRes: res,
-          vaeTiling: tiling,
-          seeds,
-          noise,
-          colorManaged: v['color-managed'],
-        });
+        const r = await model
+          .predict(path, {
+            task,
+            processingRes: res,
+            vaeTiling: tiling,
+            seeds,
+            noise,
+            colorManaged: v['color-managed'],
+          })
+          .catch((e: Error) => {
+            // name the image: the images before it are written, the ones after are not
+            if (e instanceof HyperfeaturesError) throw Object.assign(e, { message: `${path}: ${e.message}` });
+            throw e;
+          });
         const stem = join(v.out, basename(path, extname(path)));
         const tensors: Record<string, Tensor> = { prediction: r.prediction };
         if (r.depth) tensors.depth = r.depth;
