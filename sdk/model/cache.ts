@@ -6,7 +6,17 @@
  * onnxruntime cannot load, is rebuilt instead of failing on every run.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, realpathSync, utimesSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { contentHash, fileStamp, verifyFile } from '../core/identity.ts';
 import { dirname, join } from 'node:path';
 import { ModelError } from '../core/errors.ts';
 import { writeFileAtomic } from '../core/fs.ts';
@@ -29,10 +39,9 @@ export function graphKey(
 ): string {
   const h = createHash('sha256');
   h.update(JSON.stringify({ v: BUILDER_VERSION, component, config, options }));
-  for (const f of weightFiles) {
-    const s = statSync(f);
-    h.update(`${realpathSync(f)}:${s.size}:${s.mtimeMs}`);
-  }
+  // by content (hashed once per file version): a weight file replaced in place with the same
+  // size and mtime is a new key, never the old graph
+  for (const f of weightFiles) h.update(contentHash(f));
   return h.digest('hex').slice(0, 24);
 }
 
@@ -84,6 +93,8 @@ interface GraphManifest {
   /** BUILDER_VERSION that wrote it (absent in entries made before it was recorded). */
   builder?: number;
   files: Record<string, number>;
+  /** Each file's stamp and sha256 at build time: a load verifies the bytes it is about to use. */
+  stamps?: Record<string, ReturnType<typeof fileStamp>>;
 }
 
 /** Why a cache entry can never be used again, or undefined when it can (`cache prune --stale`). */
@@ -108,6 +119,34 @@ export function manifestProblem(dir: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Whether the graph files still hold the bytes that were built (a changed stamp means a hash),
+ * or why not. Entries from before stamps were recorded are taken as they are.
+ */
+function verifyGraphFiles(dir: string): string | undefined {
+  const file = join(dir, 'manifest.json');
+  const m = JSON.parse(readFileSync(file, 'utf8')) as GraphManifest;
+  if (!m.stamps) return undefined;
+  let restamped = false;
+  for (const [name, recorded] of Object.entries(m.stamps)) {
+    const v = verifyFile(join(dir, name), recorded);
+    if (!v.ok) return `${name}: ${v.why}`;
+    if (v.restamp) {
+      m.stamps[name] = v.restamp;
+      restamped = true;
+    }
+  }
+  // the same bytes under a new stamp (a copied or restored cache): remembered, not hashed again
+  if (restamped)
+    try {
+      writeFileSync(`${file}.tmp-${process.pid}`, JSON.stringify(m));
+      renameSync(`${file}.tmp-${process.pid}`, file);
+    } catch {
+      // a read-only cache: hashed again next time
+    }
+  return undefined;
+}
+
 async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boolean }> {
   const key = graphKey(
     req.component,
@@ -120,7 +159,8 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
   const dir = dirname(path);
   if (existsSync(path)) {
     const problem = manifestProblem(dir);
-    if (!problem) {
+    const damaged = problem ? undefined : verifyGraphFiles(dir);
+    if (!problem && !damaged) {
       log().debug(`${req.component}: using cached graph ${path}`);
       // the manifest's mtime is the entry's last use (`cache prune --unused-days`)
       try {
@@ -131,7 +171,7 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
       }
       return { path, cached: true };
     }
-    log().warn(`${req.component}: cached graph ${dir} is not usable (${problem}); rebuilding it`);
+    log().warn(`${req.component}: cached graph ${dir} is not usable (${problem ?? damaged}); rebuilding it`);
     rmSync(dir, { recursive: true, force: true });
   }
   await markOwned(root, dir, req.component);
@@ -146,12 +186,16 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
     );
     await g.save(path, bytes > EXTERNAL_DATA_BYTES);
     const files: Record<string, number> = {};
+    const stamps: GraphManifest['stamps'] = {};
     for (const f of ['model.onnx', 'model.onnx.data'])
-      if (existsSync(join(dir, f))) files[f] = statSync(join(dir, f)).size;
+      if (existsSync(join(dir, f))) {
+        files[f] = statSync(join(dir, f)).size;
+        stamps[f] = fileStamp(join(dir, f));
+      }
     await writeFileAtomic(
       join(dir, 'manifest.json'),
       Buffer.from(
-        JSON.stringify({ ort: ORT_VERSION, builder: BUILDER_VERSION, files } satisfies GraphManifest),
+        JSON.stringify({ ort: ORT_VERSION, builder: BUILDER_VERSION, files, stamps } satisfies GraphManifest),
       ),
     );
   } finally {

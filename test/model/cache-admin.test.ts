@@ -197,4 +197,49 @@ describe('graph cache: list and prune', () => {
     assert.ok(existsSync(join(graphs, 'my-notes')) && existsSync(join(graphs, `unet-${'a'.repeat(24)}`)));
     assert.ok(existsSync(join(graphs, live, 'model.onnx')));
   });
+
+  it('keys graphs by weight content and verifies a cached graph before using it', async () => {
+    const model = tempDir();
+    cpSync(TINY, model, { recursive: true });
+    const root = tempDir();
+    const encode = async () => {
+      const te = await TextEncoder.load(model, { cacheDir: root });
+      try {
+        return Array.from((await te.encode('a photo of a cat')).data);
+      } finally {
+        await te.dispose();
+      }
+    };
+    const first = await encode();
+    const entries = () => readdirSync(root).filter((f) => f !== ROOT_MARKER);
+    assert.equal(entries().length, 1);
+    // the weights replaced in place: same size, same mtime, other bytes
+    const weights = join(
+      model,
+      'text_encoder',
+      readdirSync(join(model, 'text_encoder')).find((f) => f.endsWith('.safetensors'))!,
+    );
+    const { mtime, atime, size } = statSync(weights);
+    const bytes = readFileSync(weights);
+    for (let i = bytes.length - 4096; i < bytes.length; i += 4) bytes.writeFloatLE(0.5, i);
+    writeFileSync(weights, bytes);
+    utimesSync(weights, atime, mtime);
+    assert.equal(statSync(weights).size, size);
+    assert.ok(Math.abs(statSync(weights).mtimeMs - mtime.getTime()) < 1, 'the same mtime');
+    const replaced = await encode();
+    assert.equal(entries().length, 2, 'a new graph for the new content');
+    assert.notDeepEqual(replaced, first);
+    // a cached graph with flipped bytes (same size, mtime put back) is found out and rebuilt
+    const newest = entries()
+      .map((e) => join(root, e, 'model.onnx'))
+      .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+    const g = readFileSync(newest);
+    const t = statSync(newest);
+    for (let i = g.length - 2048; i < g.length - 1024; i += 4) g.writeFloatLE(3, i);
+    writeFileSync(newest, g);
+    utimesSync(newest, t.atime, t.mtime);
+    const again = await encode();
+    assert.deepEqual(again, replaced, "the rebuilt graph gives the weights' numbers");
+    assert.notDeepEqual(readFileSync(newest), g, 'the damaged graph was replaced');
+  });
 });

@@ -7,12 +7,12 @@
  * Descriptors"): one facet (key by default) of one block (index 9, 0-based), CLS dropped,
  * heads concatenated, overlapping patches (stride 4); their log-binning is not applied.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, ModelError, NetworkError } from '../../core/errors.ts';
 import { messages } from '../../core/messages.ts';
 import { hyperfeaturesCacheDir } from '../../core/paths.ts';
+import { contentHash } from '../../core/identity.ts';
 import { SafetensorsReader, writeSafetensors } from '../../core/safetensors.ts';
 import { Tensor } from '../../core/tensor.ts';
 import { decodeImage, resizeRgb, type ImageInput } from '../../data/image.ts';
@@ -142,8 +142,8 @@ async function resolveVit(model: string, o: DinoOptions): Promise<{ configPath: 
 
 /** A pytorch_model.bin state dict as a safetensors file in the cache (converted once; no code runs). */
 async function asSafetensors(bin: string, cacheDir?: string): Promise<string> {
-  const st = statSync(bin);
-  const key = createHash('sha256').update(`${bin}:${st.size}:${st.mtimeMs}`).digest('hex').slice(0, 24);
+  // by content: a .bin replaced in place (same size and mtime) is converted again
+  const key = contentHash(bin).slice(0, 24);
   const out = join(cacheDir ?? join(hyperfeaturesCacheDir(), 'converted'), `${key}.safetensors`);
   if (existsSync(out)) return out;
   const dict = torchLoad(bin);
