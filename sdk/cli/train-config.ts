@@ -3,8 +3,8 @@
  * train command's options. Only flat `key: value` YAML is read (scalars, [inline] and "- item"
  * lists), which is all that file uses; an unknown key is an error that names it.
  */
-import { readFileSync } from 'node:fs';
 import { ConfigError } from '../core/errors.ts';
+import { readInputFile } from '../core/fs.ts';
 
 export interface TrainConfig {
   model?: string;
@@ -118,11 +118,12 @@ const IGNORED = [
 export function readTrainConfig(file: string): TrainConfig {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readInputFile(file, 'utf8');
   } catch (e) {
-    throw new ConfigError(`--config ${file}: cannot read it (${(e as NodeJS.ErrnoException).code})`, {
-      cause: e,
-    });
+    throw new ConfigError(
+      `--config ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message.replace(`${file}: `, '')})`,
+      { cause: e },
+    );
   }
   let raw: Record<string, unknown>;
   if (/\.json$/i.test(file)) {

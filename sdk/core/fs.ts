@@ -3,7 +3,7 @@
  * place only when complete, so an interrupted run or a full disk never leaves a
  * half-written file under the final name.
  */
-import { lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { lstatSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { open, rename, unlink, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -87,6 +87,19 @@ export function notARegularFile(path: string): string | undefined {
   if (st.isFIFO()) return 'a FIFO (named pipe), not a regular file';
   if (st.isSocket()) return 'a socket, not a regular file';
   return 'a device, not a regular file';
+}
+
+/**
+ * A user's input file read whole, after checking it is a regular file: a FIFO would block the
+ * read forever, a folder or a broken link would end in a stack trace.
+ * @throws DataError `<path>: <what it is>`.
+ */
+export function readInputFile(path: string): Buffer;
+export function readInputFile(path: string, encoding: 'utf8'): string;
+export function readInputFile(path: string, encoding?: 'utf8'): Buffer | string {
+  const problem = notARegularFile(path);
+  if (problem) throw new DataError(`${path}: ${problem}`);
+  return encoding ? readFileSync(path, encoding) : readFileSync(path);
 }
 
 /**

@@ -10,7 +10,7 @@ import { DataError } from './errors.ts';
 import { messages } from './messages.ts';
 import { Tensor, shapeSize } from './tensor.ts';
 import { bf16ToFloat, halfToFloat, floatToHalf } from './half.ts';
-import { writeFileAtomic, writeFileAtomicStreaming } from './fs.ts';
+import { notARegularFile, writeFileAtomic, writeFileAtomicStreaming } from './fs.ts';
 
 export const DTYPE_BYTES = {
   F64: 8,
@@ -57,6 +57,10 @@ export class SafetensorsReader {
 
   /** Open and validate the header. @throws DataError naming the file and the problem. */
   static async open(path: string): Promise<SafetensorsReader> {
+    // a folder or a FIFO must not reach open(): the read fails with a trace, or blocks forever
+    const problem = notARegularFile(path);
+    if (problem && !problem.startsWith('not found'))
+      throw new DataError(`${path}: not a safetensors file: ${problem}`);
     let handle: FileHandle;
     try {
       handle = await open(path, 'r');

@@ -4,9 +4,9 @@
  * problem is a DataError naming the file. And the matching writer (stored entries, or
  * pre-compressed ones with a declared size), used to write torch.save files.
  */
-import { readFileSync } from 'node:fs';
 import { crc32, inflateRawSync } from 'node:zlib';
 import { DataError } from './errors.ts';
+import { readInputFile } from './fs.ts';
 
 export interface ZipEntry {
   name: string;
@@ -35,7 +35,7 @@ export class ZipArchive {
   static open(path: string): ZipArchive {
     let buf: Buffer;
     try {
-      buf = readFileSync(path);
+      buf = readInputFile(path);
     } catch (e) {
       throw new DataError(`${path}: cannot read file (${(e as Error).message})`, { cause: e });
     }

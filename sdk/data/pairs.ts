@@ -4,9 +4,10 @@
  * points [x, y] in original image pixels, and check every referenced image up front,
  * reporting all missing files at once.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, DataError } from '../core/errors.ts';
+import { readInputFile } from '../core/fs.ts';
 import { Rng } from '../core/rng.ts';
 import { imageSize } from './image.ts';
 import { assetPath } from '../core/package-root.ts';
@@ -29,7 +30,7 @@ export type DatasetName = (typeof DATASETS)[number];
 
 function readJsonFile(path: string): unknown {
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    return JSON.parse(readInputFile(path, 'utf8'));
   } catch (e) {
     throw new DataError(`${path}: cannot read JSON (${(e as Error).message})`, { cause: e });
   }
@@ -187,7 +188,7 @@ export function loadSpairOfficial(root: string, split: 'trn' | 'val' | 'test'): 
 export function loadPfPascal(csvPath: string, root: string): KeypointPair[] {
   let text: string;
   try {
-    text = readFileSync(csvPath, 'utf8');
+    text = readInputFile(csvPath, 'utf8');
   } catch (e) {
     throw new DataError(`${csvPath}: cannot read (${(e as Error).message})`, { cause: e });
   }
@@ -232,7 +233,7 @@ export function loadCub(
   const lines = (rel: string) => {
     const p = join(root, rel);
     if (!existsSync(p)) throw new DataError(`${p}: CUB-200-2011 file not found`);
-    return readFileSync(p, 'utf8')
+    return readInputFile(p, 'utf8')
       .trim()
       .split(/\r?\n/)
       .map((l) => l.trim().split(/\s+/));

@@ -1,6 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { ConfigError, DataError } from '../../core/errors.ts';
+import { readInputFile } from '../../core/fs.ts';
 import { createProgress } from '../../core/progress.ts';
 import { SafetensorsReader } from '../../core/safetensors.ts';
 import { saveImage } from '../../data/image.ts';
@@ -125,7 +126,7 @@ export const extract: Command = {
     try {
       const written: string[] = [];
       if (v.prompts) {
-        const text = existsSync(v.prompts) ? readFileSync(v.prompts, 'utf8') : v.prompts;
+        const text = existsSync(v.prompts) ? readInputFile(v.prompts, 'utf8') : v.prompts;
         let prompts: unknown;
         try {
           prompts = JSON.parse(text);

@@ -6,7 +6,7 @@
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, DataError } from '../../core/errors.ts';
-import { writeFileAtomic } from '../../core/fs.ts';
+import { readInputFile, writeFileAtomic } from '../../core/fs.ts';
 import { checkOutputDir } from '../../core/outputs.ts';
 import { createProgress } from '../../core/progress.ts';
 import { Lotus } from '../../lotus/pipeline.ts';
@@ -71,7 +71,7 @@ function readPaper(path: string | undefined): PaperNumbers | undefined {
   if (!path) return undefined;
   let paper: unknown;
   try {
-    paper = JSON.parse(readFileSync(path, 'utf8'));
+    paper = JSON.parse(readInputFile(path, 'utf8'));
   } catch (e) {
     throw new DataError(
       `--paper-numbers ${path}: not a JSON file of {"<dataset>": {"<metric>": number}} (${(e as Error).message})`,
