@@ -3,7 +3,7 @@
  * place only when complete, so an interrupted run or a full disk never leaves a
  * half-written file under the final name.
  */
-import { lstatSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { lstatSync, readFileSync, readdirSync, readlinkSync, statSync, statfsSync } from 'node:fs';
 import { open, rename, unlink, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -124,32 +124,59 @@ export function isDeadTemp(name: string, mtimeMs: number): boolean {
 export async function writeFileAtomicStreaming(
   path: string,
   produce: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>,
+  needed?: number,
 ): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  await removeStaleTemps(path);
   const tmp = tempPathFor(path);
-  const handle = await open(tmp, 'w');
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  let total = 0;
   try {
+    await mkdir(dirname(path), { recursive: true });
+    await removeStaleTemps(path);
+    handle = await open(tmp, 'w');
+    const h = handle;
     await produce(async (chunk) => {
       let written = 0;
       while (written < chunk.byteLength) {
-        const { bytesWritten } = await handle.write(chunk, written, chunk.byteLength - written);
+        const { bytesWritten } = await h.write(chunk, written, chunk.byteLength - written);
         written += bytesWritten;
+        total += bytesWritten;
       }
     });
     await handle.sync();
     await handle.close();
     await rename(tmp, path);
   } catch (e) {
-    await handle.close().catch(() => undefined);
+    await handle?.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
     const code = (e as NodeJS.ErrnoException).code;
-    if (code && !(e instanceof HyperfeaturesError))
-      throw new DataError(
-        `cannot write ${path} (${code === 'ENOSPC' ? 'no space left on the device' : code}); the previous file, if any, is unchanged`,
-        { cause: e },
-      );
+    if (code && !(e instanceof HyperfeaturesError)) {
+      const why =
+        code === 'ENOSPC' || code === 'EDQUOT'
+          ? `no space left on the device of ${dirname(path)}: ${needed !== undefined ? `needs ${needed} bytes` : `${total} bytes written when it filled`}, ${freeBytes(dirname(path))} free`
+          : code === 'EROFS'
+            ? 'read-only filesystem'
+            : code === 'EACCES' || code === 'EPERM'
+              ? 'no write permission'
+              : code === 'ENOTDIR' || code === 'EEXIST'
+                ? 'a file stands where a folder should be'
+                : code;
+      throw new DataError(`cannot write ${path} (${why}); the previous file, if any, is unchanged`, {
+        cause: e,
+      });
+    }
     throw e;
+  }
+}
+
+/** Free bytes on the filesystem holding `dir` (nearest existing folder), as text. */
+function freeBytes(dir: string): string {
+  for (let d = dir; ; d = dirname(d)) {
+    try {
+      const s = statfsSync(d);
+      return `${s.bavail * s.bsize}`;
+    } catch {
+      if (dirname(d) === d) return 'unknown';
+    }
   }
 }
 
@@ -158,9 +185,14 @@ export async function writeFileAtomic(
   path: string,
   chunks: Uint8Array | readonly Uint8Array[],
 ): Promise<void> {
-  await writeFileAtomicStreaming(path, async (write) => {
-    for (const chunk of chunks instanceof Uint8Array ? [chunks] : chunks) await write(chunk);
-  });
+  const list = chunks instanceof Uint8Array ? [chunks] : chunks;
+  await writeFileAtomicStreaming(
+    path,
+    async (write) => {
+      for (const chunk of list) await write(chunk);
+    },
+    list.reduce((a, c) => a + c.byteLength, 0),
+  );
 }
 
 /** Bytes of every file under a folder, recursively. */

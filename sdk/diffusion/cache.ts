@@ -47,7 +47,24 @@ export class FeatureCache {
     }
   }
 
+  /**
+   * Keep a stack; a cache that cannot take it (full, read-only, not a folder) is warned about
+   * once and the work goes on uncached, its results unchanged.
+   */
   async put(key: string, stack: FeatureStack): Promise<void> {
-    await stack.save(this.path(key));
+    if (this.disabled) return;
+    try {
+      await stack.save(this.path(key));
+    } catch (e) {
+      const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as { code?: string }).code;
+      if (!code || !['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EEXIST'].includes(code))
+        throw e;
+      this.disabled = true;
+      log().warn(
+        `the feature cache ${this.dir} cannot take more entries (${code === 'ENOSPC' ? 'no space left on its device' : code}); computing without caching for the rest of this run`,
+      );
+    }
   }
+
+  private disabled = false;
 }

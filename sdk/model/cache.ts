@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
+  mkdtempSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -17,6 +18,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { contentHash, fileStamp, verifyFile } from '../core/identity.ts';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ModelError } from '../core/errors.ts';
 import { writeFileAtomic } from '../core/fs.ts';
@@ -147,7 +149,7 @@ function verifyGraphFiles(dir: string): string | undefined {
   return undefined;
 }
 
-async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boolean }> {
+async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boolean; temporary?: string }> {
   const key = graphKey(
     req.component,
     req.config,
@@ -174,7 +176,49 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
     log().warn(`${req.component}: cached graph ${dir} is not usable (${problem ?? damaged}); rebuilding it`);
     rmSync(dir, { recursive: true, force: true });
   }
-  await markOwned(root, dir, req.component);
+  try {
+    await markOwned(root, dir, req.component);
+    await buildInto(req, dir);
+    return { path, cached: false };
+  } catch (e) {
+    const code = errnoOf(e);
+    if (!code || !CACHE_UNUSABLE.includes(code)) throw e;
+    // a full, read-only or misplaced cache must not stop the work: build where there is room
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // a read-only cache keeps what it had
+    }
+    const tmp = mkdtempSync(join(tmpdir(), `hyperfeatures-${req.component}-`));
+    log().warn(
+      `${req.component}: the graph cache ${root} cannot take this graph (${code === 'ENOSPC' ? 'no space left on its device' : code}); building it in ${tmp} for this run only (set HYPERFEATURES_CACHE to a writable folder with room to keep it)`,
+    );
+    try {
+      await buildInto(req, tmp);
+    } catch (again) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw again;
+    }
+    return { path: join(tmp, 'model.onnx'), cached: false, temporary: tmp };
+  }
+}
+
+/** Errors that mean the cache folder cannot hold an entry (not that the build is wrong). */
+const CACHE_UNUSABLE = ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EEXIST', 'EISDIR'];
+
+function errnoOf(e: unknown): string | undefined {
+  for (
+    let x = e as { code?: unknown; cause?: unknown } | undefined, i = 0;
+    x && i < 4;
+    x = x.cause as typeof x, i++
+  )
+    if (typeof x.code === 'string' && /^E[A-Z]+$/.test(x.code)) return x.code;
+  return undefined;
+}
+
+/** Build the graph into `dir` (model.onnx, its data, and the manifest written last). */
+async function buildInto(req: GraphRequest, dir: string): Promise<void> {
+  const path = join(dir, 'model.onnx');
   const weights = await WeightStore.open([...req.weightFiles]);
   weights.weightDtype = req.weightDtype ?? 'float';
   try {
@@ -201,7 +245,6 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
   } finally {
     await weights.close();
   }
-  return { path, cached: false };
 }
 
 /**
@@ -209,7 +252,7 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
  * (damaged bytes of the right size) is removed and rebuilt once, never an error forever.
  */
 export async function cachedSession<T>(req: GraphRequest, open: (path: string) => Promise<T>): Promise<T> {
-  const { path, cached } = await graphFile(req);
+  const { path, cached, temporary } = await graphFile(req);
   try {
     return await open(path);
   } catch (e) {
@@ -217,5 +260,8 @@ export async function cachedSession<T>(req: GraphRequest, open: (path: string) =
     log().warn(`${req.component}: cached graph ${path} does not load (${e.message}); rebuilding it`);
     rmSync(dirname(path), { recursive: true, force: true });
     return open((await graphFile(req)).path);
+  } finally {
+    // a graph built outside the cache lives as long as its session's load (read in by then)
+    if (temporary) rmSync(temporary, { recursive: true, force: true });
   }
 }

@@ -355,4 +355,83 @@ describe('fault matrix (generated): bad input files and outputs, each a typed on
     chmodSync(ro, 0o755);
     assert.deepEqual(failures, []);
   });
+
+  it('a cache that cannot hold entries (a file, a full disk) warns and the work goes on; a full --out says so', async function () {
+    const extract = (out: string, env: NodeJS.ProcessEnv) =>
+      new Promise<{ code: number | null; err: string }>((res) => {
+        const child = spawn(
+          process.execPath,
+          [
+            join(REPO, 'bin', 'hyperfeatures.js'),
+            'extract',
+            '--model',
+            TINY,
+            '--images',
+            COW,
+            '--out',
+            out,
+            '--steps',
+            '1',
+            '--save-timesteps',
+            '0',
+            '--image-size',
+            '64',
+            '--load-size',
+            '64',
+          ],
+          {
+            stdio: ['ignore', 'ignore', 'pipe'],
+            env: { ...process.env, HYPERFEATURES_LOG_LEVEL: 'warn', ...env },
+          },
+        );
+        let err = '';
+        child.stderr.on('data', (d) => (err += d));
+        child.on('exit', (code) => res({ code, err }));
+      });
+    // the cache folder is a file: graphs are built in a temp folder for the run, features not kept
+    const notADir = join(tempDir(), 'cache-file');
+    writeFileSync(notADir, 'x');
+    const out = tempDir();
+    const r = await extract(out, { HYPERFEATURES_CACHE: notADir });
+    assert.equal(r.code, 0, r.err);
+    assert.match(
+      r.err,
+      /the graph cache .*cache-file.* cannot take this graph \((ENOTDIR|EEXIST)\); building it in .* for this run only/,
+    );
+    assert.match(r.err, /the feature cache .* cannot take more entries/);
+    assert.ok(readdirSync(out).some((f) => f.endsWith('.safetensors')));
+    assert.equal(readFileSync(notADir, 'utf8'), 'x');
+    // a real full disk, where this machine lets us mount a small tmpfs
+    const mnt = tempDir();
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt], { stdio: 'ignore' });
+    } catch {
+      process.stderr.write(
+        '      (no tmpfs mount here: the full-disk cells are covered by the cache-is-a-file cell above)\n',
+      );
+      return;
+    }
+    try {
+      execFileSync('dd', ['if=/dev/zero', `of=${join(mnt, 'fill')}`, 'bs=1k', 'count=4096'], {
+        stdio: 'ignore',
+      }).toString();
+    } catch {
+      // dd stops at the full disk: that is the point
+    }
+    try {
+      const cached = await extract(tempDir(), { HYPERFEATURES_CACHE: join(mnt, 'cache') });
+      assert.equal(cached.code, 0, cached.err);
+      assert.match(cached.err, /cannot take this graph \(no space left on its device\)/);
+      const full = await extract(join(mnt, 'out'), { HYPERFEATURES_CACHE: tempDir() });
+      assert.equal(full.code, 2, full.err);
+      assert.match(
+        full.err,
+        /error \(DataError\): cannot write .*out\/2007_005797\.safetensors \(no space left on the device of .*: needs \d+ bytes, \d+ free\); the previous file, if any, is unchanged/,
+      );
+      const left = readdirSync(mnt, { recursive: true }).map(String);
+      assert.ok(!left.some((f) => f.includes('.tmp-')), `no temp files: ${left.join(', ')}`);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  });
 });

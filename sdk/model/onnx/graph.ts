@@ -156,24 +156,30 @@ export class GraphBuilder {
         const handle = await open(tmpData, 'w');
         const locations = new Map<string, { offset: number; length: number }>();
         let offset = 0;
-        for (const init of this.initializers) {
-          // small tensors (shapes, axes) stay inline: shape inference must read them
-          if (init.byteLength < EXTERNAL_MIN_BYTES) continue;
-          const pad = (64 - (offset % 64)) % 64; // aligned for mmap-friendly loading
-          offset += pad;
-          const bytes = await init.bytes();
-          await handle.write(bytes, 0, bytes.byteLength, offset);
-          locations.set(init.name, { offset, length: bytes.byteLength });
-          offset += bytes.byteLength;
+        try {
+          for (const init of this.initializers) {
+            // small tensors (shapes, axes) stay inline: shape inference must read them
+            if (init.byteLength < EXTERNAL_MIN_BYTES) continue;
+            const pad = (64 - (offset % 64)) % 64; // aligned for mmap-friendly loading
+            offset += pad;
+            const bytes = await init.bytes();
+            await handle.write(bytes, 0, bytes.byteLength, offset);
+            locations.set(init.name, { offset, length: bytes.byteLength });
+            offset += bytes.byteLength;
+          }
+        } finally {
+          await handle.close();
         }
-        await handle.close();
         model = await this.modelProto({ file: basename(dataPath), locations });
       } else {
         model = await this.modelProto(undefined);
       }
       const handle = await open(tmpModel, 'w');
-      for (const chunk of model.finish()) await handle.write(chunk);
-      await handle.close();
+      try {
+        for (const chunk of model.finish()) await handle.write(chunk);
+      } finally {
+        await handle.close();
+      }
       if (externalData) await rename(tmpData, dataPath);
       await rename(tmpModel, path);
     } catch (e) {
