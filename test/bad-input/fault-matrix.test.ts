@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import {
   chmodSync,
   copyFileSync,
+  cpSync,
   mkdirSync,
   readFileSync,
   readdirSync,
@@ -433,5 +434,135 @@ describe('fault matrix (generated): bad input files and outputs, each a typed on
     } finally {
       execFileSync('umount', [mnt]);
     }
+  });
+
+  it('resumable runs x damaged states (empty, garbage, truncated, other settings): refused, left as they were', async () => {
+    // one real run of each kind, made small
+    const evalRun = join(tempDir(), 'eval');
+    const evalArgs = (out: string, extra: string[] = []) => [
+      'eval',
+      '--model',
+      TINY,
+      '--dataset',
+      'spair',
+      '--root',
+      join(FIXTURES, 'spair'),
+      '--pairs',
+      PAIRS,
+      '--methods',
+      'sd-layer-4',
+      '--limit',
+      '1',
+      '--load-size',
+      '64',
+      '--image-size',
+      '64',
+      '--steps',
+      '1',
+      '--save-timesteps',
+      '0',
+      '--out',
+      out,
+      ...extra,
+    ];
+    const trainRun = join(tempDir(), 'train');
+    const trainArgs = (out: string, extra: string[] = []) => [
+      'train',
+      '--model',
+      TINY,
+      '--dataset',
+      'spair',
+      '--root',
+      join(FIXTURES, 'spair'),
+      '--pairs',
+      PAIRS,
+      '--val-every',
+      '0',
+      '--steps',
+      '1',
+      '--batch-size',
+      '1',
+      '--ddim-steps',
+      '1',
+      '--save-timesteps',
+      '0',
+      '--load-size',
+      '64',
+      '--image-size',
+      '64',
+      '--projection-dim',
+      '128',
+      '--output-resolution',
+      '8',
+      '--limit',
+      '1',
+      '--out',
+      out,
+      ...extra,
+    ];
+    for (const [args, name] of [
+      [evalArgs(evalRun), 'eval'],
+      [trainArgs(trainRun), 'train'],
+    ] as const) {
+      const r = await runCli([...args]);
+      assert.equal(r.code, 0, `${name}: ${r.err}`);
+    }
+    const runs: {
+      name: string;
+      dir: string;
+      state: string;
+      argv: (out: string) => string[];
+      other: (b: Buffer) => Buffer;
+    }[] = [
+      {
+        name: 'eval',
+        dir: evalRun,
+        state: 'run.json',
+        argv: (out) => evalArgs(out, ['--resume']),
+        other: (b) => {
+          const j = JSON.parse(b.toString());
+          j.options.loadSize = 96;
+          return Buffer.from(JSON.stringify(j));
+        },
+      },
+      {
+        name: 'train',
+        dir: trainRun,
+        state: 'train_state.safetensors',
+        argv: (out) => trainArgs(out, ['--resume']),
+        other: (b) => {
+          // the settings kept in the header: another learning rate
+          const text = b.toString('latin1');
+          return Buffer.from(text.replace('\\"lr\\":0.001', '\\"lr\\":0.002'), 'latin1');
+        },
+      },
+    ];
+    const damage: Record<string, (b: Buffer) => Buffer> = {
+      empty: () => Buffer.alloc(0),
+      garbage: () => Buffer.from('garbage, not a state'),
+      truncated: (b) => b.subarray(0, Math.floor(b.length / 2)),
+    };
+    const failures: string[] = [];
+    for (const run of runs)
+      for (const [kind, make] of [...Object.entries(damage), ['other settings', run.other] as const]) {
+        const dir = tempDir();
+        cpSync(run.dir, dir, { recursive: true });
+        const state = join(dir, run.state);
+        const changed = make(readFileSync(state));
+        if (kind === 'other settings')
+          assert.notDeepEqual(changed, readFileSync(state), `${run.name}: the settings edit took`);
+        writeFileSync(state, changed);
+        const before = snapshot(dir);
+        const r = await runCli(run.argv(dir));
+        const cell = `${run.name} --resume / ${kind}`;
+        if (r.code !== 2) failures.push(`${cell}: exit ${r.code}: ${r.err.slice(0, 300)}`);
+        else if (!/^error \(\w+Error\): .*(run\.json|train_state|other settings)/m.test(r.err))
+          failures.push(`${cell}: the error does not name the state: ${r.err.slice(0, 300)}`);
+        if (/\n\s+at .+:\d+:\d+/.test(r.err)) failures.push(`${cell}: a stack trace`);
+        const after = snapshot(dir);
+        if (JSON.stringify(after) !== JSON.stringify(before))
+          failures.push(`${cell}: the run folder changed`);
+      }
+    assert.deepEqual(failures, [], failures.join('\n'));
   });
 });
