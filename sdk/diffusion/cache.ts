@@ -6,7 +6,7 @@
  * Writes are atomic (temp + rename), so concurrent readers never see a partial entry.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { hyperfeaturesCacheDir } from '../core/paths.ts';
 import { log } from '../core/logger.ts';
@@ -42,7 +42,8 @@ export class FeatureCache {
       log().warn(
         `feature cache entry ${p} is unreadable (${(e as Error).message}); removing it and recomputing`,
       );
-      unlinkSync(p);
+      // named as our entry, so ours: a file or (damaged) a folder standing where one should be
+      rmSync(p, { recursive: true, force: true });
       return undefined;
     }
   }

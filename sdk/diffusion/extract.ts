@@ -280,6 +280,10 @@ export async function generateImages(
   if (!prompts.length)
     throw new ConfigError(messages.invalidOption('prompts', 'at least one prompt', prompts));
   const seed = o.seed ?? 0;
+  if (!Number.isInteger(seed) || seed < 0)
+    throw new ConfigError(messages.invalidOption('seed', 'a non-negative integer', seed));
+  if (o.guidanceScale !== undefined && !(Number.isFinite(o.guidanceScale) && o.guidanceScale >= 0))
+    throw new ConfigError(messages.invalidOption('guidanceScale', 'a number >= 0', o.guidanceScale));
   const h = size / 8;
   const c = sd.unet.config.inChannels;
   const stacks: FeatureStack[] = [];

@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import type { Tensor } from '../core/tensor.ts';
 import type { RgbImage } from '../core/rgb.ts';
 import { ConfigError } from '../core/errors.ts';
+import { checkOptions } from '../core/validate.ts';
 import { decodeImage, pixelsToRgb, type ImageInput } from '../data/image.ts';
 import { loadStableDiffusion, type PipelineOptions, type StableDiffusion } from '../diffusion/pipeline.ts';
 import {
@@ -202,6 +203,21 @@ export class Hyperfeatures {
   static async fromModel(model: string, options: HyperfeaturesOptions = {}): Promise<Hyperfeatures> {
     if (typeof model !== 'string' || !model)
       throw new ConfigError(`fromModel: expected a model folder or hub id, got ${JSON.stringify(model)}`);
+    checkOptions('fromModel', options, {
+      oneStep: 'boolean',
+      extract: 'object',
+      outputResolution: 'positive integer',
+      allowDownload: 'boolean',
+      device: 'string',
+    });
+    if (
+      options.network !== undefined &&
+      typeof options.network !== 'string' &&
+      !(options.network instanceof AggregationNetwork)
+    )
+      throw new ConfigError(
+        `fromModel: option network expected a checkpoint path, "official" or an AggregationNetwork, got ${JSON.stringify(options.network)?.slice(0, 60)}`,
+      );
     const hf = new Hyperfeatures(await loadStableDiffusion(model, options), options);
     if (options.network !== undefined && options.network !== 'official') await hf.defaultNetwork();
     return hf;
@@ -242,6 +258,10 @@ export class Hyperfeatures {
 
   /** A real image, inverted lazily. */
   invert(image: ImageInput): HyperfeatureImage {
+    if (image === null || (typeof image !== 'string' && typeof image !== 'object'))
+      throw new ConfigError(
+        `invert: expected an image path, encoded bytes, an RGB image or a sharp pipeline, got ${image === null ? 'null' : typeof image}`,
+      );
     return new HyperfeatureImage(this, { kind: 'image', input: image });
   }
 
@@ -249,6 +269,12 @@ export class Hyperfeatures {
   generate(prompt: string, options: GenerateOptions = {}): HyperfeatureImage {
     if (typeof prompt !== 'string')
       throw new ConfigError(`generate: expected a prompt string, got ${JSON.stringify(prompt)}`);
+    checkOptions('generate', options, {
+      seed: 'integer',
+      size: 'positive integer',
+      guidanceScale: 'number',
+      negativePrompt: 'string',
+    });
     return new HyperfeatureImage(this, { kind: 'prompt', prompt, options });
   }
 

@@ -263,6 +263,12 @@ export class Lotus {
 
 function checkSeeds(o: LotusPredictOptions): number[] {
   const seeds = o.seeds ?? [0];
+  if (!Array.isArray(seeds) || !seeds.every((s) => Number.isInteger(s) && s >= 0 && s <= 2 ** 32))
+    throw new ConfigError(
+      `seeds: expected a list of non-negative integer seeds, got ${JSON.stringify(seeds)?.slice(0, 60)}`,
+    );
+  if (seeds.length > 1000)
+    throw new ConfigError(`seeds: ${seeds.length} seeds; at most 1000 predictions are averaged`);
   if (!seeds.length || (o.noise && seeds.length > 1))
     throw new ConfigError('seeds: give at least one seed (and only one when passing exact noise)');
   return seeds;

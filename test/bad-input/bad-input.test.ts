@@ -31,7 +31,9 @@ import { readAllSafetensors, writeSafetensors } from '../../sdk/core/safetensors
 import { Tensor } from '../../sdk/core/tensor.ts';
 import { decodeImage } from '../../sdk/data/image.ts';
 import { loadStableDiffusion } from '../../sdk/diffusion/pipeline.ts';
-import { invertImages } from '../../sdk/diffusion/extract.ts';
+import { generateImages, invertImages } from '../../sdk/diffusion/extract.ts';
+import { Hyperfeatures } from '../../sdk/facade/hyperfeatures.ts';
+import { Lotus } from '../../sdk/lotus/pipeline.ts';
 import { FeatureStack } from '../../sdk/diffusion/feature-stack.ts';
 import { AggregationNetwork } from '../../sdk/aggregation/network.ts';
 import { torchLoad } from '../../sdk/aggregation/torch-load.ts';
@@ -809,6 +811,71 @@ describe('bad input: nothing lost, nothing silently wrong', function () {
       const r = await runCli(['lotus', '--model', TINY, d, '--out', tempDir(), '--processing-res', '0']);
       assert.equal(r.code, 2);
       assert.match(r.err, /tiny\.png \(2x2\): /);
+    });
+  });
+
+  describe('round two: SDK arguments of the wrong type or range', () => {
+    it('the facade, Lotus and generation refuse null, wrong types, fractions and NaN with typed errors', async () => {
+      const bad: [string, () => Promise<unknown>, RegExp][] = [
+        [
+          'fromModel(null options)',
+          () => Hyperfeatures.fromModel(TINY, null as never),
+          /fromModel: expected an options object, got null/,
+        ],
+        [
+          'fromModel(outputResolution -3)',
+          () => Hyperfeatures.fromModel(TINY, { outputResolution: -3 }),
+          /option outputResolution expected a positive integer, got -3/,
+        ],
+        [
+          'fromModel(outputResolution 2.5)',
+          () => Hyperfeatures.fromModel(TINY, { outputResolution: 2.5 }),
+          /outputResolution expected a positive integer, got 2\.5/,
+        ],
+        [
+          'fromModel(network 42)',
+          () => Hyperfeatures.fromModel(TINY, { network: 42 as never }),
+          /option network expected a checkpoint path/,
+        ],
+        [
+          'fromModel(oneStep "yes")',
+          () => Hyperfeatures.fromModel(TINY, { oneStep: 'yes' as never }),
+          /option oneStep expected a boolean/,
+        ],
+      ];
+      for (const [name, call, message] of bad)
+        await assert.rejects(call(), (e: Error) => e instanceof ConfigError && message.test(e.message), name);
+      const hf = await Hyperfeatures.fromModel(TINY);
+      try {
+        assert.throws(
+          () => hf.invert(null as never),
+          (e: Error) => e instanceof ConfigError && /invert: expected an image path/.test(e.message),
+        );
+        assert.throws(() => hf.generate('a cat', { seed: NaN }), /option seed expected an integer, got NaN/);
+        await assert.rejects(
+          generateImages(hf.sd, ['a cat'], { seed: -1, steps: 1 }),
+          /seed: expected a non-negative integer/,
+        );
+        await assert.rejects(
+          generateImages(hf.sd, ['a cat'], { guidanceScale: NaN, steps: 1 }),
+          /guidanceScale: expected a number >= 0/,
+        );
+      } finally {
+        await hf.dispose();
+      }
+      const lotus = await Lotus.fromModel(await demoCheckpoint('lotus-g', 'lotus-depth-g-demo'));
+      try {
+        for (const seeds of [[-1], [1.5], [NaN], 'x' as never])
+          await assert.rejects(
+            lotus.predict(COW, { seeds, processingRes: 32 }),
+            (e: Error) =>
+              e instanceof ConfigError &&
+              /seeds: expected a list of non-negative integer seeds/.test(e.message),
+            JSON.stringify(seeds),
+          );
+      } finally {
+        await lotus.dispose();
+      }
     });
   });
 });
