@@ -16,7 +16,12 @@ export function expandImages(paths: string[]): string[] {
   const missing = paths.filter((p) => !existsSync(p));
   if (missing.length)
     throw new DataError(
-      `images not found: ${missing.map((p) => `${p} (${notARegularFile(p) ?? 'not found'})`).join(', ')}`,
+      `images not found: ${missing
+        .map((p) => {
+          const why = notARegularFile(p);
+          return why && !why.startsWith('not found') ? `${p} (${why})` : p;
+        })
+        .join(', ')}`,
     );
   // a folder's entries that are not files (broken links, FIFOs, ...) stay in the list: the decode
   // check names and skips them without reading

@@ -212,9 +212,13 @@ describe('bad input: nothing lost, nothing silently wrong', function () {
       assert.notDeepEqual(afterVae, first, 'new VAE weights: new features');
       const vocab = join(model, 'tokenizer', 'special_tokens_map.json');
       if (existsSync(vocab)) {
+        // identity is content: a touched file is the same model, a changed one a new entry
         const t = new Date(Date.now() + 5000);
         utimesSync(vocab, t, t);
         assert.equal(readdirSync(cache).length, 2);
+        await run();
+        assert.equal(readdirSync(cache).length, 2, 'a touched tokenizer file is the same model');
+        writeFileSync(vocab, readFileSync(vocab, 'utf8') + '\n');
         await run();
         assert.equal(readdirSync(cache).length, 3, 'a changed tokenizer file is a new cache entry');
       }

@@ -145,6 +145,24 @@ const INPUTS: InputCase[] = [
     ],
   },
   {
+    name: 'aggregate --features',
+    ext: '.safetensors',
+    good: () => readFileSync(features),
+    argv: (x, out) => ['aggregate', '--network', NET, '--features', x, '--out', join(out, 'a.safetensors')],
+  },
+  {
+    name: 'match <image>',
+    ext: '.jpg',
+    good: () => readFileSync(COW),
+    argv: (x, out) => ['match', '--model', TINY, x, COW, '--aggregator', NET, '--out', join(out, 'm.png')],
+  },
+  {
+    name: 'kernel check <notebook>',
+    ext: '.ipynb',
+    good: () => Buffer.from(JSON.stringify({ nbformat: 4, metadata: {}, cells: [] })),
+    argv: (x) => ['kernel', 'check', x],
+  },
+  {
     name: 'lotus --noise',
     ext: '.safetensors',
     good: () => tinyNet(),
@@ -431,6 +449,17 @@ describe('fault matrix (generated): bad input files and outputs, each a typed on
       );
       const left = readdirSync(mnt, { recursive: true }).map(String);
       assert.ok(!left.some((f) => f.includes('.tmp-')), `no temp files: ${left.join(', ')}`);
+      // a read-only mount (root ignores permission bits, not a read-only filesystem)
+      execFileSync('mount', ['-o', 'remount,ro', mnt]);
+      const ro = await extract(join(mnt, 'ro-out'), { HYPERFEATURES_CACHE: tempDir() });
+      assert.equal(ro.code, 2, ro.err);
+      assert.match(
+        ro.err,
+        /error \(ConfigError\): --out .*ro-out: cannot write there \(read-only filesystem\)/,
+      );
+      const roCache = await extract(tempDir(), { HYPERFEATURES_CACHE: join(mnt, 'cache') });
+      assert.equal(roCache.code, 0, roCache.err);
+      assert.match(roCache.err, /cannot take this graph \(EROFS\)/);
     } finally {
       execFileSync('umount', [mnt]);
     }
