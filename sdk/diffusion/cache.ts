@@ -10,6 +10,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { hyperfeaturesCacheDir } from '../core/paths.ts';
 import { log } from '../core/logger.ts';
+import { cacheProblem } from '../model/cache.ts';
 import { FeatureStack } from './feature-stack.ts';
 
 export class FeatureCache {
@@ -58,11 +59,14 @@ export class FeatureCache {
       await stack.save(this.path(key));
     } catch (e) {
       const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as { code?: string }).code;
-      if (!code || !['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EEXIST'].includes(code))
+      if (
+        !code ||
+        !['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EEXIST', 'ENOENT'].includes(code)
+      )
         throw e;
       this.disabled = true;
       log().warn(
-        `the feature cache ${this.dir} cannot take more entries (${code === 'ENOSPC' ? 'no space left on its device' : code}); computing without caching for the rest of this run`,
+        `the feature cache ${this.dir} cannot take more entries (${cacheProblem(code)}); computing without caching for the rest of this run`,
       );
     }
   }

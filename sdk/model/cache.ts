@@ -191,7 +191,7 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
     }
     const tmp = mkdtempSync(join(tmpdir(), `hyperfeatures-${req.component}-`));
     log().warn(
-      `${req.component}: the graph cache ${root} cannot take this graph (${code === 'ENOSPC' ? 'no space left on its device' : code}); building it in ${tmp} for this run only (set HYPERFEATURES_CACHE to a writable folder with room to keep it)`,
+      `${req.component}: the graph cache ${root} cannot take this graph (${cacheProblem(code)}); building it in ${tmp} for this run only (set HYPERFEATURES_CACHE to a writable folder with room to keep it)`,
     );
     try {
       await buildInto(req, tmp);
@@ -204,7 +204,29 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
 }
 
 /** Errors that mean the cache folder cannot hold an entry (not that the build is wrong). */
-const CACHE_UNUSABLE = ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EEXIST', 'EISDIR'];
+// (ENOENT: a recursive mkdir on a read-only mount can report it)
+const CACHE_UNUSABLE = [
+  'ENOSPC',
+  'EDQUOT',
+  'EROFS',
+  'EACCES',
+  'EPERM',
+  'ENOTDIR',
+  'EEXIST',
+  'EISDIR',
+  'ENOENT',
+];
+
+/** A cache error code in words. */
+export function cacheProblem(code: string): string {
+  if (code === 'ENOSPC' || code === 'EDQUOT') return 'no space left on its device';
+  if (code === 'EROFS') return 'read-only filesystem';
+  if (code === 'EACCES' || code === 'EPERM') return 'no write permission';
+  if (code === 'ENOTDIR' || code === 'EEXIST' || code === 'EISDIR')
+    return 'a file stands where a folder should be';
+  if (code === 'ENOENT') return 'its folder cannot be created';
+  return code;
+}
 
 function errnoOf(e: unknown): string | undefined {
   for (
