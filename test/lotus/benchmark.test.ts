@@ -738,11 +738,10 @@ describe('benchmark dataset layouts and lotus-eval', function () {
           `${task} ${dataset}: the CLI's metrics are the SDK's`,
         );
         const table = readFileSync(join(out, 'table.md'), 'utf8');
-        const resText = res ? String(res) : "native (each image's own size)";
-        assert.ok(
-          table.includes(`| ${dataset} | 1 | ${resText} (${res ? "the dataset's" : 'native'}) |`),
-          table,
-        );
+        const resText = res
+          ? `${res} (the dataset's, as the protocol)`
+          : "native: each image's own size (the protocol's)";
+        assert.ok(table.includes(`| ${dataset} | 1 | ${resText} |`), table);
         assert.match(
           table,
           task === 'depth' ? /scale and shift in (depth|disparity) space/ : /none \(angles\)/,

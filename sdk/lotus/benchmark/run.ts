@@ -267,9 +267,12 @@ const resolutionText = (r: number) => (r === 0 ? "native (each image's own size)
 
 /** The dataset's row: what this run used, and whether it is the protocol's run. */
 function protocolRows(p: BenchmarkProtocol, images: number): string[] {
-  const source = { dataset: "the dataset's", native: 'native', override: '--processing-res' }[
-    p.processingResSource
-  ];
+  const resolution =
+    p.processingResSource === 'override'
+      ? `${resolutionText(p.processingRes)} (--processing-res)`
+      : p.processingRes === 0
+        ? "native: each image's own size (the protocol's)"
+        : `${p.processingRes} (the dataset's, as the protocol)`;
   const alignment =
     p.alignmentSpace === 'none'
       ? 'none (angles)'
@@ -277,7 +280,7 @@ function protocolRows(p: BenchmarkProtocol, images: number): string[] {
   return [
     '| dataset | images | processing resolution | alignment | protocol run |',
     '| --- | ---: | --- | --- | --- |',
-    `| ${p.dataset} | ${images} | ${resolutionText(p.processingRes)} (${source}) | ${alignment} | ${p.departures.length ? `no: ${p.departures.join('; ')}` : 'yes'} |`,
+    `| ${p.dataset} | ${images} | ${resolution} | ${alignment} | ${p.departures.length ? `no: ${p.departures.join('; ')}` : 'yes'} |`,
     '',
   ];
 }
