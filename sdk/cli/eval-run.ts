@@ -10,12 +10,12 @@ import {
   mkdirSync,
   readFileSync,
   readdirSync,
-  realpathSync,
   statSync,
   truncateSync,
   writeFileSync,
 } from 'node:fs';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
+import { realPath } from '../core/outputs.ts';
 import { ConfigError, DataError } from '../core/errors.ts';
 import { writeFileAtomic } from '../core/fs.ts';
 import type { PairRecord, Table1Method, MethodDefinition } from '../correspondence/evaluate.ts';
@@ -190,14 +190,6 @@ export function runKindOf(dir: string): RunKind | 'unknown' | undefined {
   return existsSync(file) ? 'unknown' : undefined;
 }
 
-const real = (p: string) => {
-  const r = resolve(p);
-  try {
-    return realpathSync(r);
-  } catch {
-    return r;
-  }
-};
 const within = (child: string, parent: string) => {
   const rel = relative(parent, child);
   return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
@@ -214,13 +206,13 @@ export function checkMergeOutput(
   inputs: { args: readonly string[]; folders: readonly string[] },
   o: { kind: RunKind; overwrite: boolean },
 ): void {
-  const target = real(out);
+  const target = realPath(out);
   // a shard folder, or anything inside one; a parent folder given to --merge itself (a run there
   // would become a shard of the next merge), though a new folder inside it is fine
   for (const f of [...inputs.folders, ...inputs.args])
-    if (inputs.folders.includes(f) ? within(target, real(f)) : target === real(f))
+    if (inputs.folders.includes(f) ? within(target, realPath(f)) : target === realPath(f))
       throw new ConfigError(
-        `--merge: --out ${out} is ${real(f) === target ? '' : 'inside '}${f}, one of the folders this merge reads; its files would be replaced. Use another --out`,
+        `--merge: --out ${out} is ${realPath(f) === target ? '' : 'inside '}${f}, one of the folders this merge reads; its files would be replaced. Use another --out`,
       );
   checkRunKind(out, o.kind, o.overwrite, '--merge');
 }

@@ -3,11 +3,12 @@
  * (the same decoder the run uses), so a bad file is skipped and reported before any compute
  * instead of failing minutes in, and outputs named by stem cannot collide.
  */
-import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import { basename, extname, join, resolve } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, extname, join } from 'node:path';
 import { ConfigError, DataError } from '../core/errors.ts';
 import { decodeImage } from '../data/image.ts';
 import { notARegularFile } from '../core/fs.ts';
+import { realPath } from '../core/outputs.ts';
 
 export const IMAGE_EXT = ['.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif', '.tiff', '.gif', '.avif'];
 
@@ -18,8 +19,8 @@ export function expandImages(paths: string[]): string[] {
     throw new DataError(
       `images not found: ${missing
         .map((p) => {
-          const why = notARegularFile(p);
-          return why && !why.startsWith('not found') ? `${p} (${why})` : p;
+          const problem = notARegularFile(p);
+          return problem && problem.kind !== 'missing' ? `${p} (${problem.why})` : p;
         })
         .join(', ')}`,
     );
@@ -30,8 +31,7 @@ export function expandImages(paths: string[]): string[] {
       ? readdirSync(p)
           .filter(
             (f) =>
-              IMAGE_EXT.includes(extname(f).toLowerCase()) &&
-              notARegularFile(join(p, f)) !== 'a folder, not a file',
+              IMAGE_EXT.includes(extname(f).toLowerCase()) && notARegularFile(join(p, f))?.kind !== 'folder',
           )
           .sort()
           .map((f) => join(p, f))
@@ -66,21 +66,14 @@ export async function undecodable(
  * @throws ConfigError naming the output and the input it would replace.
  */
 export function checkOutputNames(out: string, inputs: readonly string[], suffixes: readonly string[]): void {
-  const real = (p: string) => {
-    try {
-      return realpathSync(p);
-    } catch {
-      return resolve(p);
-    }
-  };
-  const given = new Map(inputs.map((i) => [real(i), i]));
+  const given = new Map(inputs.map((i) => [realPath(i), i]));
   const planned = new Map<string, string>();
-  const dir = real(out);
+  const dir = realPath(out);
   for (const input of inputs) {
     const stem = basename(input, extname(input));
     for (const suffix of suffixes) {
       const target = join(dir, stem + suffix);
-      const victim = given.get(real(target));
+      const victim = given.get(realPath(target));
       if (victim !== undefined)
         throw new ConfigError(
           `the output ${target} of ${input} would replace the input ${victim}; nothing was written. Use another --out, or move the inputs`,

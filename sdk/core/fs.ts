@@ -3,7 +3,18 @@
  * place only when complete, so an interrupted run or a full disk never leaves a
  * half-written file under the final name.
  */
-import { lstatSync, readFileSync, readdirSync, readlinkSync, statSync, statfsSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  statfsSync,
+  writeFileSync,
+} from 'node:fs';
 import { open, rename, unlink, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -53,24 +64,30 @@ export async function removeStaleTemps(path: string): Promise<number> {
   return removed;
 }
 
+/** What a path that is not a readable regular file is, and that in words. */
+export interface FileProblem {
+  kind: 'missing' | 'dangling link' | 'link loop' | 'unreadable' | 'folder' | 'fifo' | 'socket' | 'device';
+  why: string;
+}
+
 /**
  * Why `path` cannot be read as a regular file (so a read would fail late, or block forever on a
  * FIFO), or undefined when it can: not found, a dangling symbolic link, a symbolic-link loop, a
  * folder, a FIFO, a socket or a device.
  */
-export function notARegularFile(path: string): string | undefined {
+export function notARegularFile(path: string): FileProblem | undefined {
   let link;
   try {
     link = lstatSync(path);
   } catch (e) {
-    return `not found (${(e as NodeJS.ErrnoException).code})`;
+    return { kind: 'missing', why: `not found (${(e as NodeJS.ErrnoException).code})` };
   }
   let st;
   try {
     st = statSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP') return 'a symbolic link loop';
+    if (code === 'ELOOP') return { kind: 'link loop', why: 'a symbolic link loop' };
     if (code === 'ENOENT' && link.isSymbolicLink()) {
       let target = '?';
       try {
@@ -78,15 +95,15 @@ export function notARegularFile(path: string): string | undefined {
       } catch {
         // keep '?'
       }
-      return `a dangling symbolic link (to ${target}, which does not exist)`;
+      return { kind: 'dangling link', why: `a dangling symbolic link (to ${target}, which does not exist)` };
     }
-    return `cannot be read (${code})`;
+    return { kind: 'unreadable', why: `cannot be read (${code})` };
   }
   if (st.isFile()) return undefined;
-  if (st.isDirectory()) return 'a folder, not a file';
-  if (st.isFIFO()) return 'a FIFO (named pipe), not a regular file';
-  if (st.isSocket()) return 'a socket, not a regular file';
-  return 'a device, not a regular file';
+  if (st.isDirectory()) return { kind: 'folder', why: 'a folder, not a file' };
+  if (st.isFIFO()) return { kind: 'fifo', why: 'a FIFO (named pipe), not a regular file' };
+  if (st.isSocket()) return { kind: 'socket', why: 'a socket, not a regular file' };
+  return { kind: 'device', why: 'a device, not a regular file' };
 }
 
 /**
@@ -98,7 +115,7 @@ export function readInputFile(path: string): Buffer;
 export function readInputFile(path: string, encoding: 'utf8'): string;
 export function readInputFile(path: string, encoding?: 'utf8'): Buffer | string {
   const problem = notARegularFile(path);
-  if (problem) throw new DataError(`${path}: ${problem}`);
+  if (problem) throw new DataError(`${path}: ${problem.why}`);
   return encoding ? readFileSync(path, encoding) : readFileSync(path);
 }
 
@@ -177,6 +194,23 @@ function freeBytes(dir: string): string {
     } catch {
       if (dirname(d) === d) return 'unknown';
     }
+  }
+}
+
+/**
+ * The synchronous twin of writeFileAtomic for small bookkeeping files written from synchronous
+ * code (hash stamps): temp file, rename; the temp is removed if the write fails.
+ * @throws the write's error (callers that may run on a read-only cache catch it).
+ */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  const tmp = tempPathFor(path);
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(tmp, data);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
   }
 }
 

@@ -6,20 +6,9 @@
  * or features.
  */
 import { createHash } from 'node:crypto';
-import {
-  closeSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readSync,
-  realpathSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeFileSync,
-  type Stats,
-} from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomicSync } from './fs.ts';
 import { hyperfeaturesCacheDir } from './paths.ts';
 
 interface Known {
@@ -84,19 +73,10 @@ function load(): Record<string, Known> {
 }
 
 function save(known: Record<string, Known>): void {
-  const path = storePath();
-  const tmp = `${path}.tmp-${process.pid}`;
   try {
-    mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(tmp, JSON.stringify(known));
-    renameSync(tmp, path);
+    writeFileAtomicSync(storePath(), JSON.stringify(known));
   } catch {
     // a read-only or full cache: the hash is still right, only not remembered
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // nothing written
-    }
   }
 }
 

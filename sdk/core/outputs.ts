@@ -84,13 +84,20 @@ export function checkOutputFile(path: string, what = '--out'): void {
   checkOutputDir(dirname(resolve(path)), `${what} (folder of ${path})`);
 }
 
-const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
+/** A path with its links resolved where it exists (else just made absolute): two names, one file. */
+export function realPath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return resolve(p);
+  }
+}
 
 /** Refuse an output that is one of the inputs (same file, or the same folder). @throws ConfigError */
 export function checkNotInput(out: string, inputs: readonly string[], what = '--out'): void {
-  const o = real(out);
+  const o = realPath(out);
   for (const i of inputs) {
-    const r = real(i);
+    const r = realPath(i);
     if (o === r)
       throw new ConfigError(
         `${what} ${out} is also an input (${i}); writing it would destroy the input: choose another output`,

@@ -4,6 +4,7 @@
  * (dist/esm/core) and the CommonJS bundle (dist/cjs) alike.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -40,4 +41,18 @@ export function assetPath(...parts: string[]): string {
 export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string })
     .version;
+}
+
+/**
+ * Where Node would find `id` from the first of `bases` that has it (a user's project first,
+ * then this package), or undefined: for optional peers such as tslab and TypeScript.
+ */
+export function resolveFrom(bases: readonly string[], id: string): string | undefined {
+  for (const base of bases)
+    try {
+      return createRequire(join(base, 'noop.js')).resolve(id);
+    } catch {
+      // not there: the next place
+    }
+  return undefined;
 }

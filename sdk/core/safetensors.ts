@@ -59,8 +59,8 @@ export class SafetensorsReader {
   static async open(path: string): Promise<SafetensorsReader> {
     // a folder or a FIFO must not reach open(): the read fails with a trace, or blocks forever
     const problem = notARegularFile(path);
-    if (problem && !problem.startsWith('not found'))
-      throw new DataError(`${path}: not a safetensors file: ${problem}`);
+    if (problem && problem.kind !== 'missing')
+      throw new DataError(`${path}: not a safetensors file: ${problem.why}`);
     let handle: FileHandle;
     try {
       handle = await open(path, 'r');

@@ -132,7 +132,7 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions = {}
         throw new DataError(
           messages.imageDecode(
             source,
-            problem.startsWith('a folder') ? 'it is a folder, not an image file' : `it is ${problem}`,
+            problem.kind === 'folder' ? 'it is a folder, not an image file' : `it is ${problem.why}`,
           ),
         );
       bytes = readFileSync(input);
@@ -161,7 +161,7 @@ export async function decodeImage(input: ImageInput, options: DecodeOptions = {}
 /** An image file's width and height from its header (as decodeImage gives them). @throws DataError */
 export async function imageSize(path: string): Promise<{ width: number; height: number }> {
   const problem = notARegularFile(path);
-  if (problem) throw new DataError(messages.imageDecode(path, `it is ${problem}`));
+  if (problem) throw new DataError(messages.imageDecode(path, `it is ${problem.why}`));
   try {
     const head = Buffer.alloc(26);
     const fd = openSync(path, 'r');

@@ -10,11 +10,13 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { hyperfeaturesCacheDir } from '../core/paths.ts';
 import { log } from '../core/logger.ts';
-import { cacheProblem } from '../model/cache.ts';
+import { cacheProblem, cacheUnusable } from '../model/cache.ts';
 import { FeatureStack } from './feature-stack.ts';
 
 export class FeatureCache {
   readonly dir: string;
+  /** Set when the folder could not take an entry: the rest of the run computes uncached. */
+  private disabled = false;
 
   constructor(dir?: string) {
     this.dir = dir ?? join(hyperfeaturesCacheDir(), 'features');
@@ -58,18 +60,12 @@ export class FeatureCache {
     try {
       await stack.save(this.path(key));
     } catch (e) {
-      const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as { code?: string }).code;
-      if (
-        !code ||
-        !['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR', 'EEXIST', 'ENOENT'].includes(code)
-      )
-        throw e;
+      const code = cacheUnusable(e);
+      if (!code) throw e;
       this.disabled = true;
       log().warn(
         `the feature cache ${this.dir} cannot take more entries (${cacheProblem(code)}); computing without caching for the rest of this run`,
       );
     }
   }
-
-  private disabled = false;
 }

@@ -6,22 +6,12 @@
  * onnxruntime cannot load, is rebuilt instead of failing on every run.
  */
 import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  utimesSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { contentHash, fileStamp, verifyFile } from '../core/identity.ts';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ModelError } from '../core/errors.ts';
-import { writeFileAtomic } from '../core/fs.ts';
+import { writeFileAtomic, writeFileAtomicSync } from '../core/fs.ts';
 import { hyperfeaturesCacheDir } from '../core/paths.ts';
 import { log } from '../core/logger.ts';
 import type { GraphBuilder } from './onnx/graph.ts';
@@ -60,15 +50,6 @@ export interface GraphRequest {
   /** Weights this graph deliberately leaves out (not warned about). */
   ignoreUnused?: RegExp;
   cacheDir?: string;
-}
-
-/**
- * Path of the graph for a component, building it when the cache has none: weights are
- * validated (all problems reported at once) and streamed into the file one at a time.
- * @throws ModelError when weights do not match the config.
- */
-export async function cachedGraph(req: GraphRequest): Promise<string> {
-  return (await graphFile(req)).path;
 }
 
 /** Written into an entry folder before its build starts: the folder is the cache's own. */
@@ -141,8 +122,7 @@ function verifyGraphFiles(dir: string): string | undefined {
   // the same bytes under a new stamp (a copied or restored cache): remembered, not hashed again
   if (restamped)
     try {
-      writeFileSync(`${file}.tmp-${process.pid}`, JSON.stringify(m));
-      renameSync(`${file}.tmp-${process.pid}`, file);
+      writeFileAtomicSync(file, JSON.stringify(m));
     } catch {
       // a read-only cache: hashed again next time
     }
@@ -181,8 +161,8 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
     await buildInto(req, dir);
     return { path, cached: false };
   } catch (e) {
-    const code = errnoOf(e);
-    if (!code || !CACHE_UNUSABLE.includes(code)) throw e;
+    const code = cacheUnusable(e);
+    if (!code) throw e;
     // a full, read-only or misplaced cache must not stop the work: build where there is room
     try {
       rmSync(dir, { recursive: true, force: true });
@@ -228,13 +208,18 @@ export function cacheProblem(code: string): string {
   return code;
 }
 
-function errnoOf(e: unknown): string | undefined {
+/**
+ * The error code when `e` (or an error it wraps) means the cache folder cannot hold an entry,
+ * else undefined (a real failure). Shared by the graph and the feature cache.
+ */
+export function cacheUnusable(e: unknown): string | undefined {
   for (
     let x = e as { code?: unknown; cause?: unknown } | undefined, i = 0;
     x && i < 4;
     x = x.cause as typeof x, i++
   )
-    if (typeof x.code === 'string' && /^E[A-Z]+$/.test(x.code)) return x.code;
+    if (typeof x.code === 'string' && /^E[A-Z]+$/.test(x.code))
+      return CACHE_UNUSABLE.includes(x.code) ? x.code : undefined;
   return undefined;
 }
 
@@ -270,8 +255,11 @@ async function buildInto(req: GraphRequest, dir: string): Promise<void> {
 }
 
 /**
- * The graph's session: from the cache when it has one; a cached graph onnxruntime cannot load
- * (damaged bytes of the right size) is removed and rebuilt once, never an error forever.
+ * The graph's session: from the cache when it has one, else built (weights validated, all
+ * problems reported at once, and streamed into the file one at a time); a cache that cannot hold
+ * it gets a temp folder removed once the session has loaded. A cached graph onnxruntime cannot
+ * load (damaged bytes of the right size) is removed and rebuilt once, never an error forever.
+ * @throws ModelError when weights do not match the config.
  */
 export async function cachedSession<T>(req: GraphRequest, open: (path: string) => Promise<T>): Promise<T> {
   const { path, cached, temporary } = await graphFile(req);

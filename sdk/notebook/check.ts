@@ -9,7 +9,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, DataError } from '../core/errors.ts';
-import { packageRoot } from '../core/package-root.ts';
+import { packageRoot, resolveFrom } from '../core/package-root.ts';
 
 type TS = typeof import('typescript');
 
@@ -70,12 +70,8 @@ export function readNotebookCells(path: string): { index: number; source: string
 
 /** TypeScript from the user's project, else the one beside this package. */
 function loadTypeScript(from: string): TS {
-  for (const base of [from, process.cwd(), packageRoot()])
-    try {
-      return createRequire(join(base, 'noop.js'))('typescript') as TS;
-    } catch {
-      // next place
-    }
+  const found = resolveFrom([from, process.cwd(), packageRoot()], 'typescript');
+  if (found) return createRequire(import.meta.url)(found) as TS;
   throw new ConfigError(
     'kernel check needs TypeScript, which is not installed here: run `npm install --save-dev typescript`',
   );

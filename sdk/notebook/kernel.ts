@@ -6,12 +6,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import { writeFileAtomic } from '../core/fs.ts';
-import { packageRoot } from '../core/package-root.ts';
+import { packageRoot, resolveFrom } from '../core/package-root.ts';
 
 export interface KernelInstallOptions {
   /** Install under `<prefix>/share/jupyter` (a virtualenv or conda prefix) instead of the user's data dir. */
@@ -31,14 +30,8 @@ export function findTslab(from = process.cwd()): string {
     if (existsSync(join(given, 'dist', 'main.js'))) return resolve(given);
     throw new ConfigError(`HYPERFEATURES_TSLAB=${given} is not a tslab package folder (no dist/main.js)`);
   }
-  for (const base of [resolve(from), packageRoot()]) {
-    try {
-      const require = createRequire(join(base, 'noop.js'));
-      return dirname(require.resolve('tslab/package.json'));
-    } catch {
-      // try the next place
-    }
-  }
+  const found = resolveFrom([resolve(from), packageRoot()], 'tslab/package.json');
+  if (found) return dirname(found);
   throw new ConfigError(
     `the notebook kernel needs tslab, which is not installed (looked from ${resolve(from)} and ${packageRoot()}): run \`npm install tslab\` in your project`,
   );

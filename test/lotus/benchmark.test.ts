@@ -540,28 +540,6 @@ describe('benchmark dataset layouts and lotus-eval', function () {
           .toBuffer(),
       );
     }
-    const out = tempDir();
-    const r = await runCli([
-      'lotus-eval',
-      '--model',
-      normalModel,
-      '--task',
-      'normal',
-      '--dataset',
-      'nyuv2',
-      '--root',
-      nroot,
-      '--limit',
-      '2',
-      '--out',
-      out,
-    ]);
-    assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /Lotus normal on nyuv2: 2 images/);
-    assert.match(r.out, /\| median angle \(deg\) \| [\d.]+ \| - \|/);
-    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
-    assert.equal(results.normal.pixels, 2 * 32 * 24);
-    // shards merged give the whole run's numbers, the pooled median included
     const normalArgs = (o: string, extra: string[]) => [
       'lotus-eval',
       '--model',
@@ -578,6 +556,14 @@ describe('benchmark dataset layouts and lotus-eval', function () {
       o,
       ...extra,
     ];
+    const out = tempDir();
+    const r = await runCli(normalArgs(out, []));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /Lotus normal on nyuv2: 2 images/);
+    assert.match(r.out, /\| median angle \(deg\) \| [\d.]+ \| - \|/);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    assert.equal(results.normal.pixels, 2 * 32 * 24);
+    // shards merged give the whole run's numbers, the pooled median included
     const parent = tempDir();
     for (const k of [1, 2]) assert.equal((await runCli(normalArgs(parent, ['--shard', `${k}/2`]))).code, 0);
     const merged = tempDir();
