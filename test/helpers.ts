@@ -7,11 +7,33 @@ import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
 import { relativeError, type Tensor } from '../sdk/core/tensor.ts';
 import { main } from '../sdk/cli/main.ts';
+import { isDevice, type Device } from '../sdk/model/runtime.ts';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const SHARED = join(REPO, '..', 'shared');
 export const REFERENCE = join(SHARED, 'reference');
 export const FIXTURES = join(SHARED, 'fixtures');
+
+/**
+ * The device the parity cases run on: HYPERFEATURES_TEST_DEVICE (default cpu). `npm run
+ * test:webgpu` sets it to webgpu and runs the parity files, on a GPU or SwiftShader's Vulkan.
+ */
+export const TEST_DEVICE: Device = (() => {
+  const d = process.env.HYPERFEATURES_TEST_DEVICE ?? 'cpu';
+  if (!isDevice(d)) throw new Error(`HYPERFEATURES_TEST_DEVICE: expected cpu, cuda or webgpu, got ${d}`);
+  return d;
+})();
+
+/** Load options that put a model on TEST_DEVICE. */
+export const ON_DEVICE = { device: TEST_DEVICE } as const;
+
+/**
+ * The attention kernels a parity case holds to the reference on TEST_DEVICE: both on the CPU;
+ * on WebGPU its default (exact), since onnxruntime's WebGPU MultiHeadAttention is not used there
+ * (sdk/model/numerics.ts; test/webgpu/ops.test.ts shows why).
+ */
+export const ATTENTION_KINDS: readonly ('fused' | 'exact')[] =
+  TEST_DEVICE === 'webgpu' ? ['exact'] : ['fused', 'exact'];
 
 type Manifest = Record<string, { tolerance?: Record<string, number> }>;
 const manifest = JSON.parse(readFileSync(join(REFERENCE, 'manifest.json'), 'utf8')) as Manifest;

@@ -2,8 +2,17 @@
  * The one place that imports onnxruntime-node: device -> execution providers, session
  * creation, running with SDK tensors, disposal. Everything else talks to `Session`.
  */
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -12,6 +21,8 @@ import { messages } from '../core/messages.ts';
 import { Tensor } from '../core/tensor.ts';
 import { assertFinite, checkPositiveInt } from '../core/validate.ts';
 import { log } from '../core/logger.ts';
+import { placementFromProfile, type Placement } from './placement.ts';
+import { adapterSummary, noAdapterHint } from './adapter.ts';
 
 export const DEVICES = ['cpu', 'cuda', 'webgpu'] as const;
 export type Device = (typeof DEVICES)[number];
@@ -49,7 +60,7 @@ export function deviceStatus(): DeviceStatus[] {
       device: 'webgpu',
       available: backends.has('webgpu'),
       detail: backends.has('webgpu')
-        ? 'bundled (Dawn over Vulkan/Metal/D3D12; needs a GPU driver)'
+        ? `bundled (Dawn over Vulkan/Metal/D3D12); ${adapterSummary()}`
         : 'not in this build',
     },
   ];
@@ -74,6 +85,11 @@ export interface SessionOptions {
    * +1.1 GiB peak RSS, a second slow call), for no measurable gain in warm calls.
    */
   memoryPattern?: boolean;
+  /**
+   * Record onnxruntime's profile (every kernel call, with its provider), so that
+   * {@link Session.placement} can say which nodes ran where. Costs time; for checks.
+   */
+  profile?: boolean;
 }
 
 /**
@@ -261,7 +277,16 @@ export class Session {
       enableCpuMemArena: options.memoryArena ?? true,
       enableMemPattern: options.memoryPattern ?? false,
       intraOpNumThreads: options.threads ?? defaultThreads(),
+      // onnxruntime's own warnings (e.g. "some nodes were not assigned to the preferred
+      // provider": shape ops on the CPU, by design) only at debug level; placement() says more
+      logSeverityLevel: process.env.HYPERFEATURES_LOG_LEVEL === 'debug' ? 2 : 3,
     };
+    let profileDir: string | undefined;
+    if (options.profile) {
+      profileDir = mkdtempSync(join(tmpdir(), 'hf-profile-'));
+      opts.enableProfiling = true;
+      opts.profileFilePrefix = join(profileDir, 'profile');
+    }
     try {
       const optimizable =
         typeof model === 'string' && device === 'cpu' && opts.graphOptimizationLevel === 'all';
@@ -277,10 +302,18 @@ export class Session {
           : 'in-memory graph';
       const bytes = (f: string) => (existsSync(f) ? statSync(f).size : 0);
       const modelBytes = typeof model === 'string' ? bytes(model) + bytes(`${model}.data`) : model.byteLength;
-      return new Session(inner, device, label, modelBytes);
+      const session = new Session(inner, device, label, modelBytes);
+      session.profileDir = profileDir;
+      return session;
     } catch (e) {
+      if (profileDir) rmSync(profileDir, { recursive: true, force: true });
       const msg = (e as Error).message;
       const where = typeof model === 'string' ? model : '<in-memory graph>';
+      if (device === 'webgpu' && /adapter/i.test(msg) && /no supported adapters|failed to get/i.test(msg))
+        throw new DeviceError(
+          `device "webgpu" could not start for ${where}: ${noAdapterHint()} (onnxruntime: ${msg.split('\n')[0].replace(/^.*?(Failed to get)/, '$1')})`,
+          { cause: e },
+        );
       if (device !== 'cpu' && /provider|cuda|webgpu|dawn|adapter|vulkan/i.test(msg)) {
         throw new DeviceError(`device "${device}" could not start for ${where}: ${msg}`, { cause: e });
       }
@@ -316,8 +349,30 @@ export class Session {
     return out;
   }
 
+  private profileDir: string | undefined;
+
+  /**
+   * Which nodes ran on which provider in the runs so far (needs `profile: true`): ends the
+   * profile, so call it once, after the runs to inspect. @throws ConfigError without `profile`.
+   */
+  async placement(): Promise<Placement> {
+    if (!this.inner) throw new ModelError('session has been disposed');
+    if (!this.profileDir) throw new ConfigError('placement() needs a session created with profile: true');
+    this.inner.endProfiling();
+    const dir = this.profileDir;
+    const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+    if (files.length !== 1) throw new ModelError(`${this.label}: expected one onnxruntime profile in ${dir}`);
+    const events = JSON.parse(readFileSync(join(dir, files[0]), 'utf8')) as Parameters<
+      typeof placementFromProfile
+    >[0];
+    rmSync(dir, { recursive: true, force: true });
+    this.profileDir = undefined;
+    return placementFromProfile(events);
+  }
+
   async dispose(): Promise<void> {
     await this.inner?.release();
     this.inner = undefined;
+    if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
   }
 }

@@ -12,12 +12,21 @@ import { TextEncoder, ClipTokenizer } from '../../sdk/model/clip/index.ts';
 import { SafetensorsReader, readAllSafetensors } from '../../sdk/core/safetensors.ts';
 import { loadImage } from '../../sdk/data/image.ts';
 import { captureLogs } from '../../sdk/core/logger.ts';
-import { FIXTURES, REFERENCE, assertClose, lotusTolerance, tolerance } from '../helpers.ts';
+import {
+  ATTENTION_KINDS,
+  FIXTURES,
+  ON_DEVICE,
+  REFERENCE,
+  TEST_DEVICE,
+  assertClose,
+  lotusTolerance,
+  tolerance,
+} from '../helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
 const caseFile = (name: string) => join(REFERENCE, 'cases', `${name}.safetensors`);
 
-describe('model parity with diffusers 0.14 (tiny-sd15)', () => {
+describe(`model parity with diffusers 0.14 (tiny-sd15) on ${TEST_DEVICE}`, () => {
   it('tokenizes prompts exactly like the SD CLIP tokenizer (padding, truncation with a warning)', async () => {
     const tok = ClipTokenizer.load(TINY);
     const c = JSON.parse(readFileSync(join(REFERENCE, 'cases/tokenizer.json'), 'utf8')) as {
@@ -34,7 +43,7 @@ describe('model parity with diffusers 0.14 (tiny-sd15)', () => {
   });
 
   it('encodes token ids like CLIPTextModel', async () => {
-    const te = await TextEncoder.load(TINY);
+    const te = await TextEncoder.load(TINY, ON_DEVICE);
     const r = await SafetensorsReader.open(caseFile('text_encoder'));
     const ids = await r.readInt64('input_ids');
     const rows = Array.from({ length: ids.shape[0] }, (_, i) =>
@@ -51,11 +60,11 @@ describe('model parity with diffusers 0.14 (tiny-sd15)', () => {
   });
 
   // both attention kernels: the default (fused) and the export's (exact)
-  for (const attention of ['fused', 'exact'] as const)
+  for (const attention of ATTENTION_KINDS)
     describe(`UNet noise prediction and the 12 decoder taps (${attention} attention)`, () => {
       let unet: UNet;
       before(async () => {
-        unet = await UNet.load(TINY, { attention });
+        unet = await UNet.load(TINY, { attention, ...ON_DEVICE });
       });
       after(() => unet.dispose());
       for (const c of ['unet_t-1', 'unet_t0', 'unet_t261', 'unet_t980', 'unet_nonsquare_t500']) {
@@ -76,7 +85,7 @@ describe('model parity with diffusers 0.14 (tiny-sd15)', () => {
     });
 
   it('VAE posterior and decoder', async () => {
-    const vae = await Vae.load(TINY);
+    const vae = await Vae.load(TINY, ON_DEVICE);
     const { tensors: t } = await readAllSafetensors(caseFile('vae'));
     const p = await vae.encode(t.get('image')!);
     assertClose(p.mean, t.get('posterior_mean')!, tolerance('vae', 'posterior_mean'), 'posterior_mean');
@@ -116,16 +125,16 @@ describe('model parity with diffusers 0.14 (tiny-sd15)', () => {
   });
 });
 
-describe('model parity: Lotus-G topology (SD-2 layout, projection class embedding, odd latents)', () => {
+describe(`model parity on ${TEST_DEVICE}: Lotus-G topology (SD-2 layout, projection class embedding, odd latents)`, () => {
   const LOTUS = join(REFERENCE, 'lotus/tiny-lotus-g');
 
-  for (const attention of ['fused', 'exact'] as const)
+  for (const attention of ATTENTION_KINDS)
     it(`matches the unpadded prompt embedding, posterior sample, both task switchers and the decode (${attention} attention)`, async () => {
       const r = await SafetensorsReader.open(join(REFERENCE, 'lotus/cases/lotus-g_inference.safetensors'));
       const [unet, vae, te] = await Promise.all([
-        UNet.load(LOTUS, { attention }),
-        Vae.load(LOTUS),
-        TextEncoder.load(LOTUS),
+        UNet.load(LOTUS, { attention, ...ON_DEVICE }),
+        Vae.load(LOTUS, ON_DEVICE),
+        TextEncoder.load(LOTUS, ON_DEVICE),
       ]);
       const emb = await te.encode('', { padding: 'none' });
       assertClose(emb, await r.read('prompt_embeds'), lotusTolerance('prompt_embeds'), 'prompt_embeds');

@@ -186,9 +186,10 @@ export const lotusEval: Command = {
     try {
       if (v.limit) spec.entries = spec.entries.slice(0, intOption('limit', v.limit, spec.entries.length, 1));
       const kernels = unetKernelOptions(v);
-      const numerics = unetNumerics(kernels);
+      const device = choice('device', v.device, DEVICES, 'cpu');
+      const numerics = unetNumerics({ ...kernels, device });
       const model = await Lotus.fromModel(v.model!, {
-        device: choice('device', v.device, DEVICES, 'cpu'),
+        device,
         allowDownload: v['allow-download'] ?? false,
         ...kernels,
       });

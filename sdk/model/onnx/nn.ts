@@ -13,6 +13,8 @@ export interface Ctx {
   fusedAttention?: boolean;
   /** Linear layers as DynamicQuantizeMatMul with int8 weights (faster on CPUs, not bit-faithful). */
   linearInt8?: boolean;
+  /** GroupNorm as two reductions (mean, then the centred variance): see model/numerics.ts. */
+  twoPassNorm?: boolean;
 }
 
 /** 2D convolution, NCHW. `pads` as ONNX [top, left, bottom, right]. */
@@ -56,11 +58,11 @@ export function linear(
 }
 
 /**
- * GroupNorm on NCHW: normalise each group over (C/G, H, W) with InstanceNormalization on a
- * [B, G, -1] view, then the per-channel affine.
+ * GroupNorm on NCHW: normalise each group over (C/G, H, W) on a [B, G, -1] view (with
+ * InstanceNormalization, or two reductions where `twoPassNorm`), then the per-channel affine.
  */
 export function groupNorm(
-  { g, w }: Ctx,
+  { g, w, twoPassNorm }: Ctx,
   prefix: string,
   x: string,
   channels: number,
@@ -68,13 +70,24 @@ export function groupNorm(
   eps: number,
 ): string {
   const grouped = g.op('Reshape', [x, g.constInt64([0, groups, -1])]);
-  const ones = g.constFloat(new Float32Array(groups).fill(1), [groups], 'gn_one');
-  const zeros = g.constFloat(new Float32Array(groups), [groups], 'gn_zero');
-  const normed = g.op('InstanceNormalization', [grouped, ones, zeros], { epsilon: { float: eps } });
+  const normed = twoPassNorm ? twoPassNormalize(g, grouped, eps) : instanceNormalize(g, grouped, groups, eps);
   const back = g.op('Reshape', [normed, g.op('Shape', [x])]);
   const scale = w.param(g, `${prefix}.weight`, [channels], { reshape: [channels, 1, 1] });
   const shift = w.param(g, `${prefix}.bias`, [channels], { reshape: [channels, 1, 1] });
   return g.op('Add', [g.op('Mul', [back, scale]), shift]);
+}
+
+function instanceNormalize(g: GraphBuilder, grouped: string, groups: number, eps: number): string {
+  const ones = g.constFloat(new Float32Array(groups).fill(1), [groups], 'gn_one');
+  const zeros = g.constFloat(new Float32Array(groups), [groups], 'gn_zero');
+  return g.op('InstanceNormalization', [grouped, ones, zeros], { epsilon: { float: eps } });
+}
+
+/** (x - mean) / sqrt(mean((x - mean)^2) + eps) over the last axis of [B, G, n]. */
+function twoPassNormalize(g: GraphBuilder, grouped: string, eps: number): string {
+  const centred = g.op('Sub', [grouped, g.op('ReduceMean', [grouped], { axes: [2] })]);
+  const variance = g.op('ReduceMean', [g.op('Mul', [centred, centred])], { axes: [2] });
+  return g.op('Div', [centred, g.op('Sqrt', [g.op('Add', [variance, g.constFloat([eps], [])])])]);
 }
 
 /** LayerNorm over the last axis. */

@@ -18,32 +18,13 @@ export interface UNetGraphOptions {
   fusedAttention?: boolean;
   /** The transformer blocks' Linear layers as int8 DynamicQuantizeMatMul (UNet LoadOptions.linear). */
   linearInt8?: boolean;
+  /** GroupNorm as two reductions (model/numerics.ts). */
+  twoPassNorm?: boolean;
 }
 
 interface Skip {
   value: string;
   channels: number;
-}
-
-/** Sinusoidal timestep embedding (diffusers `get_timestep_embedding`): [T] -> [T, dim]. */
-function timestepEmbedding(
-  g: GraphBuilder,
-  t: string,
-  dim: number,
-  flipSinToCos: boolean,
-  freqShift: number,
-): string {
-  const half = dim >> 1;
-  // phases t * f reach ~1000 rad: in float32 their rounding alone moves sin/cos by ~1e-4, so
-  // the phases are formed and wrapped in float64 (the exact maths), then cast to float32
-  const freqs = Float64Array.from({ length: half }, (_, i) =>
-    Math.exp((-Math.log(10000) * i) / (half - freqShift)),
-  );
-  const t64 = g.op('Cast', [g.op('Unsqueeze', [t, g.constInt64([1])])], { to: 11 });
-  const args = g.op('Mul', [t64, g.constDouble(freqs, [1, half], 'freqs')]);
-  const sin = g.op('Cast', [g.op('Sin', [args])], { to: 1 });
-  const cos = g.op('Cast', [g.op('Cos', [args])], { to: 1 });
-  return g.op('Concat', flipSinToCos ? [cos, sin] : [sin, cos], { axis: 1 });
 }
 
 /** linear_1 -> silu -> linear_2 (diffusers TimestepEmbedding). */
@@ -77,27 +58,26 @@ export function buildUNetGraph(
   options: UNetGraphOptions = {},
 ): GraphBuilder {
   const g = new GraphBuilder();
-  const ctx: Ctx = { g, w: weights, fusedAttention: options.fusedAttention };
+  const ctx: Ctx = {
+    g,
+    w: weights,
+    fusedAttention: options.fusedAttention,
+    twoPassNorm: options.twoPassNorm,
+  };
   // only the transformers' projections are quantized: the time embedding's stay fp32
   const tctx: Ctx = { ...ctx, linearInt8: options.linearInt8 };
   const boc = cfg.blockOutChannels;
   const tembDim = boc[0] * 4;
 
   let sample = g.input('sample', ['batch', cfg.inChannels, 'height', 'width']);
-  const timestep = g.input('timestep', ['timesteps']);
+  // the sinusoidal projection comes from the host (unet/time.ts): formed in float64 there, so
+  // no double-precision op (which GPUs lack) sits in the graph
+  const timeProj = g.input('time_proj', ['timesteps', boc[0]]);
   const context = g.input('encoder_hidden_states', ['batch', 'sequence', cfg.crossAttentionDim]);
   if (cfg.centerInputSample)
     sample = g.op('Sub', [g.op('Mul', [sample, g.constFloat([2], [])]), g.constFloat([1], [])]);
 
-  let temb = g.scope('time', () =>
-    mlpEmbedding(
-      ctx,
-      'time_embedding',
-      timestepEmbedding(g, timestep, boc[0], cfg.flipSinToCos, cfg.freqShift),
-      boc[0],
-      tembDim,
-    ),
-  );
+  let temb = g.scope('time', () => mlpEmbedding(ctx, 'time_embedding', timeProj, boc[0], tembDim));
   if (cfg.classEmbedType === 'projection') {
     const labels = g.input('class_labels', ['batch', cfg.classEmbedInputDim]);
     temb = g.op('Add', [temb, mlpEmbedding(ctx, 'class_embedding', labels, cfg.classEmbedInputDim, tembDim)]);

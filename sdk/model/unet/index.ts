@@ -8,10 +8,13 @@ import { cachedSession } from '../cache.ts';
 import { Session, type SessionOptions } from '../runtime.ts';
 import { INT8_WEIGHT_BITS } from '../quantize.ts';
 import { buildUNetGraph } from './build.ts';
+import { timestepProjection } from './time.ts';
+import { deviceKernels } from '../numerics.ts';
 import { parseUNetConfig, tapCount, type UNetConfig } from './config.ts';
 
 export { parseUNetConfig, tapCount, tapChannels, type UNetConfig } from './config.ts';
 export { buildUNetGraph } from './build.ts';
+export { timestepProjection } from './time.ts';
 
 export interface LoadOptions extends SessionOptions, ResolveOptions {
   /** Build the graph with the decoder taps as outputs (default true). */
@@ -24,7 +27,9 @@ export interface LoadOptions extends SessionOptions, ResolveOptions {
    */
   weights?: 'fp32' | 'fp16';
   /**
-   * "fused" (default): attention as onnxruntime's MultiHeadAttention kernel (blocked, with a
+   * "fused" (the default on the CPU and CUDA; on WebGPU the default is "exact", because
+   * onnxruntime's WebGPU MultiHeadAttention fails the isolated check: model/numerics.ts):
+   * attention as onnxruntime's MultiHeadAttention kernel (blocked, with a
    * running softmax; the score tensor never exists), faster per SD-1.5-sized call than "exact"
    * (5-8% on an AVX2 Zen 3, ~20% on an AVX-512 Zen 4). "exact": MatMul + Softmax + MatMul, the
    * kernels onnxruntime gives PyTorch's own ONNX export of the UNet. Both pass every parity case
@@ -77,20 +82,23 @@ export interface UNetOutput {
  * keys on this, so an option added here can never be served another option's results.
  * @throws ConfigError for a value that is not one of the choices.
  */
-export function unetNumerics(options: Pick<LoadOptions, 'attention' | 'linear' | 'weights'>): {
+export function unetNumerics(options: Pick<LoadOptions, 'attention' | 'linear' | 'weights' | 'device'>): {
   attention?: 'fused';
   linear?: 'int8';
   int8WeightBits?: number;
   weights?: 'fp16';
+  normalization?: 'two-pass';
 } {
   if (options.attention !== undefined && options.attention !== 'exact' && options.attention !== 'fused')
     throw new ConfigError(messages.invalidOption('attention', 'exact | fused', options.attention));
   if (options.linear !== undefined && options.linear !== 'fp32' && options.linear !== 'int8')
     throw new ConfigError(messages.invalidOption('linear', 'fp32 | int8', options.linear));
+  const kernels = deviceKernels(options.device);
   return {
-    // the default is fused; exact is recorded as {} so features cached when exact was the
-    // default are still found for it, and never for fused
-    ...(options.attention === 'exact' ? {} : { attention: 'fused' }),
+    // exact is recorded as {} so features cached when exact was the default are still found
+    // for it, and never for fused
+    ...((options.attention ?? kernels.defaultAttention) === 'exact' ? {} : { attention: 'fused' }),
+    ...(kernels.twoPassNorm ? { normalization: 'two-pass' } : {}),
     ...(options.linear === 'int8' ? { linear: 'int8', int8WeightBits: INT8_WEIGHT_BITS } : {}),
     ...(options.weights === 'fp16' ? { weights: 'fp16' } : {}),
   };
@@ -101,7 +109,7 @@ async function warmUp(session: Session, c: UNetConfig): Promise<void> {
   const side = 2 ** (c.blockOutChannels.length - 1);
   const feeds: Record<string, Tensor> = {
     sample: Tensor.zeros([1, c.inChannels, side, side]),
-    timestep: Tensor.from([1], [1]),
+    time_proj: timestepProjection([1], c.blockOutChannels[0], c.flipSinToCos, c.freqShift),
     encoder_hidden_states: Tensor.zeros([1, 1, c.crossAttentionDim]),
   };
   if (c.classEmbedType === 'projection') feeds.class_labels = Tensor.zeros([1, c.classEmbedInputDim]);
@@ -131,6 +139,7 @@ export class UNet {
     const numerics = unetNumerics(options);
     const fusedAttention = numerics.attention === 'fused';
     const linearInt8 = numerics.linear === 'int8';
+    const twoPassNorm = numerics.normalization === 'two-pass';
     const session = await cachedSession(
       {
         component: 'unet',
@@ -139,9 +148,11 @@ export class UNet {
           taps,
           ...(fusedAttention ? { fusedAttention } : {}),
           ...(linearInt8 ? { linearInt8, int8WeightBits: numerics.int8WeightBits } : {}),
+          ...(twoPassNorm ? { twoPassNorm } : {}),
         },
         weightFiles: files.weightFiles,
-        build: (weights) => buildUNetGraph(config, weights, { taps, fusedAttention, linearInt8 }),
+        build: (weights) =>
+          buildUNetGraph(config, weights, { taps, fusedAttention, linearInt8, twoPassNorm }),
         weightDtype: numerics.weights === 'fp16' ? 'float16' : 'float',
         cacheDir: options.cacheDir,
       },
@@ -166,7 +177,7 @@ export class UNet {
     }
     const feeds: Record<string, Tensor> = {
       sample,
-      timestep: Tensor.from(ts, [ts.length]),
+      time_proj: timestepProjection(ts, c.blockOutChannels[0], c.flipSinToCos, c.freqShift),
       encoder_hidden_states: ctx,
     };
     if (c.classEmbedType === 'projection') {

@@ -40,10 +40,19 @@ function midBlock(ctx: Ctx, prefix: string, h: string, ch: number, groups: numbe
   return resnet(ctx, `${prefix}.resnets.1`, h, ch, ch, o).out;
 }
 
+export interface VaeGraphOptions {
+  /** GroupNorm as two reductions (model/numerics.ts). */
+  twoPassNorm?: boolean;
+}
+
 /** Encoder graph: `image` [B, 3, H, W] in [-1, 1] -> posterior_mean, posterior_logvar, posterior_std. */
-export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource): GraphBuilder {
+export function buildVaeEncoderGraph(
+  cfg: VaeConfig,
+  weights: WeightSource,
+  options: VaeGraphOptions = {},
+): GraphBuilder {
   const g = new GraphBuilder();
-  const ctx: Ctx = { g, w: weights };
+  const ctx: Ctx = { g, w: weights, twoPassNorm: options.twoPassNorm };
   const boc = cfg.blockOutChannels;
   const o = { groups: cfg.normGroups, eps: EPS };
   const image = g.input('image', ['batch', cfg.inChannels, 'height', 'width']);
@@ -82,9 +91,13 @@ export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource): Gra
 }
 
 /** Decoder graph: `latent` [B, latent_channels, h, w] (already divided by the scaling factor) -> `decoded`. */
-export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource): GraphBuilder {
+export function buildVaeDecoderGraph(
+  cfg: VaeConfig,
+  weights: WeightSource,
+  options: VaeGraphOptions = {},
+): GraphBuilder {
   const g = new GraphBuilder();
-  const ctx: Ctx = { g, w: weights };
+  const ctx: Ctx = { g, w: weights, twoPassNorm: options.twoPassNorm };
   const rev = [...cfg.blockOutChannels].reverse();
   const o = { groups: cfg.normGroups, eps: EPS };
   let h = g.input('latent', ['batch', cfg.latentChannels, 'h', 'w']);

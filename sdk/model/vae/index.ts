@@ -9,6 +9,7 @@ import { cachedSession } from '../cache.ts';
 import { Session } from '../runtime.ts';
 import type { LoadOptions as UNetLoadOptions } from '../unet/index.ts';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from './build.ts';
+import { deviceKernels } from '../numerics.ts';
 import { parseVaeConfig, type VaeConfig } from './config.ts';
 
 export { parseVaeConfig, SD_SCALING_FACTOR, type VaeConfig } from './config.ts';
@@ -99,16 +100,18 @@ export class Vae {
     const files = resolveComponent(modelDir, 'vae', options);
     const config = parseVaeConfig(files.configPath, files.config);
     const parts = options.parts ?? VAE_PARTS;
+    const { twoPassNorm } = deviceKernels(options.device);
     const load = async (part: VaePart) => {
       return cachedSession(
         {
           component: `vae-${part}`,
           config,
+          ...(twoPassNorm ? { options: { twoPassNorm } } : {}),
           weightFiles: files.weightFiles,
           build: (weights) =>
             part === 'encoder'
-              ? buildVaeEncoderGraph(config, weights)
-              : buildVaeDecoderGraph(config, weights),
+              ? buildVaeEncoderGraph(config, weights, { twoPassNorm })
+              : buildVaeDecoderGraph(config, weights, { twoPassNorm }),
           ignoreUnused: part === 'encoder' ? /^(decoder\.|post_quant_conv)/ : /^(encoder\.|quant_conv)/,
           cacheDir: options.cacheDir,
         },
