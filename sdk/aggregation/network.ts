@@ -8,7 +8,7 @@ import { readAllSafetensors, writeSafetensors } from '../core/safetensors.ts';
 import { Rng } from '../core/rng.ts';
 import { Tensor, concat } from '../core/tensor.ts';
 import type { FeatureStack } from '../diffusion/feature-stack.ts';
-import { Session, type SessionOptions } from '../model/runtime.ts';
+import { Session, type Device, type SessionOptions } from '../model/runtime.ts';
 import {
   checkStackFits,
   DEFAULT_PROJECTION_DIM,
@@ -150,6 +150,11 @@ export class AggregationNetwork {
   /** A freshly initialised network for training. */
   static create(config: AggregationConfig, seed = 0, options: SessionOptions = {}): AggregationNetwork {
     return new AggregationNetwork(config, initParameters(config, seed), options);
+  }
+
+  /** The device its graphs run on (training's too). */
+  get device(): Device {
+    return this.sessionOptions.device ?? 'cpu';
   }
 
   private async getSession(): Promise<Session> {

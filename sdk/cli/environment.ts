@@ -23,7 +23,7 @@ export async function probeDevice(device: Device): Promise<{ ok: boolean; detail
     }
     return { ok: true, detail: 'started and ran a test graph' };
   } catch (e) {
-    return { ok: false, detail: `does not start here: ${(e as Error).message.split('\n')[0].slice(0, 200)}` };
+    return { ok: false, detail: `does not start here: ${(e as Error).message.split('\n')[0].slice(0, 600)}` };
   }
 }
 

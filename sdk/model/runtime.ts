@@ -243,6 +243,23 @@ async function createWithOptimizedCache(
   }
 }
 
+let recording: Session[] | undefined;
+
+/**
+ * Profile every session created until `stop()` and keep them, so a check can ask each one
+ * where its nodes ran ({@link Session.placement}), including sessions made inside the SDK.
+ */
+export function recordSessions(): { sessions: Session[]; stop(): void } {
+  const sessions: Session[] = [];
+  recording = sessions;
+  return {
+    sessions,
+    stop: () => {
+      if (recording === sessions) recording = undefined;
+    },
+  };
+}
+
 export class Session {
   private inner: ort.InferenceSession | undefined;
   readonly device: Device;
@@ -282,7 +299,7 @@ export class Session {
       logSeverityLevel: process.env.HYPERFEATURES_LOG_LEVEL === 'debug' ? 2 : 3,
     };
     let profileDir: string | undefined;
-    if (options.profile) {
+    if (options.profile || recording) {
       profileDir = mkdtempSync(join(tmpdir(), 'hf-profile-'));
       opts.enableProfiling = true;
       opts.profileFilePrefix = join(profileDir, 'profile');
@@ -304,6 +321,7 @@ export class Session {
       const modelBytes = typeof model === 'string' ? bytes(model) + bytes(`${model}.data`) : model.byteLength;
       const session = new Session(inner, device, label, modelBytes);
       session.profileDir = profileDir;
+      recording?.push(session);
       return session;
     } catch (e) {
       if (profileDir) rmSync(profileDir, { recursive: true, force: true });
@@ -350,14 +368,17 @@ export class Session {
   }
 
   private profileDir: string | undefined;
+  private ended: Placement | undefined;
 
   /**
-   * Which nodes ran on which provider in the runs so far (needs `profile: true`): ends the
-   * profile, so call it once, after the runs to inspect. @throws ConfigError without `profile`.
+   * Which nodes ran on which provider in the runs so far (needs `profile: true`, or a
+   * {@link recordSessions} recorder): ends the profile, so later runs are not included.
+   * @throws ConfigError for a session made without profiling.
    */
   async placement(): Promise<Placement> {
-    if (!this.inner) throw new ModelError('session has been disposed');
-    if (!this.profileDir) throw new ConfigError('placement() needs a session created with profile: true');
+    if (this.ended) return this.ended;
+    if (!this.inner || !this.profileDir)
+      throw new ConfigError(`${this.label}: placement() needs a session created with profile: true`);
     this.inner.endProfiling();
     const dir = this.profileDir;
     const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
@@ -367,12 +388,12 @@ export class Session {
     >[0];
     rmSync(dir, { recursive: true, force: true });
     this.profileDir = undefined;
-    return placementFromProfile(events);
+    return (this.ended = placementFromProfile(events));
   }
 
   async dispose(): Promise<void> {
+    if (this.inner && this.profileDir) await this.placement(); // kept for a recorder to read
     await this.inner?.release();
     this.inner = undefined;
-    if (this.profileDir) rmSync(this.profileDir, { recursive: true, force: true });
   }
 }

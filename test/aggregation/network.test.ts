@@ -11,7 +11,7 @@ import { readAllSafetensors, writeSafetensors } from '../../sdk/core/safetensors
 import { Session } from '../../sdk/model/runtime.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
 import { ConfigError, DataError, ModelError, ShapeError } from '../../sdk/core/errors.ts';
-import { REFERENCE, assertClose, rejectsWith, tempDir, tolerance } from '../helpers.ts';
+import { REFERENCE, assertClose, rejectsWith, tempDir, tolerance, ON_DEVICE } from '../helpers.ts';
 
 const CASES = join(REFERENCE, 'cases');
 
@@ -33,7 +33,7 @@ describe('aggregation network', () => {
 
   for (const file of ['aggregation_network.pt', 'aggregation_network.safetensors']) {
     it(`loads the original network from ${file}, infers its config and matches its forward`, async () => {
-      const net = await AggregationNetwork.load(join(CASES, file));
+      const net = await AggregationNetwork.load(join(CASES, file), ON_DEVICE);
       assert.deepEqual(net.config, {
         featureDims: [96, 96, 96, 96, 96, 96, 64, 64, 64, 32, 32, 32],
         saveTimesteps: [49, 25, 0],
@@ -52,7 +52,7 @@ describe('aggregation network', () => {
   }
 
   it('matches the loss, every gradient and two AdamW steps of the original training code', async () => {
-    const net = await AggregationNetwork.load(join(CASES, 'aggregation_network.pt'));
+    const net = await AggregationNetwork.load(join(CASES, 'aggregation_network.pt'), ON_DEVICE);
     const trainer = new Trainer(net, { lr: 1e-3, weightDecay: 0 });
     const src = points(ref, 'source_points');
     const tgt = points(ref, 'target_points');

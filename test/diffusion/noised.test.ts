@@ -11,7 +11,7 @@ import { Tensor } from '../../sdk/core/tensor.ts';
 import { loadImage } from '../../sdk/data/image.ts';
 import { noisedFeatures } from '../../sdk/diffusion/noised.ts';
 import { loadStableDiffusion, type StableDiffusion } from '../../sdk/diffusion/pipeline.ts';
-import { FIXTURES, REFERENCE, rejectsWith } from '../helpers.ts';
+import { FIXTURES, REFERENCE, rejectsWith, ON_DEVICE } from '../helpers.ts';
 
 function alphaBar(t: number): number {
   const [b0, b1] = [Math.sqrt(0.00085), Math.sqrt(0.012)];
@@ -25,7 +25,7 @@ describe('noised (DIFT-style) features', function () {
   let sd: StableDiffusion;
   const image = join(FIXTURES, 'spair/JPEGImages/aeroplane/2008_007604.jpg');
   before(async () => {
-    sd = await loadStableDiffusion(join(REFERENCE, 'tiny-sd15'));
+    sd = await loadStableDiffusion(join(REFERENCE, 'tiny-sd15'), ON_DEVICE);
   });
   after(() => sd.dispose());
 

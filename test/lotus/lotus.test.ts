@@ -18,6 +18,7 @@ import {
   rejectsWith,
   tempDir,
   runCli,
+  ON_DEVICE,
 } from '../helpers.ts';
 
 const LOTUS = join(REFERENCE, 'lotus/tiny-lotus-g');
@@ -27,7 +28,7 @@ const COFFEE = join(FIXTURES, 'photos/coffee.png');
 describe('lotus: parity with the original Lotus-G pipeline', () => {
   it('matches every intermediate of the reference run through the public API', async () => {
     const r = await SafetensorsReader.open(CASE);
-    const lotus = await Lotus.fromModel(LOTUS);
+    const lotus = await Lotus.fromModel(LOTUS, ON_DEVICE);
     assert.equal(lotus.variant, 'g');
     const noise = { posteriorEps: await r.read('posterior_eps'), noise: await r.read('noise') };
     for (const task of ['depth', 'rgb'] as const) {
@@ -108,8 +109,8 @@ describe('lotus: generated checkpoints, outputs and bad input', () => {
     const dir = tempDir();
     await makeTinyCheckpoint(join(dir, 'lotus-depth-g'), { style: 'lotus-g', seed: 1 });
     await makeTinyCheckpoint(join(dir, 'lotus-normal-d'), { style: 'lotus-d', seed: 2 });
-    const g = await Lotus.fromModel(join(dir, 'lotus-depth-g'));
-    const d = await Lotus.fromModel(join(dir, 'lotus-normal-d'));
+    const g = await Lotus.fromModel(join(dir, 'lotus-depth-g'), ON_DEVICE);
+    const d = await Lotus.fromModel(join(dir, 'lotus-normal-d'), ON_DEVICE);
     assert.deepEqual([g.variant, g.kind, d.variant, d.kind], ['g', 'depth', 'd', 'normal']);
     const res = await g.predict(join(FIXTURES, 'photos/motorcycle_left.png'), {
       processingRes: 96,

@@ -14,7 +14,7 @@ import { ConfigError } from '../../sdk/core/errors.ts';
 import { DinoModel } from '../../sdk/model/dino/index.ts';
 import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
 import { orderedDict, torchSave, torchTensor } from '../../sdk/aggregation/torch-save.ts';
-import { FIXTURES, rejectsWith, runCli, tempDir } from '../helpers.ts';
+import { FIXTURES, rejectsWith, runCli, tempDir, ON_DEVICE } from '../helpers.ts';
 
 type W = Map<string, Float64Array>;
 type Cfg = { d: number; heads: number; layers: number; ff: number; p: number; eps: number };
@@ -197,7 +197,12 @@ describe('DINO ViT (transformers ViTModel) graph', function () {
   ];
   for (const c of cases)
     it(`matches a float64 ViT: ${c.name}`, async () => {
-      const model = await DinoModel.load(dir, { layer: c.layer, stride: c.stride, facet: 'key' });
+      const model = await DinoModel.load(dir, {
+        layer: c.layer,
+        stride: c.stride,
+        facet: 'key',
+        ...ON_DEVICE,
+      });
       const pixels = new Tensor(new Rng(7).normalArray(3 * c.h * c.w), [1, 3, c.h, c.w]);
       const got = await model.run(pixels);
       const want = vit64(weights, cfg, pixels, c.stride, c.layer);

@@ -11,7 +11,7 @@ import { Tensor } from '../../sdk/core/tensor.ts';
 import { Vae } from '../../sdk/model/vae/index.ts';
 import { tiled } from '../../sdk/model/vae/tiling.ts';
 import { demoCheckpoint } from '../../sdk/model/tiny/index.ts';
-import { FIXTURES, REFERENCE, runCli, tempDir } from '../helpers.ts';
+import { FIXTURES, REFERENCE, runCli, tempDir, ON_DEVICE } from '../helpers.ts';
 
 function blockMean(t: Tensor, k: number): Tensor {
   const [n, c, h, w] = t.shape;
@@ -54,7 +54,7 @@ describe('tiled VAE', function () {
   });
 
   it('the real VAE tiled stays close to untiled (seams only), and tiles when the budget says so', async () => {
-    const vae = await Vae.load(join(REFERENCE, 'tiny-sd15'));
+    const vae = await Vae.load(join(REFERENCE, 'tiny-sd15'), ON_DEVICE);
     try {
       const img = new Tensor(
         new Rng(3).normalArray(3 * 96 * 96).map((v) => Math.tanh(v)),
@@ -83,7 +83,10 @@ describe('tiled VAE', function () {
       assert.ok(d.max > 0, 'tiles differ at the seams (the test would be vacuous otherwise)');
       // automatic: untiled within the budget, tiles of at most 512 above it
       assert.equal(vae.tilesFor(96, 96), undefined);
-      const small = await Vae.load(join(REFERENCE, 'tiny-sd15'), { memoryBudget: vae.estimateBytes(64, 64) });
+      const small = await Vae.load(join(REFERENCE, 'tiny-sd15'), {
+        memoryBudget: vae.estimateBytes(64, 64),
+        ...ON_DEVICE,
+      });
       assert.equal(small.tilesFor(64, 64), undefined);
       assert.deepEqual(small.tilesFor(96, 96), { tile: 64, overlap: 0.25 });
       // a caller's own budget (Lotus: what its resident weights leave of its target) decides instead

@@ -120,7 +120,7 @@ export class Trainer {
       // per-layer graphs are small enough for onnxruntime's full optimisation (NCHWc convolutions)
       s = build()
         .serialize()
-        .then((b) => Session.create(b, { memoryArena: false }));
+        .then((b) => Session.create(b, { memoryArena: false, device: this.network.device }));
       this.sessions.set(key, s);
     }
     return s;
