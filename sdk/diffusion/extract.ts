@@ -176,6 +176,7 @@ export async function invertImages(
       plan,
       cond,
       onStep: () => o.onProgress?.((done += group.length), total), // image-steps, across batches
+      trajectory: false, // features only: on a GPU the loop stays on the device
     });
     for (const [b, i] of group.entries()) {
       const meta = {
@@ -210,6 +211,7 @@ export async function invertLatents(
     plan,
     cond,
     onStep: o.onProgress,
+    trajectory: false, // features only: on a GPU the loop stays on the device
   });
   const meta = {
     model: sd.modelId,
@@ -307,6 +309,7 @@ export async function generateImages(
       cond,
       guidance,
       onStep: () => o.onProgress?.((done += group.length), prompts.length * steps),
+      trajectory: false,
     });
     const decoded = await sd.vae.decodeLatents(r.finalLatent);
     group.forEach((prompt, b) => {

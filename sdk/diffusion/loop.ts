@@ -10,6 +10,8 @@ import { ConfigError, ShapeError } from '../core/errors.ts';
 import { Tensor, concat } from '../core/tensor.ts';
 import { DdimScheduler } from './scheduler.ts';
 import type { CapturePlan } from './plan.ts';
+import { runDeviceLoop } from './device-loop.ts';
+import { UNet } from '../model/unet/index.ts';
 
 /** What the loop needs of a UNet (the real one, or a dummy in tests). */
 export interface NoiseModel {
@@ -34,6 +36,13 @@ export interface DiffusionOptions {
   guidance?: { scale: number; uncond: Tensor };
   scheduler?: DdimScheduler;
   onStep?: (done: number, total: number) => void;
+  /**
+   * On a GPU, whether x0 is read back after every step (default true: the whole trajectory);
+   * false keeps the loop on the device and x0Preds holds the input latent and the last x0.
+   */
+  trajectory?: boolean;
+  /** On a GPU, keep the latent and noise prediction on the device between steps (default true). */
+  resident?: boolean;
 }
 
 export interface DiffusionResult {
@@ -87,11 +96,22 @@ export async function runDiffusion(
   const cond = expandBatch(o.cond, batch, 'cond');
   const guided = o.guidance !== undefined && o.mode === 'generation';
   const context = guided ? concat([expandBatch(o.guidance!.uncond, batch, 'uncond'), cond], 0) : cond;
+  const schedule = stepSchedule(o.mode, o.steps, scheduler);
+  // on a GPU the unguided loop keeps its state on the device (guidance mixes on the host)
+  if (model instanceof UNet && model.device !== 'cpu' && !guided)
+    return runDeviceLoop(model, latent, {
+      steps: schedule,
+      plan: o.plan,
+      cond,
+      scheduler,
+      trajectory: o.trajectory !== false,
+      resident: o.resident,
+      onStep: o.onStep,
+    });
   const saveIndex = new Map(o.plan.saveTimesteps.map((s, i) => [s, i]));
   const captures: Tensor[][] = o.plan.saveTimesteps.map(() => []);
   const x0Preds = [latent];
   let x = latent;
-  const schedule = stepSchedule(o.mode, o.steps, scheduler);
   for (const [i, { t, tNext, save }] of schedule.entries()) {
     const slot = saveIndex.get(save);
     const sample = guided ? concat([x, x], 0) : x;

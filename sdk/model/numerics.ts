@@ -1,9 +1,11 @@
 /**
  * Which kernels a device's graphs are built with, where a device's default kernel is not
  * faithful (measured op by op against float64 in test/webgpu/ops.test.ts):
- * - onnxruntime's WebGPU InstanceNormalization takes the variance in one pass (E[x^2] - E[x]^2),
- *   which cancels when a group's mean is large against its spread (VAE activations: 2.7e-4
- *   relative at mean/std = 60); GroupNorm is built there as two ReduceMeans (1e-6).
+ * - onnxruntime's WebGPU InstanceNormalization and LayerNormalization take the variance in one
+ *   pass (E[x^2] - E[x]^2), which cancels when the mean is large against the spread (GroupNorm
+ *   at mean/std = 60: 2.7e-4 relative; LayerNorm over 768 channels at mean/std = 100: 1.9e-3,
+ *   and CLIP's hidden states have such channels); both norms are built there as two ReduceMeans
+ *   (1e-6).
  * - onnxruntime's WebGPU MultiHeadAttention returns wrong values once the query has 32 or more
  *   tokens (10-40% off on unit inputs), so attention there defaults to MatMul + Softmax + MatMul.
  * The CPU keeps its kernels: they pass the reference as they are.
@@ -11,7 +13,7 @@
 import type { Device } from './runtime.ts';
 
 export interface DeviceKernels {
-  /** GroupNorm as mean, then the variance of the centred values (two reductions). */
+  /** GroupNorm and LayerNorm as mean, then the variance of the centred values (two reductions). */
   twoPassNorm: boolean;
   /** The attention kernel used when none is asked for. */
   defaultAttention: 'exact' | 'fused';

@@ -90,6 +90,12 @@ export interface SessionOptions {
    * {@link Session.placement} can say which nodes ran where. Costs time; for checks.
    */
   profile?: boolean;
+  /**
+   * Outputs that stay on the GPU as {@link DeviceTensor}s (see Session.runResident); ignored on
+   * the CPU. onnxruntime-node then fetches outputs only as a prefix of the graph's outputs, so
+   * put these first.
+   */
+  deviceOutputs?: readonly string[];
 }
 
 /**
@@ -243,6 +249,37 @@ async function createWithOptimizedCache(
   }
 }
 
+/** A host tensor (float32) or int64 ids, or a tensor already on the device. */
+export type Feed = Tensor | DeviceTensor | { int64: BigInt64Array; shape: readonly number[] };
+
+/**
+ * A float32 tensor left on the GPU by one run, to feed to the next without a copy. Feeding it
+ * hands it over (it is released after that run); read values back by fetching a host output.
+ */
+export class DeviceTensor {
+  readonly shape: readonly number[];
+  private inner: ort.Tensor | undefined;
+
+  constructor(inner: ort.Tensor, shape: readonly number[]) {
+    this.inner = inner;
+    this.shape = shape;
+  }
+
+  /** @internal the onnxruntime tensor, for one feed. */
+  take(): ort.Tensor {
+    if (!this.inner) throw new ModelError('a device tensor was used after it was released');
+    return this.inner;
+  }
+
+  dispose(): void {
+    this.inner?.dispose();
+    this.inner = undefined;
+  }
+}
+
+/** Host <-> device copies made by runs on a GPU so far (each input uploaded, each output read back). */
+export const transfers = { uploads: 0, readbacks: 0 };
+
 let recording: Session[] | undefined;
 
 /**
@@ -298,6 +335,9 @@ export class Session {
       // provider": shape ops on the CPU, by design) only at debug level; placement() says more
       logSeverityLevel: process.env.HYPERFEATURES_LOG_LEVEL === 'debug' ? 2 : 3,
     };
+    const deviceOutputs = device === 'cpu' ? [] : [...(options.deviceOutputs ?? [])];
+    if (deviceOutputs.length)
+      opts.preferredOutputLocation = Object.fromEntries(deviceOutputs.map((n) => [n, 'gpu-buffer' as const]));
     let profileDir: string | undefined;
     if (options.profile || recording) {
       profileDir = mkdtempSync(join(tmpdir(), 'hf-profile-'));
@@ -321,6 +361,7 @@ export class Session {
       const modelBytes = typeof model === 'string' ? bytes(model) + bytes(`${model}.data`) : model.byteLength;
       const session = new Session(inner, device, label, modelBytes);
       session.profileDir = profileDir;
+      session.deviceOutputs = new Set(deviceOutputs);
       recording?.push(session);
       return session;
     } catch (e) {
@@ -340,14 +381,42 @@ export class Session {
   }
 
   /** Run the graph; `outputs` limits which outputs are computed. */
+  /** Run the graph; `outputs` limits which outputs are computed. Every output comes back to the host. */
   async run(
-    feeds: Record<string, Tensor | { int64: BigInt64Array; shape: readonly number[] }>,
+    feeds: Record<string, Feed>,
     outputs?: readonly string[],
     check: { checkOutputs?: boolean; checkInputs?: boolean } = {},
   ): Promise<Record<string, Tensor>> {
+    const out = await this.runResident(feeds, outputs ?? this.outputNames, check);
+    const host: Record<string, Tensor> = {};
+    for (const [name, v] of Object.entries(out)) {
+      if (v instanceof DeviceTensor) {
+        v.dispose();
+        throw new ConfigError(`${this.label}: output "${name}" stays on the device; use runResident()`);
+      }
+      host[name] = v;
+    }
+    return host;
+  }
+
+  /**
+   * Run with inputs that may already be on the device; outputs named in `deviceOutputs` (at
+   * create) stay there as {@link DeviceTensor}s, the others are read back.
+   */
+  async runResident(
+    feeds: Record<string, Feed>,
+    outputs: readonly string[],
+    check: { checkOutputs?: boolean; checkInputs?: boolean } = {},
+  ): Promise<Record<string, Tensor | DeviceTensor>> {
     if (!this.inner) throw new ModelError('session has been disposed');
+    const onDevice = this.device !== 'cpu';
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) {
+      if (t instanceof DeviceTensor) {
+        ortFeeds[name] = t.take();
+        continue;
+      }
+      if (onDevice) transfers.uploads++;
       ortFeeds[name] =
         t instanceof Tensor
           ? new ort.Tensor('float32', t.data, [...t.shape])
@@ -357,9 +426,22 @@ export class Session {
     if (check.checkInputs !== false)
       for (const [name, t] of Object.entries(feeds))
         if (t instanceof Tensor) assertFinite(t.data, `${this.label}: input "${name}"`);
-    const result = outputs ? await this.inner.run(ortFeeds, [...outputs]) : await this.inner.run(ortFeeds);
-    const out: Record<string, Tensor> = {};
+    // onnxruntime-node 1.30 with preferredOutputLocation fetches only a prefix of the outputs
+    // ("Output count mismatch" otherwise): fetch up to the last one asked for, drop the rest
+    const fetch = this.deviceOutputs.size
+      ? this.outputNames.slice(0, Math.max(...outputs.map((o) => this.outputNames.indexOf(o))) + 1)
+      : [...outputs];
+    const wanted = new Set(outputs);
+    const result = await this.inner.run(ortFeeds, fetch);
+    const out: Record<string, Tensor | DeviceTensor> = {};
     for (const [name, v] of Object.entries(result)) {
+      if (v.location === 'gpu-buffer') {
+        if (wanted.has(name)) out[name] = new DeviceTensor(v, v.dims as number[]);
+        else v.dispose();
+        continue;
+      }
+      if (onDevice) transfers.readbacks++;
+      if (!wanted.has(name)) continue;
       out[name] = new Tensor(v.data as Float32Array, v.dims as number[]);
       if (v.type === 'float32' && check.checkOutputs !== false)
         assertFinite(out[name].data, `${this.label}: output "${name}"`, 'check the model weights and inputs');
@@ -367,6 +449,7 @@ export class Session {
     return out;
   }
 
+  private deviceOutputs = new Set<string>();
   private profileDir: string | undefined;
   private ended: Placement | undefined;
 

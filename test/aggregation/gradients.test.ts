@@ -122,13 +122,13 @@ describe('aggregation training: backward ops vs finite differences', () => {
       [7],
     ));
 
-  it('cross-entropy against class indices', () =>
+  it('cross-entropy against one-hot class rows', () =>
     checkGradients(
       { z: { shape: [4, 9], grad: true } },
       (g, v, dy) => {
-        const labels = g.constInt64([2, 0, 8, 2]);
-        const classes = g.constInt64([9]);
-        const ce = ops.crossEntropy(g, v.z, labels, classes);
+        const onehot = new Float32Array(36);
+        [2, 0, 8, 2].forEach((c, k) => (onehot[k * 9 + c] = 1));
+        const ce = ops.crossEntropy(g, v.z, g.constFloat(onehot, [4, 9]));
         // L = loss * R (R a scalar here, broadcast): d/dz = dlogits * R
         return { y: ce.loss, grads: { z: g.op('Mul', [ce.dlogits, dy]) } };
       },

@@ -129,6 +129,9 @@ export function buildLossGraph(c: AggregationConfig): GraphBuilder {
   const D = g.input('D', [2, c.projectionDim, 'height', 'width']);
   const sourceIdx = g.input('source_idx', ['points'], 'int64');
   const targetIdx = g.input('target_idx', ['points'], 'int64');
+  // the same keypoints as one-hot rows over the R*R pixels (see ops.crossEntropy)
+  const sourceOnehot = g.input('source_onehot', ['points', 'pixels']);
+  const targetOnehot = g.input('target_onehot', ['points', 'pixels']);
   const tr = (v: string) => g.op('Transpose', [v], { perm: [1, 0] });
   // rows are pixels, unit-normalised
   const pixels = (b: number) =>
@@ -141,27 +144,24 @@ export function buildLossGraph(c: AggregationConfig): GraphBuilder {
   const n1 = ops.normalizeForward(g, pixels(0));
   const n2 = ops.normalizeForward(g, pixels(1));
   const scale = g.constFloat([LOGIT_SCALE], []);
-  const classes = g.op('Gather', [g.op('Shape', [n1.u]), g.constInt64([0])], { axis: 0 });
   const u1s = g.op('Gather', [n1.u, sourceIdx], { axis: 0 }); // [K, P]
   const u2t = g.op('Gather', [n2.u, targetIdx], { axis: 0 });
   const logitsS = g.op('Mul', [g.op('MatMul', [u1s, tr(n2.u)]), scale]); // [K, N]
   const logitsT = g.op('Mul', [g.op('MatMul', [u2t, tr(n1.u)]), scale]);
-  const ceS = ops.crossEntropy(g, logitsS, targetIdx, classes);
-  const ceT = ops.crossEntropy(g, logitsT, sourceIdx, classes);
+  const ceS = ops.crossEntropy(g, logitsS, targetOnehot);
+  const ceT = ops.crossEntropy(g, logitsT, sourceOnehot);
   const half = g.constFloat([0.5], []);
   g.output('loss', g.op('Mul', [g.op('Add', [ceS.loss, ceT.loss]), half]), []);
   // d/dU1 and d/dU2 (scatter-add as one-hot matmuls)
   const dS = g.op('Mul', [ceS.dlogits, g.op('Mul', [half, scale])]);
   const dT = g.op('Mul', [ceT.dlogits, g.op('Mul', [half, scale])]);
-  const scatterT = (idx: string) =>
-    tr(g.op('OneHot', [idx, classes, g.constFloat([0, 1], [2], 'onehot_values')], { axis: -1 })); // [N, K]
   const du1 = g.op('Add', [
-    g.op('MatMul', [scatterT(sourceIdx), g.op('MatMul', [dS, n2.u])]),
+    g.op('MatMul', [tr(sourceOnehot), g.op('MatMul', [dS, n2.u])]),
     g.op('MatMul', [tr(dT), u2t]),
   ]);
   const du2 = g.op('Add', [
     g.op('MatMul', [tr(dS), u1s]),
-    g.op('MatMul', [scatterT(targetIdx), g.op('MatMul', [dT, n1.u])]),
+    g.op('MatMul', [tr(targetOnehot), g.op('MatMul', [dT, n1.u])]),
   ]);
   const shape1 = g.op(
     'Concat',

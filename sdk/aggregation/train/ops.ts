@@ -109,21 +109,23 @@ export function normalizeBackward(g: GraphBuilder, u: string, norm: string, du: 
 }
 
 /**
- * Mean cross-entropy of logits [K, N] against class indices [K] (int64), and its gradient
- * (softmax - onehot) / K.
+ * Mean cross-entropy of logits [K, N] against one-hot targets [K, N] (float), and its gradient
+ * (softmax - onehot) / K. The one-hot rows come from the host and the log-softmax is spelled
+ * out (max, exp, sum, log): onnxruntime's WebGPU provider has no OneHot or LogSoftmax kernel,
+ * and those nodes would run on the CPU.
  */
 export function crossEntropy(
   g: GraphBuilder,
   logits: string,
-  labels: string,
-  classes: string,
+  onehot: string,
 ): { loss: string; dlogits: string } {
-  const onehot = g.op('OneHot', [labels, classes, g.constFloat([0, 1], [2], 'onehot_values')], { axis: -1 });
-  const logp = g.op('LogSoftmax', [logits], { axis: -1 });
-  const k = g.op('Cast', [g.op('Gather', [g.op('Shape', [logits]), i64(g, [0])], { axis: 0 })], { to: 1 });
+  const shifted = g.op('Sub', [logits, g.op('ReduceMax', [logits], { axes: [-1], keepdims: 1 })]);
+  const logSum = g.op('Log', [g.op('ReduceSum', [g.op('Exp', [shifted]), i64(g, [-1])], { keepdims: 1 })]);
+  const logp = g.op('Sub', [shifted, logSum]);
+  const k = g.op('ReduceSum', [onehot, i64(g, [0, 1])], { keepdims: 0 }); // each row sums to 1
   const loss = g.op('Div', [
     g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [logp, onehot]), i64(g, [0, 1])], { keepdims: 0 })]),
-    g.op('Squeeze', [k]),
+    k,
   ]);
   const dlogits = g.op('Div', [g.op('Sub', [g.op('Softmax', [logits], { axis: -1 }), onehot]), k]);
   return { loss, dlogits };

@@ -181,15 +181,20 @@ export class Trainer {
     const per = 2 * P * R * R;
     let loss = 0;
     for (const [b, ex] of batch.entries()) {
-      const idx = (pts: [number, number][]) => ({
-        int64: BigInt64Array.from(pointsToIndices(pts, R, R).map(BigInt)),
-        shape: [pts.length],
-      });
+      const [src, tgt] = [pointsToIndices(ex.source, R, R), pointsToIndices(ex.target, R, R)];
+      const idx = (ix: number[]) => ({ int64: BigInt64Array.from(ix.map(BigInt)), shape: [ix.length] });
+      const onehot = (ix: number[]) => {
+        const rows = new Float32Array(ix.length * R * R);
+        ix.forEach((p, k) => (rows[k * R * R + p] = 1));
+        return new Tensor(rows, [ix.length, R * R]);
+      };
       const r = await lossGraph.run(
         {
           D: new Tensor(D.subarray(b * per, (b + 1) * per), [2, P, R, R]),
-          source_idx: idx(ex.source),
-          target_idx: idx(ex.target),
+          source_idx: idx(src),
+          target_idx: idx(tgt),
+          source_onehot: onehot(src),
+          target_onehot: onehot(tgt),
         },
         undefined,
         { checkOutputs: false, checkInputs: false }, // a diverged D is a non-finite loss, handled below

@@ -11,9 +11,13 @@ import type { ClipTextConfig } from './config.ts';
 /** Large negative instead of -inf: exp underflows to exactly 0 without NaN risk. */
 const MASKED = -1e9;
 
-export function buildClipTextGraph(cfg: ClipTextConfig, weights: WeightSource): GraphBuilder {
+export function buildClipTextGraph(
+  cfg: ClipTextConfig,
+  weights: WeightSource,
+  options: { twoPassNorm?: boolean } = {},
+): GraphBuilder {
   const g = new GraphBuilder();
-  const ctx: Ctx = { g, w: weights };
+  const ctx: Ctx = { g, w: weights, twoPassNorm: options.twoPassNorm };
   const d = cfg.hiddenSize;
   const p = 'text_model';
   const ids = g.input('input_ids', ['batch', 'sequence'], 'int64');

@@ -6,6 +6,7 @@ import { cachedSession } from '../cache.ts';
 import { Session } from '../runtime.ts';
 import type { VaeLoadOptions } from '../vae/index.ts';
 import { buildClipTextGraph } from './build.ts';
+import { deviceKernels } from '../numerics.ts';
 import { parseClipTextConfig, type ClipTextConfig } from './config.ts';
 import { ClipTokenizer, type EncodeOptions } from './tokenizer.ts';
 
@@ -30,12 +31,14 @@ export class TextEncoder {
     const files = resolveComponent(modelDir, 'text_encoder', options);
     const config = parseClipTextConfig(files.configPath, files.config);
     const tokenizer = ClipTokenizer.load(modelDir);
+    const { twoPassNorm } = deviceKernels(options.device);
     const session = await cachedSession(
       {
         component: 'text_encoder',
         config,
+        ...(twoPassNorm ? { options: { twoPassNorm } } : {}),
         weightFiles: files.weightFiles,
-        build: (weights) => buildClipTextGraph(config, weights),
+        build: (weights) => buildClipTextGraph(config, weights, { twoPassNorm }),
         ignoreUnused: /position_ids$/,
         cacheDir: options.cacheDir,
       },

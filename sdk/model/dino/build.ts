@@ -16,6 +16,8 @@ export interface VitGraphOptions {
   layer: number;
   /** Patch embedding stride (default the patch size; smaller gives overlapping patches). */
   stride?: number;
+  /** LayerNorm as two reductions (model/numerics.ts). */
+  twoPassNorm?: boolean;
 }
 
 /** "vit." when the checkpoint was saved from a model with a head (ViTForImageClassification). */
@@ -25,7 +27,7 @@ export function weightPrefix(w: WeightSource): string {
 
 export function buildVitGraph(cfg: VitConfig, weights: WeightSource, o: VitGraphOptions): GraphBuilder {
   const g = new GraphBuilder();
-  const ctx: Ctx = { g, w: weights };
+  const ctx: Ctx = { g, w: weights, twoPassNorm: o.twoPassNorm };
   const d = cfg.hiddenSize;
   const p = weightPrefix(weights);
   const pixels = g.input('pixel_values', [1, cfg.channels, 'height', 'width']);

@@ -22,6 +22,7 @@ import { cachedSession } from '../cache.ts';
 import { hubFile, isRepoId, type HubOptions } from '../hub.ts';
 import { Session, type SessionOptions } from '../runtime.ts';
 import { buildVitGraph } from './build.ts';
+import { deviceKernels } from '../numerics.ts';
 import { parseVitConfig, type VitConfig } from './config.ts';
 
 export { parseVitConfig, type VitConfig } from './config.ts';
@@ -215,13 +216,14 @@ export class DinoModel {
     } finally {
       await reader.close();
     }
+    const { twoPassNorm } = deviceKernels(o.device);
     const session = await cachedSession(
       {
         component: 'dino',
         config,
-        options: { layer, stride },
+        options: { layer, stride, ...(twoPassNorm ? { twoPassNorm } : {}) },
         weightFiles: [weights],
-        build: (w) => buildVitGraph(config, w, { layer, stride }),
+        build: (w) => buildVitGraph(config, w, { layer, stride, twoPassNorm }),
         ignoreUnused: /(encoder\.layer\.\d+\.|pooler\.|layernorm\.|classifier\.|position_embeddings)/,
         cacheDir: o.cacheDir,
       },

@@ -83,17 +83,24 @@ function instanceNormalize(g: GraphBuilder, grouped: string, groups: number, eps
   return g.op('InstanceNormalization', [grouped, ones, zeros], { epsilon: { float: eps } });
 }
 
-/** (x - mean) / sqrt(mean((x - mean)^2) + eps) over the last axis of [B, G, n]. */
-function twoPassNormalize(g: GraphBuilder, grouped: string, eps: number): string {
-  const centred = g.op('Sub', [grouped, g.op('ReduceMean', [grouped], { axes: [2] })]);
-  const variance = g.op('ReduceMean', [g.op('Mul', [centred, centred])], { axes: [2] });
+/** (x - mean) / sqrt(mean((x - mean)^2) + eps) over `axis` (default the last of [B, G, n]). */
+function twoPassNormalize(g: GraphBuilder, x: string, eps: number, axis = 2): string {
+  const centred = g.op('Sub', [x, g.op('ReduceMean', [x], { axes: [axis] })]);
+  const variance = g.op('ReduceMean', [g.op('Mul', [centred, centred])], { axes: [axis] });
   return g.op('Div', [centred, g.op('Sqrt', [g.op('Add', [variance, g.constFloat([eps], [])])])]);
 }
 
-/** LayerNorm over the last axis. */
-export function layerNorm({ g, w }: Ctx, prefix: string, x: string, dim: number, eps: number): string {
+/** LayerNorm over the last axis (as two reductions where `twoPassNorm`: model/numerics.ts). */
+export function layerNorm(
+  { g, w, twoPassNorm }: Ctx,
+  prefix: string,
+  x: string,
+  dim: number,
+  eps: number,
+): string {
   const scale = w.param(g, `${prefix}.weight`, [dim]);
   const shift = w.param(g, `${prefix}.bias`, [dim]);
+  if (twoPassNorm) return g.op('Add', [g.op('Mul', [twoPassNormalize(g, x, eps, -1), scale]), shift]);
   return g.op('LayerNormalization', [x, scale, shift], { axis: -1, epsilon: { float: eps } });
 }
 

@@ -20,6 +20,8 @@ export interface UNetGraphOptions {
   linearInt8?: boolean;
   /** GroupNorm as two reductions (model/numerics.ts). */
   twoPassNorm?: boolean;
+  /** A first output `noise_pred_device`, the noise prediction left on the GPU between steps. */
+  deviceNoise?: boolean;
 }
 
 interface Skip {
@@ -167,6 +169,8 @@ export function buildUNetGraph(
 
   h = silu(g, groupNorm(ctx, 'conv_norm_out', h, ch, cfg.normGroups, cfg.normEps));
   h = conv2d(ctx, 'conv_out', h, ch, cfg.outChannels, cfg.convOutKernel);
+  // first, so that it alone can be fetched (onnxruntime-node's prefix rule, model/runtime.ts)
+  if (options.deviceNoise) g.output('noise_pred_device', h, ['batch', cfg.outChannels, 'height', 'width']);
   g.output('noise_pred', h, ['batch', cfg.outChannels, 'height', 'width']);
   if (options.taps !== false) {
     taps.forEach((t, k) => g.output(`tap_l${k + 1}`, t, ['batch', 'channels', 'h', 'w']));

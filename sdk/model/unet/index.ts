@@ -5,7 +5,7 @@ import { fmtShape } from '../../core/messages.ts';
 import { Tensor } from '../../core/tensor.ts';
 import { resolveComponent, type ResolveOptions } from '../checkpoint.ts';
 import { cachedSession } from '../cache.ts';
-import { Session, type SessionOptions } from '../runtime.ts';
+import { DeviceTensor, Session, type Device, type Feed, type SessionOptions } from '../runtime.ts';
 import { INT8_WEIGHT_BITS } from '../quantize.ts';
 import { buildUNetGraph } from './build.ts';
 import { timestepProjection } from './time.ts';
@@ -50,6 +50,13 @@ export interface LoadOptions extends SessionOptions, ResolveOptions {
    * first 64x64 call takes about what a warm one does instead of 1.3-1.5x).
    */
   warmUp?: boolean;
+  /**
+   * On a GPU, also open the graph as a second session whose noise prediction stays on the device
+   * (default true), for the diffusion loop's steps without taps. It holds a second copy of the
+   * weights in GPU memory: onnxruntime-node 1.30 binds a session's GPU outputs once, for one
+   * output list and one shape, so one session cannot serve both kinds of call.
+   */
+  resident?: boolean;
 }
 
 export interface UNetInput {
@@ -121,10 +128,15 @@ export class UNet {
   readonly withTaps: boolean;
   private readonly session: Session;
 
-  private constructor(config: UNetConfig, session: Session, withTaps: boolean) {
+  /** The session whose noise prediction stays on the GPU, and the input shape it is bound to. */
+  private readonly resident?: Session;
+  private residentShape?: string;
+
+  private constructor(config: UNetConfig, session: Session, withTaps: boolean, resident?: Session) {
     this.config = config;
     this.session = session;
     this.withTaps = withTaps;
+    this.resident = resident;
   }
 
   /**
@@ -140,6 +152,7 @@ export class UNet {
     const fusedAttention = numerics.attention === 'fused';
     const linearInt8 = numerics.linear === 'int8';
     const twoPassNorm = numerics.normalization === 'two-pass';
+    const deviceNoise = (options.device ?? 'cpu') !== 'cpu';
     const session = await cachedSession(
       {
         component: 'unet',
@@ -149,24 +162,71 @@ export class UNet {
           ...(fusedAttention ? { fusedAttention } : {}),
           ...(linearInt8 ? { linearInt8, int8WeightBits: numerics.int8WeightBits } : {}),
           ...(twoPassNorm ? { twoPassNorm } : {}),
+          ...(deviceNoise ? { deviceNoise } : {}),
         },
         weightFiles: files.weightFiles,
         build: (weights) =>
-          buildUNetGraph(config, weights, { taps, fusedAttention, linearInt8, twoPassNorm }),
+          buildUNetGraph(config, weights, { taps, fusedAttention, linearInt8, twoPassNorm, deviceNoise }),
         weightDtype: numerics.weights === 'fp16' ? 'float16' : 'float',
         cacheDir: options.cacheDir,
       },
-      (path) => Session.create(path, options),
+      async (path) => {
+        const plain = await Session.create(path, options);
+        if (!deviceNoise || options.resident === false) return { plain };
+        try {
+          const deviceOutputs = ['noise_pred_device'];
+          return { plain, resident: await Session.create(path, { ...options, deviceOutputs }) };
+        } catch (e) {
+          await plain.dispose();
+          throw e;
+        }
+      },
     );
-    if (options.warmUp !== false) await warmUp(session, config);
-    return new UNet(config, session, taps);
+    if (options.warmUp !== false) await warmUp(session.plain, config);
+    return new UNet(config, session.plain, taps, session.resident);
   }
 
   /** @throws ShapeError for inputs that do not fit the config. */
   async run(input: UNetInput): Promise<UNetOutput> {
+    const { feeds, names, blockNames } = this.prepare(input);
+    const out = await this.session.run(feeds, ['noise_pred', ...names, ...blockNames]);
+    return {
+      noisePred: out.noise_pred,
+      taps: names.map((n) => out[n]),
+      upBlocks: blockNames.map((n) => out[n]),
+    };
+  }
+
+  /** The device the graph runs on. */
+  get device(): Device {
+    return this.session.device;
+  }
+
+  /**
+   * One call whose noise prediction stays on the GPU (a {@link DeviceTensor}, for the next
+   * step's graph); the sample may be one too. Only the taps asked for come back to the host.
+   * On the CPU the noise prediction is a plain Tensor.
+   */
+  async runResident(
+    input: Omit<UNetInput, 'sample' | 'upBlocks'> & { sample: Tensor | DeviceTensor },
+  ): Promise<{ noisePred: Tensor | DeviceTensor; taps: Tensor[] }> {
+    const { feeds, names } = this.prepare(input);
+    // the resident session is bound to the first shape it ran (onnxruntime-node): another
+    // shape, or a call with taps, goes through the plain session and brings the noise back
+    const shape = `${input.sample.shape} ${input.encoderHiddenStates.shape}`;
+    if (this.resident && !names.length && (this.residentShape ?? shape) === shape) {
+      this.residentShape = shape;
+      const out = await this.resident.runResident(feeds, ['noise_pred_device']);
+      return { noisePred: out.noise_pred_device, taps: [] };
+    }
+    const out = await this.session.runResident(feeds, ['noise_pred', ...names]);
+    return { noisePred: out.noise_pred, taps: names.map((n) => out[n] as Tensor) };
+  }
+
+  private prepare(input: Omit<UNetInput, 'sample'> & { sample: Tensor | DeviceTensor }) {
     const { sample, encoderHiddenStates: ctx } = input;
     const c = this.config;
-    sample.expectShape('unet sample', [-1, c.inChannels, -1, -1]);
+    if (sample instanceof Tensor) sample.expectShape('unet sample', [-1, c.inChannels, -1, -1]);
     const batch = sample.shape[0];
     ctx.expectShape('encoder_hidden_states', [batch, -1, c.crossAttentionDim]);
     const ts = Array.isArray(input.timestep) ? input.timestep : [input.timestep];
@@ -175,7 +235,7 @@ export class UNet {
         `timestep: expected 1 or ${batch} finite values, got ${JSON.stringify(input.timestep)}`,
       );
     }
-    const feeds: Record<string, Tensor> = {
+    const feeds: Record<string, Feed> = {
       sample,
       time_proj: timestepProjection(ts, c.blockOutChannels[0], c.flipSinToCos, c.freqShift),
       encoder_hidden_states: ctx,
@@ -204,13 +264,7 @@ export class UNet {
     const badBlocks = blocks.filter((b) => !Number.isInteger(b) || b < 0 || b >= nBlocks);
     if (badBlocks.length)
       throw new ShapeError(`upBlocks: ${JSON.stringify(badBlocks)} outside 0..${nBlocks - 1}`);
-    const blockNames = blocks.map((b) => `up_block_${b}`);
-    const out = await this.session.run(feeds, ['noise_pred', ...names, ...blockNames]);
-    return {
-      noisePred: out.noise_pred,
-      taps: names.map((n) => out[n]),
-      upBlocks: blockNames.map((n) => out[n]),
-    };
+    return { feeds, names, blockNames: blocks.map((b) => `up_block_${b}`) };
   }
 
   /** Bytes of the loaded graph's weights (in the graph's precision). */
@@ -220,5 +274,6 @@ export class UNet {
 
   async dispose(): Promise<void> {
     await this.session.dispose();
+    await this.resident?.dispose();
   }
 }
