@@ -14,6 +14,8 @@
  * Likewise the VAE (encoder and decoder at 512 pixels) and the text encoder against PyTorch's
  * exports of the same architectures under HYPERFEATURES_BENCH_PEERS (default /tmp/ortspike:
  * vae/, text_encoder/, made by bench/peers/).
+ * `--device webgpu|cuda` runs the GPU cases instead (bench/gpu.ts; on a software Vulkan they
+ * are labelled an emulation, never GPU speed).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -26,6 +28,11 @@ import { makeTinyCheckpoint } from '../sdk/model/tiny/index.ts';
 import { gemmPeak, machineInfo, matmulPeak } from './machine.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
+// the GPU path has its own cases (bench/gpu.ts)
+if (process.argv.includes('--device') && process.argv[process.argv.indexOf('--device') + 1] !== 'cpu') {
+  await import('./gpu.ts');
+  process.exit(0);
+}
 const quick = process.argv.includes('--quick');
 const onlyAt = process.argv.indexOf('--only');
 const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : undefined;

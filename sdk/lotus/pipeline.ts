@@ -18,6 +18,7 @@ import { resolveComponent } from '../model/checkpoint.ts';
 import { Vae, requestedVaeBudget, type VaeTiling } from '../model/vae/index.ts';
 import { TextEncoder } from '../model/clip/index.ts';
 import type { PipelineOptions } from '../diffusion/pipeline.ts';
+import type { DeviceTensor } from '../model/runtime.ts';
 
 export const LOTUS_TASKS = ['depth', 'normal', 'rgb'] as const;
 export type LotusTask = (typeof LOTUS_TASKS)[number];
@@ -71,6 +72,11 @@ export interface LotusPredictOptions {
   processingRes?: number;
   /** Seeds for Lotus-G (several give a mean and an uncertainty map). Default [0]. */
   seeds?: number[];
+  /**
+   * Bring the x0 latent back to the host as `steps.x0Latent` on a GPU too (default false there:
+   * it passes from the UNet to the VAE on the device). On the CPU it is always there.
+   */
+  keepLatents?: boolean;
   /** Exact noise: `posteriorEps` [1, 4, h, w] and, for G, `noise` [1, 4, h, w] (one seed). */
   noise?: { posteriorEps?: Tensor; noise?: Tensor };
   /**
@@ -100,7 +106,8 @@ export interface LotusResult {
     rgbResized: Tensor;
     rgbLatent: Tensor;
     unetInput: Tensor;
-    x0Latent: Tensor;
+    /** Absent when the latent stayed on the GPU (pass `keepLatents` to have it). */
+    x0Latent?: Tensor;
     decoded: Tensor;
     image: Tensor;
   };
@@ -227,20 +234,26 @@ export class Lotus {
         noise.expectShape('noise', rgbLatent.shape);
         unetInput = concat([rgbLatent, noise], 1);
       }
-      const { noisePred: x0Latent } = await this.unet.run({
+      const call = {
         sample: unetInput,
         timestep: LOTUS_TIMESTEP,
         encoderHiddenStates: this.prompt,
         classLabels,
         tapLayers: [],
-      });
-      const decoded = await this.vae.decodeLatents(x0Latent, { tiling });
+      };
+      // on a GPU the x0 latent goes from the UNet to the VAE decoder without visiting the host
+      const resident = this.unet.device !== 'cpu' && tiling === 'off' && !o.keepLatents;
+      const out = resident ? await this.unet.runResident(call) : await this.unet.run(call);
+      const x0Latent = out.noisePred instanceof Tensor ? out.noisePred : undefined;
+      const decoded = x0Latent
+        ? await this.vae.decodeLatents(x0Latent, { tiling })
+        : await this.vae.decodeLatentsOnDevice(out.noisePred as DeviceTensor);
       const [, , h, w] = decoded.shape;
       const img = new Tensor(new Float32Array(h * w * 3), [1, h, w, 3]).map((_, i) => {
         const v = decoded.data[(i % 3) * h * w + Math.floor(i / 3)] / 2 + 0.5;
         return v < 0 ? 0 : v > 1 ? 1 : v;
       });
-      runs.push({ rgbResized, rgbLatent, unetInput, x0Latent, decoded, image: img });
+      runs.push({ rgbResized, rgbLatent, unetInput, ...(x0Latent ? { x0Latent } : {}), decoded, image: img });
     }
     const full = runs.map((r) => resizeNearestExact(r.image, H, W, 'nhwc'));
     const prediction =

@@ -280,6 +280,38 @@ export class DeviceTensor {
 /** Host <-> device copies made by runs on a GPU so far (each input uploaded, each output read back). */
 export const transfers = { uploads: 0, readbacks: 0 };
 
+/**
+ * A GPU run that failed on the adapter's limits, in words: which node, which limit, the inputs'
+ * shapes and what to do, instead of onnxruntime's Dawn trace. undefined for other errors.
+ */
+export function deviceLimitError(
+  label: string,
+  device: Device,
+  message: string,
+  feeds: Record<string, Feed> = {},
+): DeviceError | undefined {
+  if (device === 'cpu') return undefined;
+  const node = /running (\w+) node\. Name:'([^']+)'/.exec(message);
+  const where = node ? `node "${node[2]}" (${node[1]})` : 'a node';
+  const shapes = Object.entries(feeds)
+    .map(
+      ([n, t]) =>
+        `${n} [${(t instanceof Tensor || t instanceof DeviceTensor ? t.shape : t.shape).join(', ')}]`,
+    )
+    .join(', ');
+  const advice = `inputs: ${shapes || 'none'}; use a smaller input (image size, batch; the VAE can tile) or --device cpu`;
+  const split = /Too many storage buffers in shader\. Current: (\d+), Max is (\d+)/.exec(message);
+  if (split)
+    return new DeviceError(
+      `${label} on ${device}: a tensor at ${where} is larger than the adapter's maxStorageBufferBindingSize, and split up it needs ${split[1]} storage buffers where the adapter allows ${split[2]} per shader (maxStorageBuffersPerShaderStage); ${advice}`,
+    );
+  if (/OUT_OF_DEVICE_MEMORY|OUT_OF_HOST_MEMORY|maxBufferSize|Invalid Buffer|out of memory/i.test(message))
+    return new DeviceError(
+      `${label} on ${device}: the adapter could not allocate a buffer at ${where} (out of device memory, or above its maxBufferSize); ${advice}`,
+    );
+  return undefined;
+}
+
 let recording: Session[] | undefined;
 
 /**
@@ -432,7 +464,12 @@ export class Session {
       ? this.outputNames.slice(0, Math.max(...outputs.map((o) => this.outputNames.indexOf(o))) + 1)
       : [...outputs];
     const wanted = new Set(outputs);
-    const result = await this.inner.run(ortFeeds, fetch);
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      result = await this.inner.run(ortFeeds, fetch);
+    } catch (e) {
+      throw deviceLimitError(this.label, this.device, (e as Error).message, feeds) ?? e;
+    }
     const out: Record<string, Tensor | DeviceTensor> = {};
     for (const [name, v] of Object.entries(result)) {
       if (v.location === 'gpu-buffer') {

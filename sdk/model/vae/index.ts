@@ -6,7 +6,8 @@ import { Tensor, concat } from '../../core/tensor.ts';
 import { tiled, type TileSettings } from './tiling.ts';
 import { resolveComponent } from '../checkpoint.ts';
 import { cachedSession } from '../cache.ts';
-import { Session } from '../runtime.ts';
+import { Session, type DeviceTensor } from '../runtime.ts';
+import { scaleOnDevice } from '../device-ops.ts';
 import type { LoadOptions as UNetLoadOptions } from '../unet/index.ts';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from './build.ts';
 import { deviceKernels } from '../numerics.ts';
@@ -198,6 +199,25 @@ export class Vae {
       latents.map((v) => v / s),
       o,
     );
+  }
+
+  /**
+   * decodeLatents for a latent already on the GPU (a UNet's {@link DeviceTensor} output): the
+   * scaling and the decoder run there, and only the image comes back. Not tiled. The latent is
+   * released.
+   */
+  async decodeLatentsOnDevice(latents: DeviceTensor): Promise<Tensor> {
+    const decoder = this.decoder;
+    if (!decoder)
+      throw new ConfigError(
+        messages.invalidOption('parts', 'to include "decoder" to decode', 'encoder only'),
+      );
+    const z = await scaleOnDevice(latents, 1 / this.config.scalingFactor, decoder.device);
+    try {
+      return (await decoder.run({ latent: z })).decoded;
+    } finally {
+      z.dispose();
+    }
   }
 
   /** UNet-space latent from a posterior: (mean, or mean + std * eps) x scaling factor. */
