@@ -89,9 +89,10 @@ export function layerWeights(g: GraphBuilder, weights: string, c: AggregationCon
 }
 
 /** Graph: `features` [B, S*sum(C), R, R] + parameters -> `descriptors` [B, P, R, R]. */
-export function buildAggregationGraph(c: AggregationConfig): GraphBuilder {
+export function buildAggregationGraph(c: AggregationConfig, o: { twoPassNorm?: boolean } = {}): GraphBuilder {
   const g = new GraphBuilder();
-  const ctx: Ctx = { g, w: new InputParams(parameterShapes(c)) };
+  // GroupNorm as two reductions on WebGPU (model/numerics.ts)
+  const ctx: Ctx = { g, w: new InputParams(parameterShapes(c)), twoPassNorm: o.twoPassNorm };
   const L = c.featureDims.length;
   const S = c.saveTimesteps.length;
   const total = S * c.featureDims.reduce((a, b) => a + b, 0);

@@ -9,6 +9,7 @@ import { Rng } from '../core/rng.ts';
 import { Tensor, concat } from '../core/tensor.ts';
 import type { FeatureStack } from '../diffusion/feature-stack.ts';
 import { Session, type Device, type SessionOptions } from '../model/runtime.ts';
+import { deviceKernels } from '../model/numerics.ts';
 import {
   checkStackFits,
   DEFAULT_PROJECTION_DIM,
@@ -158,10 +159,14 @@ export class AggregationNetwork {
   }
 
   private async getSession(): Promise<Session> {
-    this.session ??= await Session.create(await buildAggregationGraph(this.config).serialize(), {
-      memoryArena: false,
-      ...this.sessionOptions,
-    });
+    const { twoPassNorm } = deviceKernels(this.device);
+    this.session ??= await Session.create(
+      await buildAggregationGraph(this.config, { twoPassNorm }).serialize(),
+      {
+        memoryArena: false,
+        ...this.sessionOptions,
+      },
+    );
     return this.session;
   }
 

@@ -140,11 +140,14 @@ describe('lotus: generated checkpoints, outputs and bad input', () => {
     );
     const len = Math.hypot(n1.normal!.data[0], n1.normal!.data[1], n1.normal!.data[2]);
     assert.ok(Math.abs(len - 1) < 1e-5, 'unit normals');
-    assert.equal(
-      (await d.predict(rgba, { processingRes: 0 })).normal!.shape[2],
-      600,
-      'native size with processing res 0',
-    );
+    // native size: a 600-pixel VAE pass, minutes on a software GPU for nothing the CPU run misses
+    if (TEST_DEVICE === 'cpu')
+      assert.equal(
+        (await d.predict(rgba, { processingRes: 0 })).normal!.shape[2],
+        600,
+        'native size with processing res 0',
+      );
+    else assert.equal((await d.predict(rgba, { processingRes: 64 })).normal!.shape[2], 600, 'resized back');
     await Promise.all([g.dispose(), d.dispose()]);
   });
 
