@@ -4,10 +4,12 @@
  * prediction can only move where two candidate pixels tie to that precision:
  * - the rows on raw features (SD layer 4, SD-Concat-All, pruned layers, DIFT): at most one
  *   keypoint in the 43 per row may differ, and PCK with it;
- * - the rows through the aggregation network: here it is a random network on 2-step tiny
- *   features, whose descriptors are nearly flat (on the CPU most keypoints of a pair land on
- *   one corner pixel: ties everywhere), so their matches are not a measure of agreement; their
- *   descriptors are compared instead, within 1e-5 relative.
+ * - the rows through the aggregation network: at this run's 64-pixel images the tiny UNet's
+ *   deepest taps are 1x1, so after resizing whole GroupNorm groups are constant and the
+ *   network normalises rounding noise (even two correct CPU kernels, InstanceNormalization and
+ *   two reductions, give descriptors 2% apart); its matches then tie everywhere (most keypoints
+ *   of a pair land on one corner pixel) and measure nothing. Their descriptors are compared
+ *   instead, at 256-pixel images (deepest taps 4x4), within 1e-5 relative.
  * WebGPU test mode only.
  */
 import assert from 'node:assert/strict';
@@ -100,8 +102,9 @@ describe('WebGPU: the eval of the six SPair fixture pairs equals the CPU run', f
           moved.set(w.method, (moved.get(w.method) ?? 0) + 1);
       });
     });
+    if (process.env.HF_PRINT_REL) console.log(`      predictions moved: ${JSON.stringify([...moved])}`);
     for (const [method, n] of moved)
-      assert.ok(n <= 1, `${method}: ${n} of 43 predictions differ from the CPU's`);
+      if (RAW_ROWS.has(method)) assert.ok(n <= 1, `${method}: ${n} of 43 predictions differ from the CPU's`);
     const pck = (d: string) =>
       (
         JSON.parse(readFileSync(join(d, 'results.json'), 'utf8')) as {
@@ -109,7 +112,7 @@ describe('WebGPU: the eval of the six SPair fixture pairs equals the CPU run', f
         }
       ).methods;
     const [a, b] = [pck(cpu), pck(gpu)];
-    for (const m of Object.keys(a)) {
+    for (const m of Object.keys(a).filter((k) => RAW_ROWS.has(k))) {
       const flat = (x: unknown, path = ''): [string, number][] =>
         typeof x === 'number'
           ? [[path, x]]
@@ -125,12 +128,12 @@ describe('WebGPU: the eval of the six SPair fixture pairs equals the CPU run', f
       if (!moved.has(m)) assert.deepEqual(b[m].pck, a[m].pck, `${m}: same predictions, so the same PCK`);
     }
     // the aggregated rows: the network's descriptors of the pairs' images on both devices
-    const images = [...new Set(want.flatMap((r) => [r.source, r.target]))].slice(0, 4);
+    const images = [...new Set(want.flatMap((r) => [r.source, r.target]))].slice(0, 2);
     const describe = async (device: 'cpu' | 'webgpu') => {
       const hf = await Hyperfeatures.fromModel(join(REFERENCE, 'tiny-sd15'), {
         device,
         network: net,
-        extract: { steps: 2, saveTimesteps: [1, 0], imageSize: 64, loadSize: 64 },
+        extract: { steps: 2, saveTimesteps: [1, 0], imageSize: 256, loadSize: 256 },
         outputResolution: 16,
       });
       const out = [];
