@@ -356,6 +356,8 @@ export class Session {
   static async create(model: string | Uint8Array, options: SessionOptions = {}): Promise<Session> {
     const device = options.device ?? 'cpu';
     const providers = executionProviders(device);
+    // Vulkan drivers (mesa's) complain on stderr without it; any private folder will do
+    if (device === 'webgpu' && !process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = tmpdir();
     checkPositiveInt('threads', options.threads);
     const opts: ort.InferenceSession.SessionOptions = {
       executionProviders: providers,
