@@ -140,7 +140,10 @@ describe(`diffusion extractor on tiny-sd15 on ${TEST_DEVICE}`, () => {
     writeFileSync(join(cache, first), 'garbage');
     const { result, records } = await captureLogs(() => invertImages(sd, images, { ...o, batchSize: 2 }));
     assert.ok(records.some((r) => r.level === 'warn' && /unreadable/.test(r.message)));
-    assert.deepEqual(result[0].map(0, 6).data, pair[0].map(0, 6).data);
+    // recomputed alone (a batch of one): the same bits on the CPU; a GPU's kernels may sum a
+    // batch of two in another order
+    if (TEST_DEVICE === 'cpu') assert.deepEqual(result[0].map(0, 6).data, pair[0].map(0, 6).data);
+    else assert.ok(relativeError(result[0].map(0, 6).data, pair[0].map(0, 6).data) < 1e-5);
   });
 
   it('generates images with guidance and captures generation features', async () => {
