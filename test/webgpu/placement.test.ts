@@ -1,6 +1,6 @@
 /**
  * Nothing silently on the CPU: every graph the SDK builds (text encoder, VAE, UNet with taps,
- * Lotus' UNet with its task switcher, DINO, the aggregation network and its training graphs)
+ * Lotus' UNet with its task switcher, DINO, the aggregation network's forward; training's graphs stay on the CPU for now)
  * runs once on WebGPU under onnxruntime's profiler, and no node that computes floating-point
  * values may have been placed on the CPU; only shape arithmetic may. WebGPU test mode only.
  */
@@ -13,7 +13,6 @@ import { Vae } from '../../sdk/model/vae/index.ts';
 import { TextEncoder } from '../../sdk/model/clip/index.ts';
 import { DinoModel } from '../../sdk/model/dino/index.ts';
 import { AggregationNetwork } from '../../sdk/aggregation/network.ts';
-import { Trainer } from '../../sdk/aggregation/train/trainer.ts';
 import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
 import { Rng } from '../../sdk/core/rng.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
@@ -90,7 +89,8 @@ describe('WebGPU: no compute node placed on the CPU', function () {
     assertNoneOnCpu(results, 2);
   });
 
-  it('DINO ViT and the aggregation network: forward and one training step', async () => {
+  // training's graphs run on the CPU for now (trainer.ts: their gradients are wrong on WebGPU)
+  it('DINO ViT and the aggregation network forward', async () => {
     const dir = join(tempDir(), 'tiny-dino');
     await makeTinyCheckpoint(dir, { style: 'dino', seed: 3 });
     const results = await cpuComputeOf(async () => {
@@ -103,20 +103,8 @@ describe('WebGPU: no compute node placed on the CPU', function () {
       const total = net.config.saveTimesteps.length * net.config.featureDims.reduce((a, b) => a + b, 0);
       const features = randn([2, total, 8, 8]);
       await net.forward(features);
-      const trainer = new Trainer(net, { resolution: 8 });
-      const pts: [number, number][] = [
-        [1, 1],
-        [5, 6],
-        [3, 2],
-      ];
-      await trainer.trainStep(features, pts, pts);
-      await trainer.dispose();
       await net.dispose();
     });
-    assert.ok(
-      results.length >= 3,
-      `DINO, the network and its training graphs: ${results.map((r) => r.label)}`,
-    );
-    assertNoneOnCpu(results, results.length);
+    assertNoneOnCpu(results, 2);
   });
 });
