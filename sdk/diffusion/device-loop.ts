@@ -7,7 +7,8 @@
  * the noise prediction through the host every step: the features are bit-for-bit the same.
  */
 import { GraphBuilder } from '../model/onnx/graph.ts';
-import { DeviceTensor, Session, type Device } from '../model/runtime.ts';
+import { DeviceTensor, type Device, type Session } from '../model/runtime.ts';
+import { boundSession } from '../model/device-ops.ts';
 import { Tensor } from '../core/tensor.ts';
 import type { UNet } from '../model/unet/index.ts';
 import type { DdimScheduler } from './scheduler.ts';
@@ -30,24 +31,12 @@ function buildStepGraph(): GraphBuilder {
   return g;
 }
 
-/**
- * The step graph's sessions: onnxruntime-node binds a session's GPU outputs once, for one output
- * list and one shape, so each (device, shape, output list) gets its own (they are tiny).
- */
-const stepSessions = new Map<string, Promise<Session>>();
+/** The step graph's fetch lists: each (device, shape, list) is its own session (boundSession). */
 const ADVANCE = ['next_device'];
 const FINISH = ['next_device', 'x0', 'next'];
 
 function stepSession(device: Device, shape: readonly number[], outputs: readonly string[]): Promise<Session> {
-  const key = `${device} ${shape} ${outputs}`;
-  let s = stepSessions.get(key);
-  if (!s) {
-    s = buildStepGraph()
-      .serialize()
-      .then((b) => Session.create(b, { device, deviceOutputs: ['next_device'] }));
-    stepSessions.set(key, s);
-  }
-  return s;
+  return boundSession(`ddim-step ${device} ${shape} ${outputs}`, device, buildStepGraph, ['next_device']);
 }
 
 export interface DeviceLoopOptions {
