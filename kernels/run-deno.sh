@@ -22,9 +22,21 @@ cat >"$prefix/kernels/deno-hyperfeatures/kernel.json" <<JSON
 JSON
 export JUPYTER_PATH="$prefix${JUPYTER_PATH:+:$JUPYTER_PATH}"
 mkdir -p "$out"
-for nb in "${notebooks[@]}"; do
-  echo "executing $nb under Deno"
+run() {
+  echo "executing $1 under Deno"
   jupyter nbconvert --to notebook --execute --ExecutePreprocessor.kernel_name=deno-hyperfeatures \
-    --ExecutePreprocessor.timeout=1800 --output-dir "$out" "$nb"
-done
-node kernels/compare-outputs.cjs "$out" "${notebooks[@]}"
+    --ExecutePreprocessor.timeout=1800 --output-dir "$out" "$1"
+}
+for nb in "${notebooks[@]}"; do run "$nb"; done
+if ! node kernels/compare-outputs.cjs "$out" "${notebooks[@]}"; then
+  # Deno's kernel can still report a cell idle before its last picture is on IOPub (the SDK
+  # waits 50 ms after each display against it): a notebook that differs runs once more, and the
+  # second comparison decides
+  echo "re-running the notebooks that differ, once"
+  again=()
+  for nb in "${notebooks[@]}"; do
+    node kernels/compare-outputs.cjs "$out" "$nb" >/dev/null || again+=("$nb")
+  done
+  for nb in "${again[@]}"; do run "$nb"; done
+  node kernels/compare-outputs.cjs "$out" "${notebooks[@]}"
+fi

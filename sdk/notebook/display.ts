@@ -45,10 +45,17 @@ function tslabChannel(): DisplayChannel | undefined {
   }
 }
 
+const DENO_FLUSH_MS = 50;
+
 async function emit(data: Record<string, unknown>): Promise<void> {
   const deno = denoJupyter();
   // raw: the object is the MIME bundle itself, as tslab's display data is
-  if (deno) return deno.display(data, { raw: true });
+  if (deno) {
+    await deno.display(data, { raw: true });
+    // Deno's kernel resolves display() before the message is on IOPub; a cell that ends right
+    // after it can report idle first, and nbconvert then drops the picture (seen ~1 run in 4)
+    return new Promise((done) => setTimeout(done, DENO_FLUSH_MS));
+  }
   const jupyter = tslabChannel();
   if (!jupyter?.lastWriteDisplayData)
     throw new ConfigError(
