@@ -60,6 +60,14 @@ export {
   type DinoFacet,
   type DinoOptions,
 } from './model/dino/index.ts';
+export { POSITION_INTERPOLATIONS, type PositionInterpolation } from './model/dino/positions.ts';
+export {
+  Dinov2Model,
+  DINOV2_DEFAULTS,
+  parseDinov2Config,
+  type Dinov2Config,
+  type Dinov2Options,
+} from './model/dinov2/index.ts';
 export { DdimScheduler } from './diffusion/scheduler.ts';
 export { unetTimestepOf, stepSchedule } from './diffusion/loop.ts';
 export { PAPER_SAVE_TIMESTEPS } from './diffusion/plan.ts';

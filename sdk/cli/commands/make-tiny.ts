@@ -7,13 +7,15 @@ import type { Command } from '../main.ts';
 
 export const makeTiny: Command = {
   summary: 'write a diffusers checkpoint with SD topology and seeded random weights',
-  usage: `hyperfeatures make-tiny <dir> [--style ${TINY_STYLES.join('|')}] [--size ${TINY_SIZES.join('|')}] [--seed N] [--fp16] [--force (write into a non-empty folder)]`,
+  usage: `hyperfeatures make-tiny <dir> [--style ${TINY_STYLES.join('|')}] [--size ${TINY_SIZES.join('|')}] [--seed N] [--fp16] [--registers] [--swiglu] (dinov2 style: register tokens, the giant's SwiGLU feed-forward) [--force (write into a non-empty folder)]`,
   async run(args) {
     const { values, positionals } = parse(args, {
       style: { type: 'string' },
       size: { type: 'string' },
       seed: { type: 'string' },
       fp16: { type: 'boolean' },
+      registers: { type: 'boolean' },
+      swiglu: { type: 'boolean' },
       force: { type: 'boolean' },
     });
     if (positionals.length !== 1)
@@ -31,9 +33,11 @@ export const makeTiny: Command = {
       size,
       seed: intOption('seed', values.seed, 0),
       fp16: values.fp16,
+      registers: values.registers,
+      swiglu: values.swiglu,
     });
     process.stdout.write(
-      `wrote a ${size} ${style} ${style === 'dino' ? 'transformers ViT' : 'diffusers'} checkpoint (random weights) to ${positionals[0]}\n`,
+      `wrote a ${size} ${style} ${style === 'dino' ? 'transformers ViT' : style === 'dinov2' ? `transformers ${values.registers ? 'Dinov2WithRegistersModel' : 'Dinov2Model'}` : 'diffusers'} checkpoint (random weights) to ${positionals[0]}\n`,
     );
   },
 };

@@ -7,26 +7,24 @@
  * Descriptors"): one facet (key by default) of one block (index 9, 0-based), CLS dropped,
  * heads concatenated, overlapping patches (stride 4); their log-binning is not applied.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { ConfigError, ModelError, NetworkError } from '../../core/errors.ts';
+import { ConfigError, ModelError } from '../../core/errors.ts';
 import { messages } from '../../core/messages.ts';
-import { hyperfeaturesCacheDir } from '../../core/paths.ts';
-import { contentHash } from '../../core/identity.ts';
-import { SafetensorsReader, writeSafetensors } from '../../core/safetensors.ts';
+import { SafetensorsReader } from '../../core/safetensors.ts';
 import { Tensor } from '../../core/tensor.ts';
 import { decodeImage, resizeRgb, type ImageInput } from '../../data/image.ts';
-import { isTorchTensor, torchLoad } from '../../aggregation/torch-load.ts';
 import { readJson } from '../config.ts';
 import { cachedSession } from '../cache.ts';
-import { hubFile, isRepoId, type HubOptions } from '../hub.ts';
+import type { HubOptions } from '../hub.ts';
 import { Session, type SessionOptions } from '../runtime.ts';
 import { buildVitGraph } from './build.ts';
+import { interpolatePositions } from './positions.ts';
+import { resolveTransformersModel, asSafetensors } from './files.ts';
 import { deviceKernels } from '../numerics.ts';
 import { parseVitConfig, type VitConfig } from './config.ts';
 
 export { parseVitConfig, type VitConfig } from './config.ts';
 export { buildVitGraph } from './build.ts';
+export { bicubicResize, interpolatePositions } from './positions.ts';
 
 export const DINO_FACETS = ['key', 'query', 'value', 'token'] as const;
 export type DinoFacet = (typeof DINO_FACETS)[number];
@@ -45,66 +43,6 @@ export interface DinoOptions extends SessionOptions, HubOptions {
   cacheDir?: string;
 }
 
-/** Cubic convolution weights (A = -0.75, PyTorch's bicubic) for fractional offset t. */
-function cubicWeights(t: number): number[] {
-  const A = -0.75;
-  const near = (x: number) => ((A + 2) * x - (A + 3)) * x * x + 1;
-  const far = (x: number) => ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
-  return [far(t + 1), near(t), near(1 - t), far(2 - t)];
-}
-
-/**
- * Bicubic resize of a [C, h, w] grid to [C, H, W] as torch.nn.functional.interpolate(mode=
- * "bicubic", align_corners=False) with `size` given (transformers' interpolate_pos_encoding):
- * source x = (o + 0.5) * in / out - 0.5, taps clamped at the border. float64 throughout.
- */
-export function bicubicResize(
-  src: Float64Array,
-  c: number,
-  h: number,
-  w: number,
-  H: number,
-  W: number,
-): Float64Array {
-  const taps = (n: number, N: number) =>
-    Array.from({ length: N }, (_, o) => {
-      const x = ((o + 0.5) * n) / N - 0.5;
-      const i0 = Math.floor(x);
-      const wts = cubicWeights(x - i0);
-      return wts.map((wt, k) => ({ i: Math.min(Math.max(i0 - 1 + k, 0), n - 1), wt }));
-    });
-  const ty = taps(h, H);
-  const tx = taps(w, W);
-  const out = new Float64Array(c * H * W);
-  for (let ch = 0; ch < c; ch++)
-    for (let y = 0; y < H; y++)
-      for (let x = 0; x < W; x++) {
-        let s = 0;
-        for (const a of ty[y]) for (const b of tx[x]) s += a.wt * b.wt * src[ch * h * w + a.i * w + b.i];
-        out[ch * H * W + y * W + x] = s;
-      }
-  return out;
-}
-
-/**
- * The position table [1, 1 + N, D] for a gh x gw patch grid: the CLS entry as is, the patch
- * entries bicubic-interpolated from their sqrt(N) x sqrt(N) grid (unchanged when it fits).
- */
-export function interpolatePositions(table: Tensor, gh: number, gw: number): Tensor {
-  const [, tokens, d] = table.shape;
-  const n = tokens - 1;
-  const side = Math.round(Math.sqrt(n));
-  if (side * side !== n) throw new ModelError(`position table of ${n} patches is not a square grid`);
-  if (gh === side && gw === side) return table;
-  const grid = new Float64Array(d * n); // [D, side, side]
-  for (let i = 0; i < n; i++) for (let c = 0; c < d; c++) grid[c * n + i] = table.data[(1 + i) * d + c];
-  const big = bicubicResize(grid, d, side, side, gh, gw);
-  const out = new Float32Array((1 + gh * gw) * d);
-  out.set(table.data.subarray(0, d));
-  for (let i = 0; i < gh * gw; i++) for (let c = 0; c < d; c++) out[(1 + i) * d + c] = big[c * gh * gw + i];
-  return new Tensor(out, [1, 1 + gh * gw, d]);
-}
-
 /** ImageNet-normalised [1, 3, H, W] pixels of an RGB image. */
 export function dinoPixels(rgb: { data: Uint8Array; width: number; height: number }): Tensor {
   const { width: w, height: h } = rgb;
@@ -113,49 +51,6 @@ export function dinoPixels(rgb: { data: Uint8Array; width: number; height: numbe
     for (let c = 0; c < 3; c++)
       out[c * h * w + i] = (rgb.data[i * 3 + c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
   return new Tensor(out, [1, 3, h, w]);
-}
-
-/** config.json + weights of a transformers ViT folder or hub id (safetensors, else pytorch_model.bin). */
-async function resolveVit(model: string, o: DinoOptions): Promise<{ configPath: string; weights: string }> {
-  if (existsSync(model)) {
-    const configPath = join(model, 'config.json');
-    if (!existsSync(configPath))
-      throw new ModelError(`${model}: no config.json (expected a transformers ViT folder)`);
-    for (const f of ['model.safetensors', 'pytorch_model.bin'])
-      if (existsSync(join(model, f))) return { configPath, weights: join(model, f) };
-    throw new ModelError(`${model}: no model.safetensors or pytorch_model.bin beside config.json`);
-  }
-  if (!isRepoId(model))
-    throw new ConfigError(
-      `DINO model "${model}" is neither an existing folder nor a hub id like "facebook/dino-vits8"`,
-    );
-  const configPath = await hubFile(model, 'config.json', o);
-  try {
-    return { configPath, weights: await hubFile(model, 'model.safetensors', o) };
-  } catch (e) {
-    if (!(e instanceof NetworkError)) throw e;
-    return {
-      configPath,
-      weights: await hubFile(model, 'pytorch_model.bin', o).catch(() => Promise.reject(e)),
-    };
-  }
-}
-
-/** A pytorch_model.bin state dict as a safetensors file in the cache (converted once; no code runs). */
-async function asSafetensors(bin: string, cacheDir?: string): Promise<string> {
-  // by content: a .bin replaced in place (same size and mtime) is converted again
-  const key = contentHash(bin).slice(0, 24);
-  const out = join(cacheDir ?? join(hyperfeaturesCacheDir(), 'converted'), `${key}.safetensors`);
-  if (existsSync(out)) return out;
-  const dict = torchLoad(bin);
-  if (!(dict instanceof Map)) throw new ModelError(`${bin}: expected a state dict (name -> tensor)`);
-  const tensors: Record<string, Tensor> = {};
-  for (const [name, t] of dict) {
-    if (!isTorchTensor(t) || !(t.data instanceof Float32Array)) continue; // position ids and the like
-    tensors[String(name)] = new Tensor(t.data, t.shape);
-  }
-  await writeSafetensors(out, tensors, { source: bin });
-  return out;
 }
 
 export class DinoModel {
@@ -191,7 +86,7 @@ export class DinoModel {
     const facet = o.facet ?? DINO_DEFAULTS.facet;
     if (!(DINO_FACETS as readonly string[]).includes(facet))
       throw new ConfigError(messages.invalidOption('facet', DINO_FACETS.join(' | '), facet));
-    const files = await resolveVit(model, o);
+    const files = await resolveTransformersModel(model, o, 'ViT', 'facebook/dino-vits8');
     const config = parseVitConfig(files.configPath, readJson(files.configPath, 'ViT config'));
     const layer = o.layer ?? Math.min(DINO_DEFAULTS.layer, config.layers - 1);
     if (!Number.isInteger(layer) || layer < 0 || layer >= config.layers)

@@ -2,7 +2,7 @@
  * Configs of the checkpoints the generator writes: SD-1.5, SD-2.1-base and Lotus
  * topologies, at tiny widths (tests, demo) or at the real widths (benchmarks).
  */
-export const TINY_STYLES = ['sd15', 'sd21', 'lotus-g', 'lotus-d', 'dino'] as const;
+export const TINY_STYLES = ['sd15', 'sd21', 'lotus-g', 'lotus-d', 'dino', 'dinov2'] as const;
 export type TinyStyle = (typeof TINY_STYLES)[number];
 export const TINY_SIZES = ['tiny', 'full'] as const;
 export type TinySize = (typeof TINY_SIZES)[number];
@@ -138,5 +138,33 @@ export function vitConfig(size: TinySize): Record<string, unknown> {
     num_channels: 3,
     layer_norm_eps: 1e-12,
     qkv_bias: true,
+  };
+}
+
+/**
+ * transformers Dinov2Model / Dinov2WithRegistersModel configs: ViT-B/14 at full size (518 px
+ * table: 37 x 37), a 3-block width-32 model with a 4 x 4 table when tiny.
+ */
+export function dinov2Config(
+  size: TinySize,
+  o: { registers?: boolean; swiglu?: boolean } = {},
+): Record<string, unknown> {
+  const full = size === 'full';
+  return {
+    architectures: [o.registers ? 'Dinov2WithRegistersModel' : 'Dinov2Model'],
+    model_type: o.registers ? 'dinov2_with_registers' : 'dinov2',
+    hidden_act: 'gelu',
+    hidden_size: full ? 768 : 32,
+    num_hidden_layers: full ? 12 : 3,
+    num_attention_heads: full ? 12 : 2,
+    mlp_ratio: 4,
+    patch_size: 14,
+    image_size: full ? 518 : 56,
+    num_channels: 3,
+    layer_norm_eps: 1e-6,
+    layerscale_value: 1.0,
+    qkv_bias: true,
+    use_swiglu_ffn: o.swiglu ?? false,
+    ...(o.registers ? { num_register_tokens: 4 } : {}),
   };
 }

@@ -24,6 +24,8 @@ import { buildClipTextGraph } from '../clip/build.ts';
 import { parseClipTextConfig } from '../clip/config.ts';
 import { buildVitGraph } from '../dino/build.ts';
 import { parseVitConfig } from '../dino/config.ts';
+import { buildDinov2Graph } from '../dinov2/build.ts';
+import { parseDinov2Config } from '../dinov2/config.ts';
 import * as C from './configs.ts';
 
 export { TINY_STYLES, TINY_SIZES, type TinyStyle, type TinySize } from './configs.ts';
@@ -49,13 +51,18 @@ export interface MakeTinyOptions {
   seed?: number;
   /** Write `*.fp16.safetensors` (as most hub downloads) instead of fp32. */
   fp16?: boolean;
+  /** dinov2 style: a Dinov2WithRegistersModel (4 register tokens). */
+  registers?: boolean;
+  /** dinov2 style: the SwiGLU feed-forward of the giant models. */
+  swiglu?: boolean;
 }
 
 /** Seeded values whose scale keeps activations sane: norms near 1, weights ~ 1/sqrt(fan_in). */
 function randomValues(name: string, shape: number[], rng: Rng): Float32Array {
   const n = shapeSize(shape);
   const out = new Float32Array(n);
-  const isNormWeight = /norm[^.]*\.weight$/.test(name) && shape.length === 1;
+  // LayerScale's lambdas scale like norm weights (near 1)
+  const isNormWeight = (/norm[^.]*\.weight$/.test(name) || name.endsWith('.lambda1')) && shape.length === 1;
   const isBias = name.endsWith('.bias') || /norm[^.]*\.bias$/.test(name);
   const fanIn = shape.length > 1 ? shapeSize(shape.slice(1)) : 1;
   const std = isNormWeight
@@ -110,6 +117,9 @@ export async function makeTinyCheckpoint(dir: string, options: MakeTinyOptions =
   const rng = new Rng(options.seed ?? 0);
   const fp16 = options.fp16 ?? false;
   if (style === 'dino') return makeTinyVit(dir, size, rng, fp16);
+  if (style === 'dinov2') return makeTinyDinov2(dir, size, rng, fp16, options);
+  if (options.registers || options.swiglu)
+    throw new ConfigError(`make-tiny: registers and swiglu are options of the dinov2 style, not ${style}`);
 
   const unetRaw = C.unetConfig(style, size);
   const unetRec = new ShapeRecorder();
@@ -179,6 +189,18 @@ async function makeTinyVit(dir: string, size: C.TinySize, rng: Rng, fp16: boolea
   buildVitGraph(cfg, rec, { layer: cfg.layers - 1 });
   const patches = (cfg.imageSize / cfg.patchSize) ** 2;
   rec.shapes.set('embeddings.position_embeddings', [1, patches + 1, cfg.hiddenSize]);
+  await writeComponent(dir, 'model', raw, rec.shapes, rng, fp16);
+}
+
+/** A transformers Dinov2Model (or WithRegisters) folder shaped like facebook/dinov2-*. */
+async function makeTinyDinov2(dir: string, size: C.TinySize, rng: Rng, fp16: boolean, o: MakeTinyOptions) {
+  const raw = C.dinov2Config(size, o);
+  const cfg = parseDinov2Config('generated DINOv2 config', raw);
+  const rec = new ShapeRecorder();
+  buildDinov2Graph(cfg, rec, { layer: cfg.layers - 1 });
+  const patches = (cfg.imageSize / cfg.patchSize) ** 2;
+  rec.shapes.set('embeddings.position_embeddings', [1, patches + 1, cfg.hiddenSize]);
+  rec.shapes.set('embeddings.mask_token', [1, cfg.hiddenSize]);
   await writeComponent(dir, 'model', raw, rec.shapes, rng, fp16);
 }
 
