@@ -8,60 +8,36 @@
  */
 import { ConfigError } from '../core/errors.ts';
 import { checkPositiveInt } from '../core/validate.ts';
-import type { Tensor } from '../core/tensor.ts';
 import { checkPointsInImages, type KeypointPair } from '../data/pairs.ts';
 import { imageSize } from '../data/image.ts';
-import { DEFAULT_EXTRACT, invertImages, type ExtractOptions } from '../diffusion/extract.ts';
-import { FeatureStack } from '../diffusion/feature-stack.ts';
-import { DIFT_DEFAULTS, noisedFeatures } from '../diffusion/noised.ts';
+import { DEFAULT_EXTRACT, type ExtractOptions } from '../diffusion/extract.ts';
 import type { StableDiffusion } from '../diffusion/pipeline.ts';
 import type { AggregationNetwork } from '../aggregation/network.ts';
 import { extractionForNetwork } from '../aggregation/settings.ts';
-import { tapCount } from '../model/unet/config.ts';
 import type { DinoModel } from '../model/dino/index.ts';
-import { matchPointsBatched, matchPointsChunked, rescalePoints, type PointYX } from './match.ts';
+import { CHUNKED_DIM, matchPointsBatched, matchPointsChunked, rescalePoints, type PointYX } from './match.ts';
 import { PCK_ALPHAS, computePck, distances, pckThreshold, type PckPair, type PckResult } from './pck.ts';
+import { CLEAN, MULTI, cleanStep, multiInversion } from './methods/features.ts';
+import {
+  METHODS,
+  PAPER_ROWS,
+  PAPER_TABLE1,
+  PairFeatures,
+  TABLE1_METHODS,
+  methodOf,
+  type RunContext,
+  type Table1Method,
+} from './methods/index.ts';
 
-export const TABLE1_METHODS = [
-  'ours',
-  'one-step',
-  'sd-layer-4',
-  'sd-concat-all',
-  'sd-layer-pruned',
-  'ours-pruned',
-  'dift',
-  'dino',
-] as const;
-export type Table1Method = (typeof TABLE1_METHODS)[number];
-/** What `eval` runs without --methods: the paper's diffusion rows (DINO and DIFT need their own models / time). */
-export const DEFAULT_METHODS: Table1Method[] = TABLE1_METHODS.filter((m) => m !== 'dift' && m !== 'dino');
-
-/** The paper's rows in its order: name as printed, and (layers, timesteps) columns. */
-export const PAPER_ROWS: { key: string; label: string; layers: string; timesteps: string }[] = [
-  { key: 'dino', label: 'DINO', layers: '1', timesteps: '-' },
-  { key: 'dhpf', label: 'DHPF', layers: '34', timesteps: '-' },
-  { key: 'sd-layer-4', label: 'SD-Layer-4', layers: '1', timesteps: '1' },
-  { key: 'sd-concat-all', label: 'SD-Concat-All', layers: '12', timesteps: '1' },
-  { key: 'ours', label: 'Ours', layers: '12', timesteps: '11' },
-  { key: 'one-step', label: 'Ours-One-Step', layers: '12', timesteps: '1' },
-  { key: 'sd-layer-pruned', label: 'SD-Layer-Pruned', layers: '1', timesteps: '1' },
-  { key: 'ours-pruned', label: 'Ours-Pruned', layers: '1', timesteps: '1' },
-  { key: 'ours-sdv2-1', label: 'Ours-SDv2-1', layers: '12', timesteps: '11' },
-  { key: 'dift', label: 'DIFT (not in the paper)', layers: '1', timesteps: '1' },
-];
-
-/** The paper's Table 1 (PCK@0.1, img / bbox), for comparison columns. */
-export const PAPER_TABLE1: Record<string, { spair: [number, number]; cub: [number, number] }> = {
-  dino: { spair: [51.68, 41.04], cub: [72.72, 55.9] },
-  dhpf: { spair: [55.28, 42.63], cub: [77.3, 61.42] },
-  'sd-layer-4': { spair: [58.8, 46.58], cub: [78.43, 61.22] },
-  'sd-concat-all': { spair: [52.12, 41.83], cub: [70.22, 54.05] },
-  ours: { spair: [72.56, 64.61], cub: [82.29, 69.42] },
-  'one-step': { spair: [63.74, 54.69], cub: [76.59, 62.11] },
-  'sd-layer-pruned': { spair: [57.69, 48.16], cub: [80.67, 67.21] },
-  'ours-pruned': { spair: [64.02, 53.74], cub: [79.1, 63.95] },
-  'ours-sdv2-1': { spair: [70.74, 64.85], cub: [80.39, 68.04] },
-};
+export {
+  DEFAULT_METHODS,
+  PAPER_ROWS,
+  PAPER_TABLE1,
+  TABLE1_METHODS,
+  diftSettings,
+  type Table1Method,
+} from './methods/index.ts';
+export { CHUNKED_DIM } from './match.ts';
 
 export function parseMethods(spec: string): Table1Method[] {
   const methods = spec
@@ -219,199 +195,23 @@ export interface EvalResults {
   methods: Partial<Record<Table1Method, MethodResult>>;
 }
 
-const NEEDS_NETWORK: Table1Method[] = ['ours', 'sd-layer-pruned', 'ours-pruned'];
-/** Above this many channels, similarity is accumulated over channel chunks (the upsampled map would not fit). */
-export const CHUNKED_DIM = 2048;
-const CLEAN =
-  'the first inversion step: one UNet call on the clean latent at t = -1 (save timestep 49 of a 50-step inversion, identical to the one-step variant)';
-
+/** Every missing model, one sentence per kind, before any work. */
 function requireModels(o: EvalOptions): void {
-  const missing = o.methods.filter(
-    (m) => (NEEDS_NETWORK.includes(m) && !o.network) || (m === 'one-step' && !o.oneStepNetwork),
-  );
-  if (missing.length) {
-    throw new ConfigError(
-      `method(s) ${missing.join(', ')} need an aggregation network${o.networkMissing ? ` (${o.networkMissing})` : ''}: pass --aggregator <ckpt> (and --one-step-aggregator for one-step), use an SD-1.5 or SD-2.1 model with --allow-download for the released networks, or train one (hyperfeatures train)`,
-    );
+  const groups = new Map<string, { message: (m: readonly string[]) => string; methods: string[] }>();
+  for (const m of o.methods) {
+    const r = methodOf(m).requires?.(o);
+    if (!r) continue;
+    const g = groups.get(r.key) ?? { message: r.message, methods: [] };
+    g.methods.push(m);
+    groups.set(r.key, g);
   }
-  if (o.methods.includes('dino') && !o.dino)
-    throw new ConfigError(
-      'method dino needs the DINO ViT: pass --dino facebook/dino-vitb8 (a transformers folder or hub id; --allow-download to fetch it)',
-    );
-}
-
-/** DIFT's settings for SPair (its prompt names the category), with the options given. */
-export function diftSettings(o: DiftOptions = {}): Required<DiftOptions> {
-  const given = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
-  return { ...DIFT_DEFAULTS, prompt: 'a photo of a {category}', ...given };
+  const first = [...groups.values()][0];
+  if (first) throw new ConfigError(first.message(first.methods));
 }
 
 /** What each method computes with these options (stored with the results; the same for every pair). */
 export function describeMethods(o: EvalOptions, sd: StableDiffusion): Record<string, MethodDefinition> {
-  const L = tapCount(sd.unet.config);
-  const k = o.prunedK ?? 1;
-  const d = diftSettings(o.dift);
-  const out: Record<string, MethodDefinition> = {};
-  for (const m of o.methods) {
-    switch (m) {
-      case 'ours':
-        out[m] = {
-          layers: L,
-          timesteps: o.network?.config.saveTimesteps.length ?? 0,
-          definition: `the aggregation network over all ${L} layers x save timesteps [${o.network?.config.saveTimesteps.join(', ')}] of the inversion`,
-        };
-        break;
-      case 'one-step':
-        out[m] = {
-          layers: L,
-          timesteps: 1,
-          definition: `the one-step network over all ${L} layers of ${CLEAN}`,
-        };
-        break;
-      case 'sd-layer-4':
-        out[m] = {
-          layers: 1,
-          timesteps: 1,
-          definition: `raw decoder layer 4 (up_blocks.1.resnets.0) at ${CLEAN}`,
-        };
-        break;
-      case 'sd-concat-all':
-        out[m] = {
-          layers: L,
-          timesteps: 1,
-          definition: `all ${L} raw decoder layers, each resized to the output resolution and concatenated, at ${CLEAN}; above ${CHUNKED_DIM} channels the cosine similarity is accumulated over channel chunks`,
-        };
-        break;
-      case 'sd-layer-pruned': {
-        const top = o.network?.topMixingWeights(1)[0];
-        out[m] = {
-          layers: 1,
-          timesteps: 1,
-          definition: top
-            ? `raw layer ${top.layer} at save timestep ${top.saveTimestep}: the network's highest mixing weight (${top.weight.toFixed(4)})`
-            : 'raw map with the highest mixing weight',
-        };
-        break;
-      }
-      case 'ours-pruned': {
-        const top = o.network?.topMixingWeights(k) ?? [];
-        out[m] = {
-          layers: new Set(top.map((w) => w.layer)).size,
-          timesteps: new Set(top.map((w) => w.saveTimestep)).size,
-          definition:
-            `the network restricted to its ${k === 1 ? 'single highest-weighted map' : `${k} highest-weighted maps`} (${top.map((w) => `layer ${w.layer} @ save timestep ${w.saveTimestep}`).join(', ')}) through its trained bottleneck` +
-            (k === 1 ? '' : `; NOT the paper's row, which keeps 1`),
-        };
-        break;
-      }
-      case 'dift':
-        out[m] = {
-          layers: 1,
-          timesteps: 1,
-          definition: `DIFT-style: the clean latent noised to t = ${d.timestep} (q(x_t | x0)), one UNet call, output of up-block ${d.upBlock}, averaged over ${d.ensemble} seeded noises (seed ${d.seed}); prompt "${d.prompt}"`,
-        };
-        break;
-      case 'dino':
-        out[m] = {
-          layers: 1,
-          timesteps: 0,
-          definition: o.dino ? o.dino.describe() : 'DINO ViT descriptors',
-        };
-        break;
-    }
-  }
-  return out;
-}
-
-/** The stack of the clean map with one-step labels (save timestep 0 of 1 step). */
-function asOneStep(s: FeatureStack): FeatureStack {
-  const label = Math.max(...s.saveTimesteps);
-  const one = s.select([label], s.layers);
-  return new FeatureStack([0], one.layers, one.maps as Tensor[][], { ...s.meta, steps: 1 });
-}
-
-interface PairFeatures {
-  multi: FeatureStack[];
-  clean: FeatureStack[];
-  dift: Tensor[];
-  dino: Tensor[];
-}
-
-async function pairFeatures(
-  sd: StableDiffusion,
-  pair: KeypointPair,
-  o: EvalOptions,
-  loadSize: number,
-  multiExtract: Omit<ExtractOptions, 'loadSize' | 'onProgress'>,
-): Promise<PairFeatures> {
-  const images = [pair.source, pair.target];
-  const has = (...ms: Table1Method[]) => ms.some((m) => o.methods.includes(m));
-  const multi = has(...NEEDS_NETWORK) ? await invertImages(sd, images, { ...multiExtract, loadSize }) : [];
-  const L = tapCount(sd.unet.config);
-  const steps = multiExtract.steps ?? 50;
-  // the 50-step inversion's first step IS the one-step call: reuse it when it was captured whole
-  const reusable = multi.length && multi[0].saveTimesteps.includes(steps - 1) && multi[0].layers.length === L;
-  const clean = !has('one-step', 'sd-layer-4', 'sd-concat-all')
-    ? []
-    : reusable
-      ? multi.map((s) => asOneStep(s.select([steps - 1], s.layers)))
-      : await invertImages(sd, images, {
-          ...o.extract,
-          steps: 1,
-          saveTimesteps: [0],
-          layers: undefined,
-          loadSize,
-        });
-  const d = diftSettings(o.dift);
-  const dift = has('dift')
-    ? (
-        await noisedFeatures(sd, images, {
-          ...d,
-          prompt: d.prompt.replaceAll('{category}', pair.category),
-          loadSize,
-          imageSize: o.extract?.imageSize,
-          posterior: o.extract?.posterior,
-          colorManaged: o.extract?.colorManaged,
-          layers: [],
-        })
-      ).map((f) => f.upBlock)
-    : [];
-  const dino = has('dino')
-    ? await Promise.all(
-        images.map((img) => o.dino!.describeImage(img, { loadSize, colorManaged: o.extract?.colorManaged })),
-      )
-    : [];
-  return { multi, clean, dift, dino };
-}
-
-/** Descriptors of one method for a pair: [1, D, r, r] each. */
-async function methodDescriptors(
-  m: Table1Method,
-  f: PairFeatures,
-  o: EvalOptions,
-  pruned: AggregationNetwork | undefined,
-  R: number,
-): Promise<Tensor[]> {
-  switch (m) {
-    case 'ours':
-      return Promise.all(f.multi.map((s) => o.network!.aggregate([s], R)));
-    case 'one-step':
-      return Promise.all(f.clean.map((s) => o.oneStepNetwork!.aggregate([s], R)));
-    case 'ours-pruned':
-      return Promise.all(f.multi.map((s) => pruned!.aggregate([s], R)));
-    case 'sd-layer-4':
-      return f.clean.map((s) => s.select([0], [4]).concat(R));
-    case 'sd-layer-pruned': {
-      const top = o.network!.topMixingWeights(1)[0];
-      return f.multi.map((s) => s.select([top.saveTimestep], [top.layer]).concat(R));
-    }
-    case 'sd-concat-all':
-      return f.clean.map((s) => s.concat(R));
-    case 'dift':
-      return f.dift; // matched at their own resolution, upsampled to the load size like every method
-    case 'dino':
-      return f.dino;
-  }
+  return Object.fromEntries(o.methods.map((m) => [m, methodOf(m).describe(o, sd)]));
 }
 
 function checkOptions(o: EvalOptions, sd: StableDiffusion, pairs: readonly KeypointPair[]) {
@@ -423,15 +223,23 @@ function checkOptions(o: EvalOptions, sd: StableDiffusion, pairs: readonly Keypo
   checkPositiveInt('loadSize', o.loadSize);
   checkPositiveInt('outputResolution', o.outputResolution);
   checkPositiveInt('prunedK', o.prunedK);
-  if (o.methods.includes('sd-layer-4') && tapCount(sd.unet.config) < 4)
-    throw new ConfigError(
-      `sd-layer-4 needs decoder layer 4; this UNet has ${tapCount(sd.unet.config)} layers`,
-    );
+  for (const m of o.methods) methodOf(m).check?.(o, sd);
   const bad = (o.indices ?? []).filter((i) => !Number.isInteger(i) || i < 0 || i >= pairs.length);
   if (bad.length)
     throw new ConfigError(
       `evaluatePairs: indices ${bad.slice(0, 5).join(', ')} are outside 0..${pairs.length - 1}`,
     );
+}
+
+/** Image sizes as the extraction decoded them when the run inverts, else from the file headers. */
+async function originalSizes(f: PairFeatures): Promise<{ width: number; height: number }[]> {
+  const stacks = f.run.uses.has(MULTI)
+    ? await multiInversion(f)
+    : f.run.uses.has(CLEAN)
+      ? await cleanStep(f)
+      : undefined;
+  if (stacks) return stacks.map((s) => s.meta.originalSize!);
+  return Promise.all([f.pair.source, f.pair.target].map((p) => imageSize(p)));
 }
 
 /**
@@ -455,9 +263,22 @@ export async function evaluatePairs(
   const done = new Map<number, PairRecord[]>();
   for (const r of o.completed ?? []) done.set(r.index, [...(done.get(r.index) ?? []), r]);
   const records: PairRecord[] = [];
-  const pruned = o.methods.includes('ours-pruned') ? o.network!.pruned(o.prunedK ?? 1) : undefined;
+  const run: RunContext = {
+    sd,
+    o,
+    loadSize,
+    R,
+    multiExtract,
+    uses: new Set(o.methods.flatMap((m) => methodOf(m).uses)),
+    prepared: new Map(),
+  };
   const load = { width: loadSize, height: loadSize };
+  const releases: { dispose(): Promise<void> }[] = [];
   try {
+    for (const m of o.methods) {
+      const r = await methodOf(m).prepare?.(run);
+      if (r) releases.push(r);
+    }
     for (const [n, i] of indices.entries()) {
       const pair = pairs[i];
       const previous = done.get(i) ?? [];
@@ -466,12 +287,8 @@ export async function evaluatePairs(
         o.onProgress?.(n + 1, indices.length);
         continue;
       }
-      const f = await pairFeatures(sd, pair, o, loadSize, multiExtract);
-      const sizes = (f.multi[0] ? f.multi : f.clean[0] ? f.clean : undefined)?.map(
-        (s) => s.meta.originalSize!,
-      );
-      const [srcSize, tgtSize] =
-        sizes ?? (await Promise.all([pair.source, pair.target].map((p) => imageSize(p))));
+      const f = new PairFeatures(pair, run);
+      const [srcSize, tgtSize] = await originalSizes(f);
       const sourceYX = rescalePoints(
         pair.sourcePoints.map(([x, y]): PointYX => [y, x]),
         srcSize,
@@ -480,7 +297,7 @@ export async function evaluatePairs(
       const truth = pair.targetPoints.map(([x, y]): PointYX => [y, x]);
       const mine: PairRecord[] = [];
       for (const m of o.methods) {
-        const [a, b] = await methodDescriptors(m, f, o, pruned, R);
+        const [a, b] = await methodOf(m).descriptors(f);
         const matches =
           a.shape[1] > CHUNKED_DIM
             ? await matchPointsChunked(a, b, sourceYX, { loadSize })
@@ -503,7 +320,7 @@ export async function evaluatePairs(
       o.onProgress?.(n + 1, indices.length);
     }
   } finally {
-    await pruned?.dispose();
+    for (const r of releases) await r.dispose();
   }
   return summarizeRecords(records, o.methods, {
     loadSize,
@@ -587,25 +404,29 @@ export function table1Markdown(
     `| method | layers | timesteps | img | bbox | paper img | paper bbox |`,
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
-  const computed = new Set<string>();
+  const thisFamily = family ?? 'sd15';
   for (const row of PAPER_ROWS) {
-    const method = (row.key === 'ours-sdv2-1' ? 'ours' : row.key) as Table1Method;
-    const res = r.methods[method];
-    const paperKey = method === 'ours' && family === 'sd21' ? 'ours-sdv2-1' : row.key;
-    const rowIsThisRun =
-      res && (row.key !== 'ours-sdv2-1' || family === 'sd21') && !(row.key === 'ours' && family === 'sd21');
-    const paper = PAPER_TABLE1[paperKey]?.[key];
-    if (rowIsThisRun) {
-      computed.add(row.key);
+    const res = row.method ? r.methods[row.method as Table1Method] : undefined;
+    const paper = PAPER_TABLE1[row.key]?.[key];
+    if (res && (!row.family || row.family === thisFamily)) {
       const p = res.pck['0.1'];
       lines.push(
         `| ${row.label} | ${res.layers ?? row.layers} | ${res.timesteps === 0 ? '-' : (res.timesteps ?? row.timesteps)} | ${pckPct(p?.img)} | ${pckPct(p?.bbox)} | ${paperPct(paper?.[0])} | ${paperPct(paper?.[1])} |`,
       );
-    } else if (PAPER_TABLE1[row.key]) {
+    } else if (paper) {
       lines.push(
-        `| ${row.label} | ${row.layers} | ${row.timesteps} | not computed | not computed | ${paperPct(PAPER_TABLE1[row.key][key][0])} | ${paperPct(PAPER_TABLE1[row.key][key][1])} |`,
+        `| ${row.label} | ${row.layers} | ${row.timesteps} | not computed | not computed | ${paperPct(paper[0])} | ${paperPct(paper[1])} |`,
       );
     }
+  }
+  // rows beyond the paper's, in the registry's order
+  for (const m of METHODS) {
+    const res = r.methods[m.key];
+    if (!res || !m.row || PAPER_ROWS.some((row) => row.method === m.key)) continue;
+    const p = res.pck['0.1'];
+    lines.push(
+      `| ${m.row.label} | ${res.layers ?? m.row.layers} | ${res.timesteps === 0 ? '-' : (res.timesteps ?? m.row.timesteps)} | ${pckPct(p?.img)} | ${pckPct(p?.bbox)} | - | - |`,
+    );
   }
   lines.push('', 'How each computed row was made:');
   for (const [m, res] of Object.entries(r.methods))

@@ -252,3 +252,6 @@ export function rescalePoints(
 ): PointYX[] {
   return points.map(([y, x]) => [(y * to.height) / from.height, (x * to.width) / from.width]);
 }
+
+/** Above this many channels, similarity is accumulated over channel chunks (the upsampled map would not fit). */
+export const CHUNKED_DIM = 2048;

@@ -1,0 +1,22 @@
+/** Ours: the aggregation network over every layer x save timestep of the inversion. */
+import { tapCount } from '../../model/unet/config.ts';
+import { multiInversion, MULTI } from './features.ts';
+import { defineMethod } from './method.ts';
+import { networkRequirement } from './network.ts';
+
+export const ours = defineMethod({
+  key: 'ours',
+  byDefault: true,
+  uses: [MULTI],
+  requires: (o) => (o.network ? undefined : networkRequirement(o)),
+  describe: (o, sd) => {
+    const L = tapCount(sd.unet.config);
+    return {
+      layers: L,
+      timesteps: o.network?.config.saveTimesteps.length ?? 0,
+      definition: `the aggregation network over all ${L} layers x save timesteps [${o.network?.config.saveTimesteps.join(', ')}] of the inversion`,
+    };
+  },
+  descriptors: async (f) =>
+    Promise.all((await multiInversion(f)).map((s) => f.run.o.network!.aggregate([s], f.run.R))),
+});
