@@ -18,10 +18,25 @@ function bilinearFilter(x: number): number {
   return a < 1 ? 1 - a : 0;
 }
 
-function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
+function sinc(x: number): number {
+  if (x === 0) return 1;
+  const px = Math.PI * x;
+  return Math.sin(px) / px;
+}
+
+/** PIL's LANCZOS: a 3-lobe windowed sinc. */
+function lanczosFilter(x: number): number {
+  return x > -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0;
+}
+
+export type PilFilter = 'bilinear' | 'lanczos';
+const FILTERS = { bilinear: { fn: bilinearFilter, support: 1 }, lanczos: { fn: lanczosFilter, support: 3 } };
+
+function precomputeCoeffs(inSize: number, outSize: number, filter: PilFilter = 'bilinear'): Coeffs {
+  const { fn, support: base } = FILTERS[filter];
   const scale = inSize / outSize;
   const filterScale = Math.max(scale, 1);
-  const support = 1 * filterScale;
+  const support = base * filterScale;
   const ksize = Math.ceil(support) * 2 + 1;
   const bounds = new Int32Array(outSize * 2);
   const weights = new Int32Array(outSize * ksize);
@@ -33,7 +48,7 @@ function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
     const count = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
     let ww = 0;
     for (let x = 0; x < count; x++) {
-      k[x] = bilinearFilter((x + xmin - center + 0.5) * ss);
+      k[x] = fn((x + xmin - center + 0.5) * ss);
       ww += k[x];
     }
     for (let x = 0; x < count; x++) {
@@ -60,10 +75,23 @@ export function pilResizeBilinear(
   outWidth: number,
   outHeight: number,
 ): Uint8Array {
+  return pilResize(src, width, height, channels, outWidth, outHeight, 'bilinear');
+}
+
+/** PIL's `Image.resize(size, filter)` (BILINEAR or LANCZOS) for 8-bit pixels. */
+export function pilResize(
+  src: Uint8Array,
+  width: number,
+  height: number,
+  channels: number,
+  outWidth: number,
+  outHeight: number,
+  filter: PilFilter,
+): Uint8Array {
   let data = src;
   let w = width;
   if (outWidth !== width) {
-    const c = precomputeCoeffs(width, outWidth);
+    const c = precomputeCoeffs(width, outWidth, filter);
     const tmp = new Uint8Array(outWidth * height * channels);
     for (let y = 0; y < height; y++) {
       for (let xx = 0; xx < outWidth; xx++) {
@@ -81,7 +109,7 @@ export function pilResizeBilinear(
     w = outWidth;
   }
   if (outHeight !== height) {
-    const c = precomputeCoeffs(height, outHeight);
+    const c = precomputeCoeffs(height, outHeight, filter);
     const out = new Uint8Array(w * outHeight * channels);
     for (let yy = 0; yy < outHeight; yy++) {
       const ymin = c.bounds[yy * 2];

@@ -33,6 +33,8 @@ export interface NoisedOptions extends Pick<
   seed?: number;
   /** Up-block whose whole output is returned (0-based; default 1, DIFT's up_ft_index). */
   upBlock?: number;
+  /** Decoder resnet inputs also returned (LDM output_blocks numbering, UNetInput.decoderInputs). */
+  decoderInputs?: number[];
 }
 
 export interface NoisedFeatures {
@@ -40,6 +42,8 @@ export interface NoisedFeatures {
   stack: FeatureStack;
   /** The up-block output [1, C, h, w], averaged over the ensemble: DIFT's descriptor. */
   upBlock: Tensor;
+  /** The decoder resnet inputs asked for, averaged over the ensemble (SD-DINO's SD features). */
+  decoderInputs: Tensor[];
 }
 
 /** q(x_t | x0) with a given noise: sqrt(a) x0 + sqrt(1 - a) eps, for alpha-bar `a`. */
@@ -130,6 +134,7 @@ export async function noisedFeatures(
     const noise = ensembleNoise(s.seed, s.ensemble, x0.shape);
     const taps: Tensor[][] = s.layers.map(() => []);
     const blocks: Tensor[] = [];
+    const inputs: Tensor[][] = (o.decoderInputs ?? []).map(() => []);
     for (let e = 0; e < s.ensemble; e += s.batch) {
       const n = Math.min(s.batch, s.ensemble - e);
       const xt = concat(
@@ -142,7 +147,9 @@ export async function noisedFeatures(
         encoderHiddenStates: concat(Array(n).fill(cond), 0),
         tapLayers: s.layers,
         upBlocks: [s.upBlock],
+        decoderInputs: o.decoderInputs,
       });
+      r.decoderInputs.forEach((t, k) => inputs[k].push(t));
       r.taps.forEach((t, l) => taps[l].push(t));
       blocks.push(r.upBlocks[0]);
       o.onProgress?.((done += n), images.length * s.ensemble);
@@ -158,7 +165,7 @@ export async function noisedFeatures(
       timestep: s.timestep,
       ensemble: s.ensemble,
     });
-    out.push({ stack, upBlock: meanOverBatch(blocks) });
+    out.push({ stack, upBlock: meanOverBatch(blocks), decoderInputs: inputs.map(meanOverBatch) });
   }
   return out;
 }

@@ -19,7 +19,7 @@ import { WeightStore } from './weights.ts';
 import { ORT_VERSION } from './runtime.ts';
 
 /** Bump when any graph builder changes what it emits. */
-export const BUILDER_VERSION = 5;
+export const BUILDER_VERSION = 6;
 /** Graphs above this size keep weights as external data (protobuf limit is 2 GB). */
 const EXTERNAL_DATA_BYTES = 64 * 1024 * 1024;
 

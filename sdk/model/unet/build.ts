@@ -2,8 +2,8 @@
  * UNet2DConditionModel as an ONNX graph: inputs `sample` [B, C, h, w], `timestep` [1 or B]
  * (float; -1 is valid), `encoder_hidden_states` [B, S, D], and `class_labels` [B, P] for
  * projection class embeddings. Outputs `noise_pred` and, unless disabled, the decoder taps
- * `tap_l1`..`tap_lN` (DESIGN.md semantics 4) and the up-block outputs `up_block_0`.. (DIFT's
- * features).
+ * `tap_l1`..`tap_lN` (DESIGN.md semantics 4), the up-block outputs `up_block_0`.. (DIFT's
+ * features) and the decoder resnets' inputs `decoder_input_0`.. (SD-DINO's).
  */
 import { GraphBuilder } from '../onnx/graph.ts';
 import { conv2d, groupNorm, linear, silu, upsampleNearestLike, type Ctx } from '../onnx/nn.ts';
@@ -131,6 +131,7 @@ export function buildUNetGraph(
   // forwards that size so odd latent sizes round-trip).
   const taps: string[] = [];
   const blockOutputs: string[] = [];
+  const resnetInputs: string[] = [];
   const reversed = [...boc].reverse();
   const upHeads = [...cfg.heads.keys()].reverse();
   cfg.upBlockTypes.forEach((type, i) => {
@@ -139,14 +140,9 @@ export function buildUNetGraph(
       for (let j = 0; j <= cfg.layersPerBlock; j++) {
         const skip = skips.pop()!;
         const p = `up_blocks.${i}`;
-        const r = resnet(
-          ctx,
-          `${p}.resnets.${j}`,
-          g.op('Concat', [h, skip.value], { axis: 1 }),
-          ch + skip.channels,
-          out,
-          res,
-        );
+        const joined = g.op('Concat', [h, skip.value], { axis: 1 });
+        resnetInputs.push(joined);
+        const r = resnet(ctx, `${p}.resnets.${j}`, joined, ch + skip.channels, out, res);
         taps.push(r.branch);
         h = r.out;
         ch = out;
@@ -176,6 +172,9 @@ export function buildUNetGraph(
     taps.forEach((t, k) => g.output(`tap_l${k + 1}`, t, ['batch', 'channels', 'h', 'w']));
     // whole up-block outputs (after the upsampler): DIFT's `up_ft`
     blockOutputs.forEach((t, i) => g.output(`up_block_${i}`, t, ['batch', 'channels', 'h', 'w']));
+    // each decoder resnet's input, the previous state and its skip concatenated: what ODISE's
+    // extractor (SD-DINO's SD features) hooks as "output_blocks[k]", k = 3 * block + resnet
+    resnetInputs.forEach((t, k) => g.output(`decoder_input_${k}`, t, ['batch', 'channels', 'h', 'w']));
   }
   return g;
 }

@@ -72,6 +72,11 @@ export interface UNetInput {
   tapLayers?: number[];
   /** Whole up-block outputs to fetch (0-based block index, after the upsampler: DIFT's up_ft). */
   upBlocks?: number[];
+  /**
+   * Decoder resnet inputs to fetch (0-based k = 3 * up-block + resnet, LDM's output_blocks
+   * numbering): the previous state concatenated with its skip, before the resnet (ODISE's hook).
+   */
+  decoderInputs?: number[];
 }
 
 export interface UNetOutput {
@@ -81,6 +86,8 @@ export interface UNetOutput {
   taps: Tensor[];
   /** Up-block outputs in `upBlocks` order (empty unless asked for). */
   upBlocks: Tensor[];
+  /** Decoder resnet inputs in `decoderInputs` order (empty unless asked for). */
+  decoderInputs: Tensor[];
 }
 
 /**
@@ -188,12 +195,13 @@ export class UNet {
 
   /** @throws ShapeError for inputs that do not fit the config. */
   async run(input: UNetInput): Promise<UNetOutput> {
-    const { feeds, names, blockNames } = this.prepare(input);
-    const out = await this.session.run(feeds, ['noise_pred', ...names, ...blockNames]);
+    const { feeds, names, blockNames, inputNames } = this.prepare(input);
+    const out = await this.session.run(feeds, ['noise_pred', ...names, ...blockNames, ...inputNames]);
     return {
       noisePred: out.noise_pred,
       taps: names.map((n) => out[n]),
       upBlocks: blockNames.map((n) => out[n]),
+      decoderInputs: inputNames.map((n) => out[n]),
     };
   }
 
@@ -264,7 +272,18 @@ export class UNet {
     const badBlocks = blocks.filter((b) => !Number.isInteger(b) || b < 0 || b >= nBlocks);
     if (badBlocks.length)
       throw new ShapeError(`upBlocks: ${JSON.stringify(badBlocks)} outside 0..${nBlocks - 1}`);
-    return { feeds, names, blockNames: blocks.map((b) => `up_block_${b}`) };
+    const inputs = input.decoderInputs ?? [];
+    if (inputs.length && !this.withTaps)
+      throw new ShapeError('decoderInputs: this UNet was loaded without feature outputs (taps: false)');
+    const badInputs = inputs.filter((k) => !Number.isInteger(k) || k < 0 || k >= tapCount(c));
+    if (badInputs.length)
+      throw new ShapeError(`decoderInputs: ${JSON.stringify(badInputs)} outside 0..${tapCount(c) - 1}`);
+    return {
+      feeds,
+      names,
+      blockNames: blocks.map((b) => `up_block_${b}`),
+      inputNames: inputs.map((k) => `decoder_input_${k}`),
+    };
   }
 
   /** Bytes of the loaded graph's weights (in the graph's precision). */
