@@ -15,6 +15,8 @@ import type { StableDiffusion } from '../diffusion/pipeline.ts';
 import type { AggregationNetwork } from '../aggregation/network.ts';
 import { extractionForNetwork } from '../aggregation/settings.ts';
 import type { DinoModel } from '../model/dino/index.ts';
+import type { Dinov2Model } from '../model/dinov2/index.ts';
+import type { Tensor } from '../core/tensor.ts';
 import { CHUNKED_DIM, matchPointsBatched, matchPointsChunked, rescalePoints, type PointYX } from './match.ts';
 import { PCK_ALPHAS, computePck, distances, pckThreshold, type PckPair, type PckResult } from './pck.ts';
 import { CLEAN, MULTI, cleanStep, multiInversion } from './methods/features.ts';
@@ -62,6 +64,20 @@ export interface DiftOptions {
   prompt?: string;
 }
 
+export interface SdDinoOptions {
+  /** Weight of DINOv2 against SD in [0, 1] (default 0.5, the original's equal weights). */
+  dinoWeight?: number;
+  sdSize?: number;
+  dinoSize?: number;
+  timestep?: number;
+  pcaDims?: number[];
+  /** Prompt; `{category}` is replaced by the pair's category. */
+  prompt?: string;
+  /** Conditioning [1, 77, D] per image file stem ('default' for any other), instead of the prompt. */
+  embeddings?: Map<string, Tensor>;
+  seed?: number;
+}
+
 export interface EvalOptions {
   methods: Table1Method[];
   /** Aggregation network for ours / sd-layer-pruned / ours-pruned. */
@@ -72,6 +88,10 @@ export interface EvalOptions {
   networkMissing?: string;
   /** The DINO ViT, for `dino`. */
   dino?: DinoModel;
+  /** DINOv2, for `dinov2` and `sd-dino`. */
+  dinov2?: Dinov2Model;
+  /** SD-DINO's settings (correspondence/sd-dino.ts SD_DINO_DEFAULTS), for `sd-dino` (and `dinov2`'s input size). */
+  sdDino?: SdDinoOptions;
   loadSize?: number;
   outputResolution?: number;
   alphas?: number[];
@@ -297,17 +317,23 @@ export async function evaluatePairs(
       const truth = pair.targetPoints.map(([x, y]): PointYX => [y, x]);
       const mine: PairRecord[] = [];
       for (const m of o.methods) {
-        const [a, b] = await methodOf(m).descriptors(f);
-        const matches =
-          a.shape[1] > CHUNKED_DIM
-            ? await matchPointsChunked(a, b, sourceYX, { loadSize })
-            : await matchPointsBatched(a, b, sourceYX, { loadSize });
-        const scored: PckPair = {
-          predicted: rescalePoints(
+        const method = methodOf(m);
+        let predicted: PointYX[];
+        if (method.predict) predicted = (await method.predict(f)).map(([x, y]): PointYX => [y, x]);
+        else {
+          const [a, b] = await method.descriptors!(f);
+          const matches =
+            a.shape[1] > CHUNKED_DIM
+              ? await matchPointsChunked(a, b, sourceYX, { loadSize })
+              : await matchPointsBatched(a, b, sourceYX, { loadSize });
+          predicted = rescalePoints(
             matches.map((x) => x.target),
             load,
             tgtSize,
-          ),
+          );
+        }
+        const scored: PckPair = {
+          predicted,
           groundTruth: truth,
           imageSize: tgtSize,
           bbox: pair.targetBbox,

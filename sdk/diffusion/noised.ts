@@ -35,6 +35,8 @@ export interface NoisedOptions extends Pick<
   upBlock?: number;
   /** Decoder resnet inputs also returned (LDM output_blocks numbering, UNetInput.decoderInputs). */
   decoderInputs?: number[];
+  /** Text conditioning [1, S, D] to use instead of encoding `prompt` (given embeddings). */
+  conditioning?: Tensor;
 }
 
 export interface NoisedFeatures {
@@ -120,7 +122,7 @@ export async function noisedFeatures(
   const prompt = o.prompt ?? '';
   const posterior = o.posterior ?? 'mean';
   const alphaBar = new DdimScheduler().alphasCumprod[s.timestep];
-  const cond = await sd.textEncoder.encode(prompt);
+  const cond = o.conditioning ?? (await sd.textEncoder.encode(prompt));
   const out: NoisedFeatures[] = [];
   let done = 0;
   for (const image of images) {

@@ -32,6 +32,10 @@ import {
   type PairRecord,
 } from '../../correspondence/evaluate.ts';
 import { DINO_DEFAULTS, DINO_FACETS, DinoModel } from '../../model/dino/index.ts';
+import { POSITION_INTERPOLATIONS } from '../../model/dino/positions.ts';
+import { DINOV2_DEFAULTS, Dinov2Model } from '../../model/dinov2/index.ts';
+import { SD_DINO_DEFAULTS, checkDinoWeight, readEmbeddings } from '../../correspondence/sd-dino.ts';
+import type { SdDinoOptions } from '../../correspondence/evaluate.ts';
 import { DEVICES } from '../../model/runtime.ts';
 import {
   EXTRACT_FLAGS,
@@ -144,6 +148,8 @@ export const evaluate: Command = {
     `  [--pruned-k 1] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download] [--no-cache] [--color-managed]`,
     "  [--dift-timestep 261] [--dift-ensemble 8] [--dift-up-block 1] [--dift-seed 0] [--dift-prompt 'a photo of a {category}' (DIFT's; the pair's category)]",
     `  [--dino ${DINO_DEFAULTS.model}] [--dino-layer ${DINO_DEFAULTS.layer}] [--dino-facet ${DINO_FACETS.join('|')}] [--dino-stride ${DINO_DEFAULTS.stride}]`,
+    `  [--dinov2 ${DINOV2_DEFAULTS.model}] [--dinov2-layer <last>] [--dinov2-facet ${DINO_FACETS.join('|')} (token)] [--dinov2-positions ${POSITION_INTERPOLATIONS.join('|')}] (dinov2, sd-dino)`,
+    `  [--sd-dino-weight ${SD_DINO_DEFAULTS.dinoWeight} (DINOv2's share in [0, 1])] [--sd-dino-sd-size ${SD_DINO_DEFAULTS.sdSize}] [--sd-dino-dino-size ${SD_DINO_DEFAULTS.dinoSize}] [--sd-dino-timestep ${SD_DINO_DEFAULTS.timestep}] [--sd-dino-pca ${SD_DINO_DEFAULTS.pcaDims.join(',')}] [--sd-dino-prompt '${SD_DINO_DEFAULTS.prompt}'] [--embeddings <file.safetensors> (conditioning [1, 77, D] per image stem or "default")]`,
     '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
     '  [--explain-pair <index | id like 2008_007604-2009_001056:aeroplane>]  (that pair only: <out>/explain_<index>_<method>.png)',
     'hyperfeatures eval --merge <shard folders or their parent...> --out <dir> [--overwrite]  (the table of all shards, as one run)',
@@ -177,6 +183,17 @@ export const evaluate: Command = {
         'dino-layer': { type: 'string' },
         'dino-facet': { type: 'string' },
         'dino-stride': { type: 'string' },
+        dinov2: { type: 'string' },
+        'dinov2-layer': { type: 'string' },
+        'dinov2-facet': { type: 'string' },
+        'dinov2-positions': { type: 'string' },
+        'sd-dino-weight': { type: 'string' },
+        'sd-dino-sd-size': { type: 'string' },
+        'sd-dino-dino-size': { type: 'string' },
+        'sd-dino-timestep': { type: 'string' },
+        'sd-dino-pca': { type: 'string' },
+        'sd-dino-prompt': { type: 'string' },
+        embeddings: { type: 'string' },
         resume: { type: 'boolean' },
         overwrite: { type: 'boolean' },
         shard: { type: 'string' },
@@ -223,6 +240,20 @@ export const evaluate: Command = {
           allowDownload: allow,
         })
       : undefined;
+    const sdDino = await sdDinoFlags(v);
+    const dinov2 = needs('dinov2', 'sd-dino')
+      ? await Dinov2Model.load(v.dinov2 ?? DINOV2_DEFAULTS.model, {
+          layer:
+            v['dinov2-layer'] !== undefined ? intOption('dinov2-layer', v['dinov2-layer'], 0, 0) : undefined,
+          facet: choice('dinov2-facet', v['dinov2-facet'], DINO_FACETS, DINOV2_DEFAULTS.facet),
+          positions:
+            v['dinov2-positions'] !== undefined
+              ? choice('dinov2-positions', v['dinov2-positions'], POSITION_INTERPOLATIONS, 'offset')
+              : undefined,
+          device,
+          allowDownload: allow,
+        })
+      : undefined;
     const sd = await loadStableDiffusion(v.model!, {
       device,
       allowDownload: allow,
@@ -234,6 +265,8 @@ export const evaluate: Command = {
       oneStepNetwork: oneStep.net,
       networkMissing: multi.missing ?? oneStep.missing,
       dino,
+      dinov2,
+      sdDino,
       loadSize: intOption('load-size', v['load-size'], DEFAULT_EXTRACT.loadSize, 1),
       outputResolution: intOption(
         'output-resolution',
@@ -274,6 +307,12 @@ export const evaluate: Command = {
           prunedK: options.prunedK,
           dift: methods.includes('dift') ? options.dift : null,
           dino: dino ? { layer: dino.layer, facet: dino.facet, stride: dino.stride } : null,
+          ...(dinov2
+            ? {
+                dinov2: { layer: dinov2.layer, facet: dinov2.facet, positions: dinov2.positions },
+                sdDino: { ...sdDino, embeddings: v.embeddings ? sha256File(v.embeddings) : undefined },
+              }
+            : {}),
           extract: { ...options.extract, cache: undefined },
         },
         weights: {
@@ -281,6 +320,7 @@ export const evaluate: Command = {
           network: multi.file ? sha256File(multi.file) : null,
           oneStepNetwork: oneStep.file ? sha256File(oneStep.file) : null,
           dino: dino ? dino.modelId : null,
+          ...(dinov2 ? { dinov2: sha256File(dinov2.weightsFile) } : {}),
         },
       };
       const completed = openRunFolder<PairRecord>(dir, {
@@ -324,9 +364,31 @@ export const evaluate: Command = {
       await multi.net?.dispose();
       await oneStep.net?.dispose();
       await dino?.dispose();
+      await dinov2?.dispose();
     }
   },
 };
+
+/** SD-DINO's settings from the command line (undefined: the defaults). */
+async function sdDinoFlags(v: Record<string, string | string[] | boolean | undefined>): Promise<SdDinoOptions> {
+  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const weight = str('sd-dino-weight');
+  const dinoWeight = weight === undefined ? undefined : Number(weight);
+  if (dinoWeight !== undefined) checkDinoWeight(Number.isNaN(dinoWeight) ? weight : dinoWeight);
+  const int = (k: string, min: number) => (str(k) !== undefined ? intOption(k, str(k), 0, min) : undefined);
+  const pca = str('sd-dino-pca');
+  const pcaDims = pca?.split(',').map((d) => intOption('sd-dino-pca', d.trim(), 0, 1));
+  const embeddings = str('embeddings');
+  return {
+    dinoWeight,
+    sdSize: int('sd-dino-sd-size', 8),
+    dinoSize: int('sd-dino-dino-size', 1),
+    timestep: int('sd-dino-timestep', 0),
+    pcaDims,
+    prompt: str('sd-dino-prompt'),
+    embeddings: embeddings ? await readEmbeddings(embeddings) : undefined,
+  };
+}
 
 /** `--explain-pair`: one pair, its records and one PNG per method. */
 async function explainOne(

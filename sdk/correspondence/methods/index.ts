@@ -4,6 +4,8 @@
  */
 import { dift } from './dift.ts';
 import { dino } from './dino.ts';
+import { dinov2 } from './dinov2.ts';
+import { sdDino } from './sd-dino.ts';
 import type { EvalMethod } from './method.ts';
 import { oneStep } from './one-step.ts';
 import { ours } from './ours.ts';
@@ -12,7 +14,18 @@ import { sdConcatAll } from './sd-concat-all.ts';
 import { sdLayer4 } from './sd-layer-4.ts';
 import { sdLayerPruned } from './sd-layer-pruned.ts';
 
-export const METHODS = [ours, oneStep, sdLayer4, sdConcatAll, sdLayerPruned, oursPruned, dift, dino] as const;
+export const METHODS = [
+  ours,
+  oneStep,
+  sdLayer4,
+  sdConcatAll,
+  sdLayerPruned,
+  oursPruned,
+  dift,
+  dino,
+  dinov2,
+  sdDino,
+] as const;
 export type Table1Method = (typeof METHODS)[number]['key'];
 export const TABLE1_METHODS: readonly Table1Method[] = METHODS.map((m) => m.key);
 /** What `eval` runs without --methods: the paper's diffusion rows (the others need their own models / time). */

@@ -69,8 +69,14 @@ export interface EvalMethod<K extends string = string> {
   describe(o: EvalOptions, sd: StableDiffusion): MethodDefinition;
   /** Per-run set-up; returns what to release at the end. */
   prepare?(run: RunContext): Promise<{ dispose(): Promise<void> } | undefined>;
-  /** Descriptors [1, D, r, r] of the pair's source and target. */
-  descriptors(f: PairFeatures): Promise<Tensor[]>;
+  /**
+   * Descriptors [1, D, r, r] of the pair's source and target, matched by the paper's protocol
+   * (upsampled to the load size, nearest neighbour per pixel). A method with its own protocol
+   * gives `predict` instead.
+   */
+  descriptors?(f: PairFeatures): Promise<Tensor[]>;
+  /** Its own protocol: the target points (x, y, original target pixels) of the pair's source points. */
+  predict?(f: PairFeatures): Promise<[number, number][]>;
 }
 
 /** Keeps each module's key a literal type, so the registry gives the method-name union. */
