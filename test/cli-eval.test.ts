@@ -13,6 +13,8 @@ import { AggregationNetwork } from '../sdk/aggregation/network.ts';
 import { resolveShard, shardIndices } from '../sdk/cli/shard.ts';
 import { ConfigError } from '../sdk/core/errors.ts';
 import { table1Markdown } from '../sdk/correspondence/evaluate.ts';
+import { writeSafetensors } from '../sdk/core/safetensors.ts';
+import { Tensor } from '../sdk/core/tensor.ts';
 import { FIXTURES, REFERENCE, REPO, runCli, tempDir } from './helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
@@ -35,6 +37,12 @@ function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}) {
 
 const lines = (path: string) =>
   existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).length : 0;
+/** The pair records of a run, parsed. */
+const recordsOf = (path: string): { method: string; predictedPoints: number[][] }[] =>
+  readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 
 describe('eval: resume, shards and merge', function () {
   this.timeout(900_000);
@@ -319,5 +327,69 @@ describe('shards from the command line and the scheduler environment', () => {
       [1, 4, 7],
       [2, 5, 8],
     ]);
+  });
+});
+
+describe('eval: the DINOv2 and SD-DINO rows (SD-DINO protocol, tiny models)', function () {
+  this.timeout(600_000);
+  const v2 = join(tempDir(), 'dinov2');
+  const args = (out: string, extra: string[]) => [
+    'eval',
+    '--model',
+    TINY,
+    '--dataset',
+    'spair',
+    '--root',
+    join(FIXTURES, 'spair'),
+    '--pairs',
+    LIST,
+    '--methods',
+    'dinov2,sd-dino',
+    '--dinov2',
+    v2,
+    '--sd-dino-sd-size',
+    '128',
+    '--sd-dino-dino-size',
+    '112',
+    '--out',
+    out,
+    ...extra,
+  ];
+  before(async () => {
+    assert.equal((await runCli(['make-tiny', v2, '--style', 'dinov2', '--registers'])).code, 0);
+  });
+
+  it('writes both rows, says what they compute, and at weight 1 SD-DINO predicts exactly what DINOv2 does', async () => {
+    const out = tempDir();
+    const r = await runCli(args(out, ['--sd-dino-weight', '1']));
+    assert.equal(r.code, 0, r.err);
+    const table = readFileSync(join(out, 'table1.md'), 'utf8');
+    assert.match(table, /\| DINOv2 \(not in the paper\) \| 1 \| - \| [\d.]+ \| [\d.]+ \| - \| - \|/);
+    assert.match(table, /\| SD-DINO \(zero-shot fusion; not in the paper\) \| 3 \| 1 \|/);
+    assert.match(table, /sd-dino: .*t = 100 .*"a photo of \{category\}".*weighted SD 0 : DINOv2 1/);
+    assert.match(table, /dinov2: .*4 registers.*letterboxed to 112 px/);
+    const records = recordsOf(join(out, 'pairs.jsonl'));
+    const of = (m: string) => records.filter((x) => x.method === m).map((x) => x.predictedPoints);
+    assert.equal(of('dinov2').length, 6);
+    assert.deepEqual(of('sd-dino'), of('dinov2'));
+  });
+
+  it('fuses SD at the default weight (other predictions), takes given embeddings, and refuses bad settings', async () => {
+    const out = tempDir();
+    const emb = join(tempDir(), 'emb.safetensors');
+    await writeSafetensors(emb, { default: new Tensor(new Float32Array(77 * 32).fill(0.1), [1, 77, 32]) });
+    const r = await runCli(args(out, ['--embeddings', emb]));
+    assert.equal(r.code, 0, r.err);
+    const records = recordsOf(join(out, 'pairs.jsonl'));
+    const of = (m: string) => records.filter((x) => x.method === m).map((x) => x.predictedPoints);
+    assert.notDeepEqual(of('sd-dino'), of('dinov2'));
+    assert.match(readFileSync(join(out, 'table1.md'), 'utf8'), /given embeddings \(--embeddings\)/);
+    let bad = await runCli(args(tempDir(), ['--sd-dino-weight', '1.5']));
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.err, /dinoWeight.*\[0, 1\].*1\.5/);
+    const wrong = join(tempDir(), 'wrong.safetensors');
+    await writeSafetensors(wrong, { default: new Tensor(new Float32Array(8), [2, 2, 2]) });
+    bad = await runCli(args(tempDir(), ['--embeddings', wrong]));
+    assert.match(bad.err, /expected \[1, S, D\] or \[S, D\]/);
   });
 });
