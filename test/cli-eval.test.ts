@@ -368,6 +368,7 @@ describe('eval: the DINOv2 and SD-DINO rows (SD-DINO protocol, tiny models)', fu
     assert.match(table, /\| SD-DINO \(zero-shot fusion; not in the paper\) \| 3 \| 1 \|/);
     assert.match(table, /sd-dino: .*t = 100 .*"a photo of \{category\}".*weighted SD 0 : DINOv2 1/);
     assert.match(table, /dinov2: .*4 registers.*letterboxed to 112 px/);
+    assert.match(table, /\| GeoAware-SC \| zero-shot \| 65.4 \| Zhang et al., Telling Left from Right/);
     const records = recordsOf(join(out, 'pairs.jsonl'));
     const of = (m: string) => records.filter((x) => x.method === m).map((x) => x.predictedPoints);
     assert.equal(of('dinov2').length, 6);

@@ -20,6 +20,7 @@ import type { Tensor } from '../core/tensor.ts';
 import { CHUNKED_DIM, matchPointsBatched, matchPointsChunked, rescalePoints, type PointYX } from './match.ts';
 import { PCK_ALPHAS, computePck, distances, pckThreshold, type PckPair, type PckResult } from './pck.ts';
 import { CLEAN, MULTI, cleanStep, multiInversion } from './methods/features.ts';
+import { publishedMarkdown } from './methods/published.ts';
 import {
   METHODS,
   PAPER_ROWS,
@@ -460,5 +461,8 @@ export function table1Markdown(
   lines.push(
     '- not computed: DHPF needs its own trained weights and code; other rows were not asked for (--methods) or need another model (Ours-SDv2-1: an SD-2.1 model with its network).',
   );
+  // later methods' own numbers, for context, when this run has a row of their kind
+  if (key === 'spair' && METHODS.some((m) => r.methods[m.key] && m.showsPublished))
+    lines.push(...publishedMarkdown());
   return lines.join('\n') + '\n';
 }

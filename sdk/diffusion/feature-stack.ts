@@ -19,8 +19,11 @@ import { pcaRgb } from './pca.ts';
 
 export interface FeatureMeta {
   model: string;
-  /** `noised`: one UNet call on q(x_t | x0) (DIFT); its save timestep label is t itself. */
-  mode: DiffusionMode | 'noised';
+  /**
+   * `noised`: one UNet call on q(x_t | x0) (DIFT); its save timestep label is t itself.
+   * `vit`: a ViT's descriptor map (DINOv2), kept in the same cache.
+   */
+  mode: DiffusionMode | 'noised' | 'vit';
   steps: number;
   /** Square size the image was loaded at (pixels fed to the VAE). */
   imageSize: number;

@@ -8,7 +8,7 @@
  * (no offset, torch's non-antialiased kernel, no LayerScale) must fail the comparison.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readAllSafetensors } from '../../sdk/core/safetensors.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
@@ -308,6 +308,26 @@ describe('DINOv2 (transformers Dinov2Model / Dinov2WithRegistersModel) graph', f
       Array.from(map.data),
     );
     await Promise.all([model.dispose(), fromBin.dispose()]);
+  });
+
+  it('caches descriptor maps by config, weights, pixels and settings', async () => {
+    const cacheDir = tempDir();
+    const { dir } = await tiny([]);
+    const other = join(tempDir(), 'other');
+    assert.equal((await runCli(['make-tiny', other, '--style', 'dinov2', '--seed', '9'])).code, 0);
+    const x = pixels(42, 56);
+    const a = await Dinov2Model.load(dir, { featureCache: cacheDir });
+    const first = await a.describePixels(x);
+    assert.equal(readdirSync(cacheDir).filter((f) => f.endsWith('.safetensors')).length, 1);
+    assert.deepEqual(Array.from((await a.describePixels(x)).data), Array.from(first.data));
+    assert.equal(readdirSync(cacheDir).filter((f) => f.endsWith('.safetensors')).length, 1);
+    // other weights, another facet: new entries, never the first one's values
+    const b = await Dinov2Model.load(other, { featureCache: cacheDir });
+    assert.notDeepEqual(Array.from((await b.describePixels(x)).data), Array.from(first.data));
+    const c = await Dinov2Model.load(dir, { featureCache: cacheDir, facet: 'key' });
+    await c.describePixels(x);
+    assert.equal(readdirSync(cacheDir).filter((f) => f.endsWith('.safetensors')).length, 3);
+    await Promise.all([a, b, c].map((m) => m.dispose()));
   });
 
   it('rejects unsupported configs naming the field, and sizes off the patch grid saying the nearest', async () => {

@@ -22,6 +22,7 @@ export function dinov2Requirement(o: EvalOptions): Requirement | undefined {
 export const dinov2 = defineMethod({
   key: 'dinov2',
   byDefault: false,
+  showsPublished: true,
   row: { label: 'DINOv2 (not in the paper)', layers: '1', timesteps: '-' },
   uses: ['dinov2-grid'],
   requires: dinov2Requirement,

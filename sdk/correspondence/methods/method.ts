@@ -59,6 +59,8 @@ export interface EvalMethod<K extends string = string> {
   byDefault: boolean;
   /** Its table row when the paper has none (the paper's rows live in methods/paper.ts). */
   row?: { label: string; layers: string; timesteps: string };
+  /** Its table is followed by later methods' published numbers (methods/published.ts). */
+  showsPublished?: boolean;
   /** Shared features it reads (methods/features.ts), so the run can plan reuse. */
   uses: readonly string[];
   /** What is not loaded for it, if anything. */

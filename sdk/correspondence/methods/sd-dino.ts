@@ -17,6 +17,7 @@ import { dinov2Grid, sdDinoSd, sdDinoSettings } from './sd-dino-features.ts';
 export const sdDino = defineMethod({
   key: 'sd-dino',
   byDefault: false,
+  showsPublished: true,
   row: { label: 'SD-DINO (zero-shot fusion; not in the paper)', layers: '3', timesteps: '1' },
   uses: ['dinov2-grid', 'sd-dino-sd'],
   requires: dinov2Requirement,

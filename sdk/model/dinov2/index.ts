@@ -11,8 +11,11 @@ import { messages } from '../../core/messages.ts';
 import { SafetensorsReader } from '../../core/safetensors.ts';
 import { Tensor } from '../../core/tensor.ts';
 import { decodeImage, resizeRgb, type ImageInput } from '../../data/image.ts';
+import { createHash } from 'node:crypto';
+import { FeatureCache } from '../../diffusion/cache.ts';
+import { FeatureStack } from '../../diffusion/feature-stack.ts';
 import { readJson } from '../config.ts';
-import { cachedSession } from '../cache.ts';
+import { cachedSession, graphKey } from '../cache.ts';
 import type { HubOptions } from '../hub.ts';
 import { deviceKernels } from '../numerics.ts';
 import { Session, type SessionOptions } from '../runtime.ts';
@@ -44,6 +47,8 @@ export interface Dinov2Options extends SessionOptions, HubOptions {
   positions?: PositionInterpolation;
   allowDownload?: boolean;
   cacheDir?: string;
+  /** Descriptor cache folder (default the feature cache); `false` computes every time. */
+  featureCache?: string | false;
 }
 
 /** The patch tokens of [1, T, D] (after `skip` leading tokens) as a [1, D, gh, gw] map. */
@@ -62,10 +67,13 @@ export class Dinov2Model {
     readonly layer: number,
     readonly facet: DinoFacet,
     readonly positions: PositionInterpolation,
-    /** What identifies the weights (the file's content hash), for feature caches. */
+    /** The weights file (a cached conversion for pytorch_model.bin). */
     readonly weightsFile: string,
     private readonly table: Tensor,
     private readonly session: Session,
+    /** Config and weights by content: what cached descriptors are keyed on. */
+    readonly modelHash: string,
+    private readonly cache: FeatureCache | undefined,
   ) {}
 
   /**
@@ -117,7 +125,9 @@ export class Dinov2Model {
       },
       (path) => Session.create(path, o),
     );
-    return new Dinov2Model(model, config, layer, facet, positions, weights, table, session);
+    const modelHash = graphKey('dinov2-model', config, {}, [weights]);
+    const cache = o.featureCache === false ? undefined : new FeatureCache(o.featureCache);
+    return new Dinov2Model(model, config, layer, facet, positions, weights, table, session, modelHash, cache);
   }
 
   /** Patch grid of an H x W input (transformers floors: a remainder of pixels is not seen). */
@@ -147,10 +157,24 @@ export class Dinov2Model {
       throw new ConfigError(
         `DINOv2 input ${W}x${H}: sides must be multiples of the patch size ${p} (nearest: ${roundTo(W, p)}x${roundTo(H, p)})`,
       );
+    // cached like SD features: by the model's config and weights, the pixels and the settings
+    const key = FeatureCache.key(this.modelHash, createHash('sha256').update(pixels.data).digest('hex'), {
+      descriptor: 'dinov2',
+      layer: this.layer,
+      facet: this.facet,
+      positions: this.positions,
+      H,
+      W,
+    });
+    const hit = await this.cache?.get(key);
+    if (hit) return hit.maps[0][0];
     const out = await this.run(pixels);
     const facet = out[this.facet === 'token' ? 'tokens' : this.facet];
     const [gh, gw] = this.grid(H, W);
-    return tokensToMap(facet, 1 + this.config.registers, gh, gw);
+    const map = tokensToMap(facet, 1 + this.config.registers, gh, gw);
+    const meta = { model: this.modelId, mode: 'vit' as const, steps: 0, imageSize: H, seed: null };
+    await this.cache?.put(key, new FeatureStack([0], [this.layer + 1], [[map]], meta));
+    return map;
   }
 
   /** The descriptor map of an image loaded (plain bilinear resize) at loadSize x loadSize. */
