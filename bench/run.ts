@@ -7,7 +7,7 @@
  * aggregation network cases (forward, training steps incl. the paper's setting) and writes
  * bench/results/<timestamp>-aggregation.json; likewise `--only unet|extract|lotus|correspondence`
  * (the last: matching, eval per pair and SD-Concat-All's chunked similarity at the paper's
- * resolution). With PyTorch's own ONNX export of the SD-1.5-sized UNet at
+ * resolution) and `--only dinov2` (DINOv2-base and -giant at SD-DINO's 840 px). With PyTorch's own ONNX export of the SD-1.5-sized UNet at
  * HYPERFEATURES_BENCH_EXPORT (default /tmp/ortspike/unet/unet.onnx, made by ../shared/perf-anchor),
  * the UNet section also times it, alternated with ours (fused and exact attention) in fresh
  * processes, and call by call with ours in one process (bench/pair-case.ts), same threads.
@@ -36,7 +36,7 @@ if (process.argv.includes('--device') && process.argv[process.argv.indexOf('--de
 const quick = process.argv.includes('--quick');
 const onlyAt = process.argv.indexOf('--only');
 const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : undefined;
-const SECTIONS = ['unet', 'extract', 'aggregation', 'lotus', 'correspondence'];
+const SECTIONS = ['unet', 'extract', 'aggregation', 'lotus', 'correspondence', 'dinov2'];
 if (only !== undefined && !SECTIONS.includes(only))
   throw new Error(`--only: expected one of ${SECTIONS.join(', ')}, got ${JSON.stringify(only)}`);
 const section = (name: string) => !only || only === name;
@@ -253,6 +253,23 @@ if (section('correspondence')) {
     sdConcatAllPaperResolution: child('concat-case.ts', []),
   };
   say(`  ${JSON.stringify(results.correspondence)}`);
+}
+
+// DINOv2-base and -giant (random weights, the real widths) at SD-DINO's 840 px: per image, peak RSS.
+// The giant's 4.4 GB checkpoint is generated once; --quick runs the base only.
+if (section('dinov2')) {
+  results.dinov2 = {};
+  for (const variant of quick ? ['base'] : ['base', 'giant']) {
+    const dir = join(hyperfeaturesCacheDir(), 'bench-models', `dinov2-${variant}`);
+    if (!existsSync(join(dir, 'config.json'))) {
+      say(`generating dinov2-${variant} (full widths, random weights) in ${dir}`);
+      await makeTinyCheckpoint(dir, { style: 'dinov2', size: 'full', variant: variant as 'base' | 'giant' });
+    }
+    say(`DINOv2-${variant} at 840 px`);
+    const r = child('dinov2-case.ts', [dir, '840', variant === 'giant' ? '1' : '3']);
+    (results.dinov2 as Record<string, unknown>)[variant] = r;
+    say(`  ${JSON.stringify(r)}`);
+  }
 }
 
 // FeatureStack memory at SD-1.5 size: 11 timesteps x 12 layers of a 64x64 latent.

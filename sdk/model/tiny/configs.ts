@@ -141,22 +141,34 @@ export function vitConfig(size: TinySize): Record<string, unknown> {
   };
 }
 
+export const DINOV2_VARIANTS = ['small', 'base', 'large', 'giant'] as const;
+export type Dinov2Variant = (typeof DINOV2_VARIANTS)[number];
+/** facebook/dinov2-*: hidden size, blocks, heads (giant: the SwiGLU feed-forward). */
+const DINOV2_WIDTHS: Record<Dinov2Variant, [number, number, number]> = {
+  small: [384, 12, 6],
+  base: [768, 12, 12],
+  large: [1024, 24, 16],
+  giant: [1536, 40, 24],
+};
+
 /**
- * transformers Dinov2Model / Dinov2WithRegistersModel configs: ViT-B/14 at full size (518 px
- * table: 37 x 37), a 3-block width-32 model with a 4 x 4 table when tiny.
+ * transformers Dinov2Model / Dinov2WithRegistersModel configs: facebook/dinov2-<variant> at
+ * full size (518 px table: 37 x 37; default base), a 3-block width-32 model with a 4 x 4 table
+ * when tiny.
  */
 export function dinov2Config(
   size: TinySize,
-  o: { registers?: boolean; swiglu?: boolean } = {},
+  o: { registers?: boolean; swiglu?: boolean; variant?: Dinov2Variant } = {},
 ): Record<string, unknown> {
   const full = size === 'full';
+  const [width, blocks, heads] = DINOV2_WIDTHS[o.variant ?? 'base'];
   return {
     architectures: [o.registers ? 'Dinov2WithRegistersModel' : 'Dinov2Model'],
     model_type: o.registers ? 'dinov2_with_registers' : 'dinov2',
     hidden_act: 'gelu',
-    hidden_size: full ? 768 : 32,
-    num_hidden_layers: full ? 12 : 3,
-    num_attention_heads: full ? 12 : 2,
+    hidden_size: full ? width : 32,
+    num_hidden_layers: full ? blocks : 3,
+    num_attention_heads: full ? heads : 2,
     mlp_ratio: 4,
     patch_size: 14,
     image_size: full ? 518 : 56,
@@ -164,7 +176,7 @@ export function dinov2Config(
     layer_norm_eps: 1e-6,
     layerscale_value: 1.0,
     qkv_bias: true,
-    use_swiglu_ffn: o.swiglu ?? false,
+    use_swiglu_ffn: o.swiglu ?? (full && o.variant === 'giant'),
     ...(o.registers ? { num_register_tokens: 4 } : {}),
   };
 }

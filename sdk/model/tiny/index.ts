@@ -28,7 +28,7 @@ import { buildDinov2Graph } from '../dinov2/build.ts';
 import { parseDinov2Config } from '../dinov2/config.ts';
 import * as C from './configs.ts';
 
-export { TINY_STYLES, TINY_SIZES, type TinyStyle, type TinySize } from './configs.ts';
+export { TINY_STYLES, TINY_SIZES, DINOV2_VARIANTS, type TinyStyle, type TinySize } from './configs.ts';
 
 const ASSETS = assetPath('clip-tokenizer');
 
@@ -55,6 +55,8 @@ export interface MakeTinyOptions {
   registers?: boolean;
   /** dinov2 style: the SwiGLU feed-forward of the giant models. */
   swiglu?: boolean;
+  /** dinov2 style at full size: which facebook/dinov2 widths (default base). */
+  variant?: C.Dinov2Variant;
 }
 
 /** Seeded values whose scale keeps activations sane: norms near 1, weights ~ 1/sqrt(fan_in). */
@@ -118,8 +120,10 @@ export async function makeTinyCheckpoint(dir: string, options: MakeTinyOptions =
   const fp16 = options.fp16 ?? false;
   if (style === 'dino') return makeTinyVit(dir, size, rng, fp16);
   if (style === 'dinov2') return makeTinyDinov2(dir, size, rng, fp16, options);
-  if (options.registers || options.swiglu)
-    throw new ConfigError(`make-tiny: registers and swiglu are options of the dinov2 style, not ${style}`);
+  if (options.registers || options.swiglu || options.variant)
+    throw new ConfigError(
+      `make-tiny: registers, swiglu and variant are options of the dinov2 style, not ${style}`,
+    );
 
   const unetRaw = C.unetConfig(style, size);
   const unetRec = new ShapeRecorder();
@@ -194,6 +198,8 @@ async function makeTinyVit(dir: string, size: C.TinySize, rng: Rng, fp16: boolea
 
 /** A transformers Dinov2Model (or WithRegisters) folder shaped like facebook/dinov2-*. */
 async function makeTinyDinov2(dir: string, size: C.TinySize, rng: Rng, fp16: boolean, o: MakeTinyOptions) {
+  if (o.variant !== undefined && !C.DINOV2_VARIANTS.includes(o.variant))
+    throw new ConfigError(messages.invalidOption('variant', C.DINOV2_VARIANTS.join(' | '), o.variant));
   const raw = C.dinov2Config(size, o);
   const cfg = parseDinov2Config('generated DINOv2 config', raw);
   const rec = new ShapeRecorder();
