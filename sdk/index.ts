@@ -62,6 +62,18 @@ export {
 } from './model/dino/index.ts';
 export { POSITION_INTERPOLATIONS, type PositionInterpolation } from './model/dino/positions.ts';
 export {
+  SD_DINO_DEFAULTS,
+  sdDinoDescriptors,
+  letterbox,
+  letterboxImage,
+  fuse as fuseDescriptors,
+  gridMatch,
+  type Letterbox,
+  type SdDinoDescriptorOptions,
+} from './correspondence/sd-dino.ts';
+export { coPca } from './correspondence/co-pca.ts';
+export { PUBLISHED_SPAIR, type PublishedResult } from './correspondence/methods/published.ts';
+export {
   Dinov2Model,
   DINOV2_DEFAULTS,
   parseDinov2Config,
@@ -97,6 +109,7 @@ export {
   PAPER_TABLE1,
   PAPER_ROWS,
   type EvalOptions,
+  type SdDinoOptions,
   type EvalResults,
   type PairRecord,
   type Table1Method,

@@ -15,6 +15,11 @@ import type { RgbImage } from '../core/rgb.ts';
 import { Tensor, resizeBilinear } from '../core/tensor.ts';
 import { pilResize } from '../data/pil-resize.ts';
 import { readAllSafetensors } from '../core/safetensors.ts';
+import { decodeImage, type ImageInput } from '../data/image.ts';
+import { noisedFeatures } from '../diffusion/noised.ts';
+import type { StableDiffusion } from '../diffusion/pipeline.ts';
+import { dinoPixels } from '../model/dino/index.ts';
+import type { Dinov2Model } from '../model/dinov2/index.ts';
 import { coPca } from './co-pca.ts';
 import { batchedArgmax } from './similarity.ts';
 
@@ -210,4 +215,68 @@ export async function readEmbeddings(path: string): Promise<Map<string, Tensor>>
   }
   if (!out.size) throw new ConfigError(`${path}: no embeddings in the file`);
   return out;
+}
+
+export interface SdDinoDescriptorOptions {
+  sdSize?: number;
+  dinoSize?: number;
+  timestep?: number;
+  pcaDims?: number[];
+  dinoWeight?: number;
+  /** The text conditioning's prompt (default "a photo of {category}" with `category`). */
+  prompt?: string;
+  category?: string;
+  seed?: number;
+  /**
+   * `letterbox`: SD-DINO's square canvases (padding included in the maps); `stretch`: each
+   * image resized to the square, so the maps cover exactly the image (what overlays want).
+   */
+  frame?: 'letterbox' | 'stretch';
+}
+
+/**
+ * SD-DINO's fused descriptor maps of two images (their SD parts co-PCA'd together), on
+ * DINOv2's patch grid: dot products of the maps are the fused score.
+ */
+export async function sdDinoDescriptors(
+  sd: StableDiffusion,
+  dinov2: Dinov2Model,
+  images: [ImageInput, ImageInput],
+  o: SdDinoDescriptorOptions = {},
+): Promise<[Tensor, Tensor]> {
+  const s = {
+    ...SD_DINO_DEFAULTS,
+    ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
+  };
+  const w = checkDinoWeight(s.dinoWeight);
+  const rgb = await Promise.all(images.map((i) => decodeImage(i)));
+  const square = (img: RgbImage, size: number): RgbImage =>
+    o.frame === 'stretch'
+      ? {
+          data: pilResize(img.data, img.width, img.height, 3, size, size, 'lanczos'),
+          width: size,
+          height: size,
+        }
+      : letterboxImage(img, size).image;
+  const dino = [];
+  for (const img of rgb) dino.push(await dinov2.describePixels(dinoPixels(square(img, s.dinoSize))));
+  if (w === 1) return [fuse(undefined, dino[0], 1), fuse(undefined, dino[1], 1)];
+  const stages: Tensor[][] = [];
+  for (const img of rgb) {
+    const [out] = await noisedFeatures(sd, [square(img, s.sdSize)], {
+      timestep: s.timestep,
+      ensemble: 1,
+      seed: s.seed,
+      prompt: s.prompt.replaceAll('{category}', o.category ?? 'object'),
+      loadSize: s.sdSize,
+      imageSize: s.sdSize,
+      layers: [],
+      decoderInputs: [...SD_DINO_DEFAULTS.decoderInputs],
+    });
+    stages.push(out.decoderInputs);
+  }
+  const sdMaps = await sdDinoSdDescriptors(stages[0], stages[1], s.pcaDims);
+  const [, , gh, gw] = dino[0].shape;
+  const onGrid = (t: Tensor) => (t.shape[2] !== gh || t.shape[3] !== gw ? resizeBilinear(t, gh, gw) : t);
+  return [fuse(onGrid(sdMaps[0]), dino[0], w), fuse(onGrid(sdMaps[1]), dino[1], w)];
 }

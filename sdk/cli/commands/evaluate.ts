@@ -370,7 +370,9 @@ export const evaluate: Command = {
 };
 
 /** SD-DINO's settings from the command line (undefined: the defaults). */
-async function sdDinoFlags(v: Record<string, string | string[] | boolean | undefined>): Promise<SdDinoOptions> {
+async function sdDinoFlags(
+  v: Record<string, string | string[] | boolean | undefined>,
+): Promise<SdDinoOptions> {
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   const weight = str('sd-dino-weight');
   const dinoWeight = weight === undefined ? undefined : Number(weight);

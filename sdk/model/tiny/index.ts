@@ -219,6 +219,8 @@ export async function demoCheckpoint(
   name = `tiny-${style}-demo`,
 ): Promise<string> {
   const dir = join(hyperfeaturesCacheDir(), 'models', name);
-  if (!existsSync(join(dir, 'model_index.json'))) await makeTinyCheckpoint(dir, { style, seed: 0 });
+  // transformers folders (dino, dinov2) have a config.json where diffusers folders have model_index.json
+  const marker = style === 'dino' || style === 'dinov2' ? 'model.safetensors' : 'model_index.json';
+  if (!existsSync(join(dir, marker))) await makeTinyCheckpoint(dir, { style, seed: 0 });
   return dir;
 }
