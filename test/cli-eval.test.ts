@@ -392,5 +392,10 @@ describe('eval: the DINOv2 and SD-DINO rows (SD-DINO protocol, tiny models)', fu
     await writeSafetensors(wrong, { default: new Tensor(new Float32Array(8), [2, 2, 2]) });
     bad = await runCli(args(tempDir(), ['--embeddings', wrong]));
     assert.match(bad.err, /expected \[1, S, D\] or \[S, D\]/);
+    // canvases off the grids: said before any pair is computed
+    bad = await runCli([...args(tempDir(), []), '--sd-dino-dino-size', '100']);
+    assert.match(bad.err, /multiple of the patch size 14 \(nearest: 98/);
+    bad = await runCli([...args(tempDir(), []), '--sd-dino-sd-size', '100']);
+    assert.match(bad.err, /SD canvas 100 px must be a multiple of 64/);
   });
 });

@@ -4,6 +4,7 @@
  * patch grid, the source keypoint's patch against every target patch by cosine, the best
  * patch's centre mapped back to the target image.
  */
+import { ConfigError } from '../../core/errors.ts';
 import { fromCanvas, fuse, gridMatch, toCanvas } from '../sd-dino.ts';
 import { defineMethod, type Requirement } from './method.ts';
 import { dinov2Grid, sdDinoSettings } from './sd-dino-features.ts';
@@ -19,6 +20,16 @@ export function dinov2Requirement(o: EvalOptions): Requirement | undefined {
       };
 }
 
+/** Refuses canvas sizes off DINOv2's patch grid before any work. */
+export function checkDinoSize(o: EvalOptions): void {
+  const size = sdDinoSettings(o.sdDino).dinoSize;
+  const p = o.dinov2?.config.patchSize ?? 14;
+  if (!Number.isInteger(size) || size < p || size % p)
+    throw new ConfigError(
+      `DINOv2 canvas ${size} px: must be a multiple of the patch size ${p} (nearest: ${Math.max(p, Math.round(size / p) * p)}; SD-DINO's is 840)`,
+    );
+}
+
 export const dinov2 = defineMethod({
   key: 'dinov2',
   byDefault: false,
@@ -26,6 +37,7 @@ export const dinov2 = defineMethod({
   row: { label: 'DINOv2 (not in the paper)', layers: '1', timesteps: '-' },
   uses: ['dinov2-grid'],
   requires: dinov2Requirement,
+  check: (o) => checkDinoSize(o),
   describe: (o) => {
     const s = sdDinoSettings(o.sdDino);
     return {

@@ -10,7 +10,7 @@ import { ConfigError } from '../../core/errors.ts';
 import { tapCount } from '../../model/unet/config.ts';
 import { checkDinoWeight, fromCanvas, fuse, gridMatch, toCanvas } from '../sd-dino.ts';
 import { resizeBilinear } from '../../core/tensor.ts';
-import { dinov2Requirement } from './dinov2.ts';
+import { checkDinoSize, dinov2Requirement } from './dinov2.ts';
 import { defineMethod } from './method.ts';
 import { dinov2Grid, sdDinoSd, sdDinoSettings } from './sd-dino-features.ts';
 
@@ -24,6 +24,11 @@ export const sdDino = defineMethod({
   check: (o, sd) => {
     const s = sdDinoSettings(o.sdDino);
     checkDinoWeight(s.dinoWeight);
+    checkDinoSize(o);
+    if (!Number.isInteger(s.sdSize) || s.sdSize < 64 || s.sdSize % 64)
+      throw new ConfigError(
+        `sd-dino: the SD canvas ${s.sdSize} px must be a multiple of 64 (its three stages at 1/64, 1/32, 1/16; SD-DINO's is 960)`,
+      );
     if (tapCount(sd.unet.config) < 9)
       throw new ConfigError(
         `sd-dino needs decoder resnets 2, 5 and 8; this UNet has ${tapCount(sd.unet.config)}`,
