@@ -12,6 +12,7 @@ import { UNet } from '../../sdk/model/unet/index.ts';
 import { Vae } from '../../sdk/model/vae/index.ts';
 import { TextEncoder } from '../../sdk/model/clip/index.ts';
 import { DinoModel } from '../../sdk/model/dino/index.ts';
+import { Dinov2Model } from '../../sdk/model/dinov2/index.ts';
 import { AggregationNetwork } from '../../sdk/aggregation/network.ts';
 import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
 import { Rng } from '../../sdk/core/rng.ts';
@@ -90,13 +91,18 @@ describe('WebGPU: no compute node placed on the CPU', function () {
   });
 
   // training's graphs run on the CPU for now (trainer.ts: their gradients are wrong on WebGPU)
-  it('DINO ViT and the aggregation network forward', async () => {
+  it('DINO ViT, DINOv2 (registers, SwiGLU) and the aggregation network forward', async () => {
     const dir = join(tempDir(), 'tiny-dino');
     await makeTinyCheckpoint(dir, { style: 'dino', seed: 3 });
+    const v2 = join(tempDir(), 'tiny-dinov2');
+    await makeTinyCheckpoint(v2, { style: 'dinov2', registers: true, swiglu: true, seed: 3 });
     const results = await cpuComputeOf(async () => {
       const dino = await DinoModel.load(dir, { device, layer: 1, stride: 4 });
       await dino.run(randn([1, 3, 32, 32]));
       await dino.dispose();
+      const dinov2 = await Dinov2Model.load(v2, { device, featureCache: false });
+      await dinov2.run(randn([1, 3, 42, 56]));
+      await dinov2.dispose();
       const net = await AggregationNetwork.load(join(REFERENCE, 'cases/aggregation_network.safetensors'), {
         device,
       });
@@ -105,6 +111,6 @@ describe('WebGPU: no compute node placed on the CPU', function () {
       await net.forward(features);
       await net.dispose();
     });
-    assertNoneOnCpu(results, 2);
+    assertNoneOnCpu(results, 3);
   });
 });
