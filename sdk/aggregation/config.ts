@@ -18,7 +18,22 @@ export interface AggregationConfig {
    * `num_timesteps`): 50 for the paper's network, 1 for the one-step variant.
    */
   steps?: number;
+  /**
+   * Maps beside the diffusion features (ours+dinov2: DINOv2 blocks), each with its own
+   * bottleneck (`extra_bottleneck_layers.<k>.0.*`) and ONE mixing weight
+   * (`extra_mixing_weights[k]`), softmaxed jointly with the diffusion maps' weights. `name` says
+   * what the map is (e.g. "dinov2:block11:token"), so a network is never fed other features.
+   */
+  extraMaps?: ExtraMap[];
 }
+
+export interface ExtraMap {
+  name: string;
+  dim: number;
+}
+
+/** The extra maps (none for the paper's networks). */
+export const extrasOf = (c: AggregationConfig): ExtraMap[] => c.extraMaps ?? [];
 
 /**
  * The DDIM steps a network's features come from: its config's, else what its save timesteps
@@ -67,10 +82,15 @@ const KNOWN_CONFIG_KEYS = new Set([
   'use_paper_size',
   'num_norm_groups',
   'feature_dims',
+  'extra_maps',
 ]);
 
 export function layerKey(l: number, part: string): string {
   return `bottleneck_layers.${l}.0.${part}`;
+}
+
+export function extraKey(k: number, part: string): string {
+  return `extra_bottleneck_layers.${k}.0.${part}`;
 }
 
 /** Parameter names and shapes of a network with this config, in state-dict order. */
@@ -80,17 +100,23 @@ export function parameterShapes(c: AggregationConfig): Map<string, number[]> {
   const shapes = new Map<string, number[]>([
     ['mixing_weights', [c.featureDims.length * c.saveTimesteps.length]],
   ]);
-  c.featureDims.forEach((dim, l) => {
+  const block = (key: (part: string) => string, dim: number) => {
     const conv = (name: string, shape: number[]) => {
-      shapes.set(layerKey(l, `${name}.weight`), shape);
-      shapes.set(layerKey(l, `${name}.norm.weight`), [shape[0]]);
-      shapes.set(layerKey(l, `${name}.norm.bias`), [shape[0]]);
+      shapes.set(key(`${name}.weight`), shape);
+      shapes.set(key(`${name}.norm.weight`), [shape[0]]);
+      shapes.set(key(`${name}.norm.bias`), [shape[0]]);
     };
     if (dim !== p) conv('shortcut', [p, dim, 1, 1]);
     conv('conv1', [b, dim, 1, 1]);
     conv('conv2', [b, b, 3, 3]);
     conv('conv3', [p, b, 1, 1]);
-  });
+  };
+  c.featureDims.forEach((dim, l) => block((part) => layerKey(l, part), dim));
+  const extras = extrasOf(c);
+  if (extras.length) {
+    shapes.set('extra_mixing_weights', [extras.length]);
+    extras.forEach((e, k) => block((part) => extraKey(k, part), e.dim));
+  }
   return shapes;
 }
 
@@ -134,9 +160,19 @@ export function inferConfig(
       `config dims ${JSON.stringify(saved!.dims)} differ from the weights' ${JSON.stringify(featureDims)}`,
     );
   }
+  const extraDims: number[] = [];
+  while (params.has(extraKey(extraDims.length, 'conv1.weight')))
+    extraDims.push(params.get(extraKey(extraDims.length, 'conv1.weight'))!.shape[1]);
+  const savedExtras = Array.isArray(saved?.extra_maps) ? (saved!.extra_maps as { name?: unknown }[]) : [];
+  if (extraDims.length && savedExtras.length !== extraDims.length)
+    problems.push(
+      `${extraDims.length} extra bottleneck(s) but the config names ${savedExtras.length} extra map(s) (extra_maps: [{ name, dim }])`,
+    );
+  const extraMaps = extraDims.map((dim, k) => ({ name: String(savedExtras[k]?.name ?? `extra${k}`), dim }));
   const config: AggregationConfig = {
     featureDims,
     saveTimesteps: saveTimesteps ?? [],
+    ...(extraMaps.length ? { extraMaps } : {}),
     projectionDim,
     numNormGroups: 32,
     ...(typeof saved?.num_timesteps === 'number' &&
@@ -181,4 +217,39 @@ export function checkStackFits(
     problems.push(`layer channels [${ch.join(', ')}] but the network expects [${c.featureDims.join(', ')}]`);
   if (problems.length)
     throw new ShapeError(`feature stack does not fit the aggregation network: ${problems.join('; ')}`);
+}
+
+/**
+ * Check the extra maps given for `n` images against the network's (ours+dinov2).
+ * @throws ShapeError naming what differs: maps for a network without extras, missing ones,
+ *   other channels
+ */
+export function checkExtrasFit(
+  c: AggregationConfig,
+  n: number,
+  extras: readonly (readonly { shape: readonly number[] }[])[] | undefined,
+): void {
+  const want = extrasOf(c);
+  const given = extras ?? [];
+  if (!want.length && given.some((e) => e.length))
+    throw new ShapeError(
+      'extra feature maps given, but this network mixes diffusion features only (it was trained without --features dinov2)',
+    );
+  if (!want.length) return;
+  if (given.length !== n)
+    throw new ShapeError(
+      `this network also mixes ${want.map((e) => e.name).join(', ')}: expected those maps for each of the ${n} image(s), got ${given.length === 0 ? 'none' : `maps for ${given.length}`}`,
+    );
+  for (const [i, maps] of given.entries()) {
+    if (maps.length !== want.length)
+      throw new ShapeError(
+        `image ${i}: expected ${want.length} extra map(s) (${want.map((e) => e.name).join(', ')}), got ${maps.length}`,
+      );
+    maps.forEach((m, k) => {
+      if (m.shape.length !== 4 || m.shape[0] !== 1 || m.shape[1] !== want[k].dim)
+        throw new ShapeError(
+          `image ${i}: extra map ${want[k].name} has shape [${m.shape.join(', ')}], expected [1, ${want[k].dim}, h, w]`,
+        );
+    });
+  }
 }

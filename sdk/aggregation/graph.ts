@@ -7,7 +7,7 @@
 import { GraphBuilder } from '../model/onnx/graph.ts';
 import { conv2d, groupNorm, type Ctx } from '../model/onnx/nn.ts';
 import type { ParamOptions, WeightSource } from '../model/weights.ts';
-import { layerKey, parameterShapes, type AggregationConfig } from './config.ts';
+import { extraKey, extrasOf, layerKey, parameterShapes, type AggregationConfig } from './config.ts';
 
 const GN_EPS = 1e-5;
 
@@ -30,8 +30,18 @@ export class InputParams implements WeightSource {
   }
 }
 
-/** One BottleneckBlock: relu(gn3(conv3(relu(gn2(conv2(relu(gn1(conv1 x))))))) + shortcut(x)). */
-export function bottleneck(ctx: Ctx, l: number, x: string, dim: number, c: AggregationConfig): string {
+/**
+ * One BottleneckBlock: relu(gn3(conv3(relu(gn2(conv2(relu(gn1(conv1 x))))))) + shortcut(x)),
+ * layer l's (or, with `key`, another block's parameters: the extra maps').
+ */
+export function bottleneck(
+  ctx: Ctx,
+  l: number,
+  x: string,
+  dim: number,
+  c: AggregationConfig,
+  key: (part: string) => string = (part) => layerKey(l, part),
+): string {
   const { g } = ctx;
   const p = c.projectionDim;
   const b = p / 4;
@@ -39,8 +49,8 @@ export function bottleneck(ctx: Ctx, l: number, x: string, dim: number, c: Aggre
   const cbn = (name: string, v: string, cin: number, cout: number, k: number) =>
     groupNorm(
       ctx,
-      layerKey(l, `${name}.norm`),
-      conv2d(ctx, layerKey(l, name), v, cin, cout, k, { bias: false }),
+      key(`${name}.norm`),
+      conv2d(ctx, key(name), v, cin, cout, k, { bias: false }),
       cout,
       G,
       GN_EPS,
@@ -88,16 +98,35 @@ export function layerWeights(g: GraphBuilder, weights: string, c: AggregationCon
   ]);
 }
 
-/** Graph: `features` [B, S*sum(C), R, R] + parameters -> `descriptors` [B, P, R, R]. */
+/** The mixing weights, softmaxed over the diffusion maps' and the extra maps' logits together. */
+export function jointMixingWeights(g: GraphBuilder, w: InputParams, c: AggregationConfig): string {
+  const n = c.featureDims.length * c.saveTimesteps.length;
+  const logits = w.param(g, 'mixing_weights', [n]);
+  const E = extrasOf(c).length;
+  if (!E) return g.op('Softmax', [logits], { axis: 0 });
+  const all = g.op('Concat', [logits, w.param(g, 'extra_mixing_weights', [E])], { axis: 0 });
+  return g.op('Softmax', [all], { axis: 0 });
+}
+
+/** Channels of the stacked input: S x the diffusion maps', then each extra map's once. */
+export function inputChannels(c: AggregationConfig): number {
+  const sd = c.saveTimesteps.length * c.featureDims.reduce((a, b) => a + b, 0);
+  return sd + extrasOf(c).reduce((a, e) => a + e.dim, 0);
+}
+
+/**
+ * Graph: `features` [B, S*sum(C) + sum(extra dims), R, R] + parameters -> `descriptors`
+ * [B, P, R, R].
+ */
 export function buildAggregationGraph(c: AggregationConfig, o: { twoPassNorm?: boolean } = {}): GraphBuilder {
   const g = new GraphBuilder();
   // GroupNorm as two reductions on WebGPU (model/numerics.ts)
-  const ctx: Ctx = { g, w: new InputParams(parameterShapes(c)), twoPassNorm: o.twoPassNorm };
+  const params = new InputParams(parameterShapes(c));
+  const ctx: Ctx = { g, w: params, twoPassNorm: o.twoPassNorm };
   const L = c.featureDims.length;
   const S = c.saveTimesteps.length;
-  const total = S * c.featureDims.reduce((a, b) => a + b, 0);
-  const features = g.input('features', ['batch', total, 'height', 'width']);
-  const weights = g.op('Softmax', [ctx.w.param(g, 'mixing_weights', [L * S])], { axis: 0 });
+  const features = g.input('features', ['batch', inputChannels(c), 'height', 'width']);
+  const weights = jointMixingWeights(g, params, c);
   let out: string | undefined;
   for (let l = 0; l < L; l++) {
     const y = g.scope(`layer${l}`, () =>
@@ -110,6 +139,21 @@ export function buildAggregationGraph(c: AggregationConfig, o: { twoPassNorm?: b
     );
     out = out ? g.op('Add', [out, weighted]) : weighted;
   }
+  // the extra maps: one bottleneck and one weight each, after the diffusion maps' channels
+  let offset = S * c.featureDims.reduce((a, b) => a + b, 0);
+  extrasOf(c).forEach((e, k) => {
+    const x = g.op('Slice', [
+      features,
+      g.constInt64([offset]),
+      g.constInt64([offset + e.dim]),
+      g.constInt64([1]),
+    ]);
+    offset += e.dim;
+    const y = g.scope(`extra${k}`, () => bottleneck(ctx, k, x, e.dim, c, (part) => extraKey(k, part)));
+    const wk = g.op('Gather', [weights, g.constInt64([L * S + k])], { axis: 0 });
+    const weighted = g.op('Mul', [y, g.op('Reshape', [wk, g.constInt64([1, 1, 1, 1])])]);
+    out = out ? g.op('Add', [out, weighted]) : weighted;
+  });
   g.output('descriptors', out!, ['batch', c.projectionDim, 'height', 'width']);
   return g;
 }

@@ -12,6 +12,9 @@ export {
   DEFAULT_PROJECTION_DIM,
   LOGIT_SCALE,
   type AggregationConfig,
+  type ExtraMap,
+  extrasOf,
+  checkExtrasFit,
 } from './config.ts';
 export { torchLoad, type TorchTensor } from './torch-load.ts';
 export { Trainer, pointsToIndices, ADAMW_DEFAULTS, type AdamWOptions } from './train/trainer.ts';

@@ -6,22 +6,25 @@ import { extname } from 'node:path';
 import { ConfigError, DataError, ShapeError } from '../core/errors.ts';
 import { readAllSafetensors, writeSafetensors } from '../core/safetensors.ts';
 import { Rng } from '../core/rng.ts';
-import { Tensor, concat } from '../core/tensor.ts';
+import { Tensor, concat, resizeBilinear } from '../core/tensor.ts';
 import type { FeatureStack } from '../diffusion/feature-stack.ts';
 import { Session, type Device, type SessionOptions } from '../model/runtime.ts';
 import { deviceKernels } from '../model/numerics.ts';
 import {
+  checkExtrasFit,
   checkStackFits,
   DEFAULT_PROJECTION_DIM,
+  extrasOf,
   inferConfig,
   networkSteps,
   parameterShapes,
   type AggregationConfig,
+  type ExtraMap,
 } from './config.ts';
 import { tapChannels, type UNetConfig } from '../model/unet/config.ts';
 import { PAPER_SAVE_TIMESTEPS } from '../diffusion/plan.ts';
 import { assertFinite, checkPositiveInt } from '../core/validate.ts';
-import { buildAggregationGraph } from './graph.ts';
+import { buildAggregationGraph, inputChannels } from './graph.ts';
 import { isTorchTensor, toPlain, torchLoad } from './torch-load.ts';
 import { orderedDict, torchSave, torchTensor } from './torch-save.ts';
 
@@ -72,7 +75,8 @@ export function initParameters(c: AggregationConfig, seed = 0): Map<string, Tens
   for (const [name, shape] of parameterShapes(c)) {
     const n = shape.reduce((a, b) => a * b, 1);
     let values: Float32Array;
-    if (name === 'mixing_weights' || name.endsWith('norm.weight')) values = new Float32Array(n).fill(1);
+    if (name === 'mixing_weights' || name === 'extra_mixing_weights' || name.endsWith('norm.weight'))
+      values = new Float32Array(n).fill(1);
     else if (name.endsWith('norm.bias')) values = new Float32Array(n);
     else values = rng.normalArray(n, 0, Math.sqrt(2 / (shape[0] * shape[2] * shape[3])));
     params.set(name, new Tensor(values, shape));
@@ -114,6 +118,8 @@ export class AggregationNetwork {
       projectionDim?: number;
       seed?: number;
       layers?: readonly number[];
+      /** Maps mixed beside the diffusion features (ours+dinov2), each with its own bottleneck. */
+      extraMaps?: readonly ExtraMap[];
     } & SessionOptions = {},
   ): AggregationNetwork {
     const cfg = 'unet' in model ? model.unet.config : model;
@@ -137,14 +143,29 @@ export class AggregationNetwork {
       projectionDim,
       numNormGroups: 32,
       steps: o.steps ?? (o.oneStep ? 1 : 50),
+      ...(o.extraMaps?.length ? { extraMaps: o.extraMaps.map((e) => ({ name: e.name, dim: e.dim })) } : {}),
     };
+    for (const e of config.extraMaps ?? [])
+      if (typeof e.name !== 'string' || !e.name || !Number.isInteger(e.dim) || e.dim < 1)
+        throw new ConfigError(
+          `forModel: extraMaps entries need a name and a positive integer dim, got ${JSON.stringify(e)}`,
+        );
     checkPositiveInt('steps', config.steps);
     for (const t of saveTimesteps)
       if (!Number.isInteger(t) || t < 0 || t >= config.steps!)
         throw new ConfigError(
           `forModel: save timesteps must be integers in 0..${config.steps! - 1} for ${config.steps} steps, got ${JSON.stringify(saveTimesteps)}`,
         );
-    const { seed, oneStep: _o, steps: _s, saveTimesteps: _t, projectionDim: _p, layers: _l, ...session } = o;
+    const {
+      seed,
+      oneStep: _o,
+      steps: _s,
+      saveTimesteps: _t,
+      projectionDim: _p,
+      layers: _l,
+      extraMaps: _e,
+      ...session
+    } = o;
     return AggregationNetwork.create(config, seed ?? 0, session);
   }
 
@@ -176,43 +197,76 @@ export class AggregationNetwork {
   }
 
   private async run(features: Tensor, checkInputs: boolean): Promise<Tensor> {
-    const total = this.config.saveTimesteps.length * this.config.featureDims.reduce((a, b) => a + b, 0);
-    features.expectShape('aggregation features', [-1, total, -1, -1]);
+    features.expectShape('aggregation features', [-1, inputChannels(this.config), -1, -1]);
     const feeds: Record<string, Tensor> = { features, ...Object.fromEntries(this.params) };
     return (await (await this.getSession()).run(feeds, undefined, { checkInputs })).descriptors;
   }
 
-  /** Diffusion hyperfeatures of feature stacks at `resolution` (default 64): [N, P, R, R]. */
-  async aggregate(stacks: readonly FeatureStack[], resolution = 64): Promise<Tensor> {
+  /**
+   * Diffusion hyperfeatures of feature stacks at `resolution` (default 64): [N, P, R, R]. A
+   * network with extra maps (ours+dinov2) takes them per stack, in its config's order, any size.
+   * @throws ShapeError for features that do not fit (naming what differs)
+   */
+  async aggregate(
+    stacks: readonly FeatureStack[],
+    resolution = 64,
+    extras?: readonly (readonly Tensor[])[],
+  ): Promise<Tensor> {
     if (!stacks.length) throw new ShapeError('aggregate: expected at least one feature stack');
+    checkExtrasFit(this.config, stacks.length, extras);
     for (const [k, s] of stacks.entries()) {
       checkStackFits(this.config, s);
       s.saveTimesteps.forEach((t, i) =>
         s.layers.forEach((l, j) => assertFinite(s.maps[i][j].data, `feature stack ${k}: map t${t}_l${l}`)),
       );
+      extras?.[k].forEach((m, e) =>
+        assertFinite(m.data, `feature stack ${k}: extra map ${extrasOf(this.config)[e].name}`),
+      );
     }
+    const sized = (m: Tensor) =>
+      m.shape[2] === resolution && m.shape[3] === resolution ? m : resizeBilinear(m, resolution, resolution);
     // the maps were just checked (naming the bad one); their resized concatenation needs no second scan
     return this.run(
       concat(
-        stacks.map((s) => s.concat(resolution)),
+        stacks.map((s, k) => {
+          const sd = s.concat(resolution);
+          return extras?.length ? concat([sd, ...extras[k].map(sized)], 1) : sd;
+        }),
         0,
       ),
       false,
     );
   }
 
-  /** Softmaxed mixing weights with their (save timestep, layer), timestep-major. */
-  mixingWeights(): MixingWeight[] {
-    const m = this.params.get('mixing_weights')!.data;
+  /** Every mixing weight, softmaxed jointly: the diffusion maps' (timestep-major), then the extras'. */
+  private jointWeights(): number[] {
+    const m = [
+      ...this.params.get('mixing_weights')!.data,
+      ...(this.params.get('extra_mixing_weights')?.data ?? []),
+    ];
     const max = Math.max(...m);
-    const e = Array.from(m, (v) => Math.exp(v - max));
+    const e = m.map((v) => Math.exp(v - max));
     const sum = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / sum);
+  }
+
+  /** Softmaxed mixing weights with their (save timestep, layer), timestep-major (the diffusion maps'). */
+  mixingWeights(): MixingWeight[] {
     const L = this.config.featureDims.length;
-    return e.map((v, k) => ({
-      saveTimestep: this.config.saveTimesteps[Math.floor(k / L)],
-      layer: (k % L) + 1,
-      weight: v / sum,
-    }));
+    const n = L * this.config.saveTimesteps.length;
+    return this.jointWeights()
+      .slice(0, n)
+      .map((weight, k) => ({
+        saveTimestep: this.config.saveTimesteps[Math.floor(k / L)],
+        layer: (k % L) + 1,
+        weight,
+      }));
+  }
+
+  /** The extra maps' mixing weights (their share of the joint softmax), by name. */
+  extraMixingWeights(): { name: string; weight: number }[] {
+    const n = this.config.featureDims.length * this.config.saveTimesteps.length;
+    return extrasOf(this.config).map((e, k) => ({ name: e.name, weight: this.jointWeights()[n + k] }));
   }
 
   /** The k largest (timestep, layer) pairs: a pruned extraction plan. */
@@ -225,6 +279,12 @@ export class AggregationNetwork {
    * softmax renormalises over the kept ones): the pruned network of the paper's ablation.
    */
   pruned(k: number): AggregationNetwork {
+    if (extrasOf(this.config).length)
+      throw new ConfigError(
+        `pruned: this network also mixes ${extrasOf(this.config)
+          .map((e) => e.name)
+          .join(', ')}; pruning keeps diffusion maps only, so it is defined for diffusion-only networks`,
+      );
     const keep = new Set(
       this.topMixingWeights(k).map(
         (w) =>
@@ -248,6 +308,7 @@ export class AggregationNetwork {
       save_timestep: this.config.saveTimesteps,
       projection_dim: this.config.projectionDim,
       ...(steps ? { num_timesteps: steps } : {}),
+      ...(extrasOf(this.config).length ? { extra_maps: extrasOf(this.config) } : {}),
     };
   }
 
