@@ -15,6 +15,7 @@ import { Tensor } from '../../sdk/core/tensor.ts';
 import { writeSafetensors } from '../../sdk/core/safetensors.ts';
 import { ConfigError, ModelError, ShapeError } from '../../sdk/core/errors.ts';
 import { rejectsWith, tempDir } from '../helpers.ts';
+import { Trainer } from '../../sdk/aggregation/train/trainer.ts';
 
 const DIMS = [16, 8];
 const STEPS = [1, 0];
@@ -117,5 +118,95 @@ describe('aggregation network with extra maps (ours+dinov2)', () => {
     });
     await rejectsWith(AggregationNetwork.load(bad), ModelError);
     await Promise.all([back, net, sdOnly].map((n) => n.dispose()));
+  });
+
+  const src: [number, number][] = [
+    [1, 2],
+    [5, 6],
+    [3, 3],
+  ];
+  const tgt: [number, number][] = [
+    [2, 2],
+    [4, 7],
+    [0, 3],
+  ];
+  // the trainer updates its network's parameters: each evaluation gets a copy
+  const lossOf = async (n: AggregationNetwork) => {
+    const t = new Trainer(new AggregationNetwork(n.config, new Map(n.params)), { resolution: R });
+    const r = await t.trainBatch([
+      { features: [stacks[0], stacks[1]], extras: [extras[0], extras[1]], source: src, target: tgt },
+    ]);
+    await t.dispose();
+    return r;
+  };
+
+  it("trains the extra map's bottleneck exactly as a one-map network trains its layer, and its weight by the joint softmax", async () => {
+    // diffusion weights masked: the descriptors are the extra bottleneck alone, so its gradients
+    // are those of a one-layer network holding the same parameters (whose backward is the
+    // parity-tested diffusion path)
+    const masked = withParams(net, [['mixing_weights', new Tensor(new Float32Array(4).fill(-1e30), [4])]]);
+    const prefix = extraKey(0, '');
+    const one = new AggregationNetwork(
+      { featureDims: [EXTRA.dim], saveTimesteps: [0], projectionDim: 128, numNormGroups: 32, steps: 1 },
+      new Map<string, Tensor>([
+        ['mixing_weights', new Tensor(Float32Array.from([0]), [1])],
+        ...[...net.params]
+          .filter(([k]) => k.startsWith(prefix))
+          .map(([k, v]): [string, Tensor] => [layerKey(0, k.slice(prefix.length)), v]),
+      ]),
+    );
+    const a = await lossOf(masked);
+    const extraStack = (m: Tensor) => new FeatureStack([0], [1], [[m]], { ...meta, steps: 1 });
+    const t = new Trainer(one, { resolution: R });
+    const b = await t.trainBatch([
+      { features: [extraStack(extras[0][0]), extraStack(extras[1][0])], source: src, target: tgt },
+    ]);
+    await t.dispose();
+    assert.ok(Math.abs(a.loss - b.loss) < 1e-5, `${a.loss} vs ${b.loss}`);
+    for (const [name, g] of b.grads) {
+      if (name === 'mixing_weights') continue;
+      const mine = a.grads.get(prefix + name.slice(layerKey(0, '').length))!;
+      const scale = Math.max(...Array.from(g.data, Math.abs), 1e-8);
+      assert.ok(maxDiff(mine, g) <= 1e-4 * scale + 1e-7, name);
+    }
+    // the extra weight's gradient through the joint softmax, against central differences
+    const base0 = await lossOf(net);
+    const at = async (d: number) => {
+      const p = net.params.get('extra_mixing_weights')!;
+      return (
+        await lossOf(
+          withParams(net, [['extra_mixing_weights', new Tensor(Float32Array.from([p.data[0] + d]), [1])]]),
+        )
+      ).loss;
+    };
+    const h = 1e-2;
+    const fd = ((await at(h)) - (await at(-h))) / (2 * h);
+    const g = base0.grads.get('extra_mixing_weights')!.data[0];
+    assert.ok(Math.abs(fd - g) <= 2e-2 * Math.abs(fd), `analytic ${g}, finite differences ${fd}`);
+  });
+
+  it('with the extra weight masked, trains exactly like the diffusion-only network', async () => {
+    const masked = withParams(net, [['extra_mixing_weights', new Tensor(Float32Array.from([-1e30]), [1])]]);
+    const sdOnly = new AggregationNetwork(
+      base,
+      new Map([...net.params].filter(([k]) => !k.startsWith('extra_'))),
+    );
+    const a = await lossOf(masked);
+    const t = new Trainer(sdOnly, { resolution: R });
+    const b = await t.trainBatch([{ features: [stacks[0], stacks[1]], source: src, target: tgt }]);
+    await t.dispose();
+    assert.ok(Math.abs(a.loss - b.loss) < 1e-5, `${a.loss} vs ${b.loss}`);
+    for (const [name, g] of b.grads) {
+      const mine = a.grads.get(name)!;
+      const scale = Math.max(...Array.from(g.data, Math.abs), 1e-8);
+      assert.ok(maxDiff(mine, g) <= 1e-4 * scale + 1e-7, `${name}`);
+    }
+    const e = await rejectsWith(
+      new Trainer(net, { resolution: R }).trainBatch([
+        { features: [stacks[0], stacks[1]], source: src, target: tgt },
+      ]),
+      ShapeError,
+    );
+    assert.match(e.message, /also mixes dinov2:block2:token/);
   });
 });

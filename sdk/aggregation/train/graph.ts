@@ -14,7 +14,7 @@
  * against finite differences).
  */
 import { GraphBuilder } from '../../model/onnx/graph.ts';
-import { LOGIT_SCALE, parameterShapes, type AggregationConfig } from '../config.ts';
+import { extrasOf, LOGIT_SCALE, parameterShapes, type AggregationConfig } from '../config.ts';
 import * as ops from './ops.ts';
 import { adamwScalarInputs, adamwUpdate } from './adamw.ts';
 import { splitTimesteps } from '../graph.ts';
@@ -188,21 +188,30 @@ export function buildLossGraph(c: AggregationConfig): GraphBuilder {
 
 /**
  * Every parameter with its gradient (the mixing logits' through the softmax, from `gw_mix`
- * [S*L], timestep-major) and AdamW moments -> `grad.*`, `new.*`, `new_m.*`, `new_v.*`.
+ * [S*L + E], timestep-major, then the extra maps') and AdamW moments -> `grad.*`, `new.*`,
+ * `new_m.*`, `new_v.*`.
  */
 export function buildUpdateGraph(c: AggregationConfig): GraphBuilder {
   const g = new GraphBuilder();
   const shapes = parameterShapes(c);
   const scalars = adamwScalarInputs(g);
-  const mixing = g.input('mixing_weights', shapes.get('mixing_weights')!);
-  const gwMix = g.input('gw_mix', shapes.get('mixing_weights')!);
+  const n = shapes.get('mixing_weights')![0];
+  const E = extrasOf(c).length;
+  const mixing = g.input('mixing_weights', [n]);
+  const extra = E ? g.input('extra_mixing_weights', [E]) : undefined;
+  // one softmax over the diffusion maps' and the extra maps' logits (graph.ts jointMixingWeights)
+  const gwMix = g.input('gw_mix', [n + E]);
+  const logits = extra ? g.op('Concat', [mixing, extra], { axis: 0 }) : mixing;
+  const gLogits = ops.softmaxBackward(g, g.op('Softmax', [logits], { axis: 0 }), gwMix);
+  const part = (from: number, to: number) =>
+    extra ? g.op('Slice', [gLogits, g.constInt64([from]), g.constInt64([to]), g.constInt64([0])]) : gLogits;
+  const mixGrads = new Map<string, string>([['mixing_weights', part(0, n)]]);
+  if (extra) mixGrads.set('extra_mixing_weights', part(n, n + E));
   for (const [name, shape] of shapes) {
-    const param = name === 'mixing_weights' ? mixing : g.input(name, shape);
-    const grad =
-      name === 'mixing_weights'
-        ? ops.softmaxBackward(g, g.op('Softmax', [mixing], { axis: 0 }), gwMix)
-        : g.input(`grad.${name}`, shape);
-    if (name === 'mixing_weights') g.output(`grad.${name}`, grad, shape);
+    const param =
+      name === 'mixing_weights' ? mixing : name === 'extra_mixing_weights' ? extra! : g.input(name, shape);
+    const grad = mixGrads.get(name) ?? g.input(`grad.${name}`, shape);
+    if (mixGrads.has(name)) g.output(`grad.${name}`, grad, shape);
     const r = adamwUpdate(g, scalars, param, grad, g.input(`m.${name}`, shape), g.input(`v.${name}`, shape));
     g.output(`new.${name}`, r.param, shape);
     g.output(`new_m.${name}`, r.m, shape);

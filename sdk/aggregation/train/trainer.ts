@@ -12,7 +12,14 @@ import { assertFinite, roundHalfEven } from '../../core/validate.ts';
 import { Session } from '../../model/runtime.ts';
 import type { AggregationNetwork } from '../network.ts';
 import { resizeBilinear } from '../../core/tensor.ts';
-import { checkStackFits, layerKey, type AggregationConfig } from '../config.ts';
+import {
+  checkExtrasFit,
+  checkStackFits,
+  extraKey,
+  extrasOf,
+  layerKey,
+  type AggregationConfig,
+} from '../config.ts';
 import type { FeatureStack } from '../../diffusion/feature-stack.ts';
 import {
   buildLayerBackwardGraph,
@@ -62,6 +69,8 @@ export type PairFeatures = Tensor | readonly [FeatureStack, FeatureStack];
 
 export interface TrainingExample {
   features: PairFeatures;
+  /** A network with extra maps (ours+dinov2): each image's maps in its config's order, any size. */
+  extras?: readonly [readonly Tensor[], readonly Tensor[]];
   /** (y, x) on the R x R output grid of image 0, and the matching points of image 1. */
   source: [number, number][];
   target: [number, number][];
@@ -152,7 +161,13 @@ export class Trainer {
     const S = c.saveTimesteps.length;
     const P = c.projectionDim;
     const params = this.network.params;
-    const mixing = params.get('mixing_weights')!.data;
+    const extras = extrasOf(c);
+    const E = extras.length;
+    // one softmax over the diffusion maps' and the extra maps' logits
+    const mixing = [
+      ...params.get('mixing_weights')!.data,
+      ...(params.get('extra_mixing_weights')?.data ?? []),
+    ];
     const max = Math.max(...mixing);
     const e = Array.from(mixing, (x) => Math.exp(x - max));
     const sum = e.reduce((a, b) => a + b, 0);
@@ -168,6 +183,17 @@ export class Trainer {
         feeds[name] = params.get(layerKey(l, name))!;
       return feeds;
     };
+    // an extra map is a layer of one "timestep" with its own weight
+    const one = { ...c, saveTimesteps: [0] };
+    const extraFeeds = (k: number): Feeds => {
+      const feeds: Feeds = {
+        x: this.extraInput(batch, k, R),
+        w: new Tensor(Float32Array.from([w[L * S + k]]), [1]),
+      };
+      for (const name of layerParamShapes(c, extras[k].dim).keys())
+        feeds[name] = params.get(extraKey(k, name))!;
+      return feeds;
+    };
     // pass 1: D = sum over layers of each layer's mixed bottleneck outputs
     const D = new Float32Array(2 * B * P * R * R);
     for (let l = 0; l < L; l++) {
@@ -175,6 +201,13 @@ export class Trainer {
       const fwd = await this.session(`fwd${dim}`, () => buildLayerForwardGraph(c, dim));
       // the data was checked in checkBatch (naming the map); a non-finite result is a stopped step
       const out = await fwd.run(layerFeeds(l), undefined, { checkOutputs: false, checkInputs: false });
+      const contribution = out.contribution.data;
+      for (let i = 0; i < D.length; i++) D[i] += contribution[i];
+    }
+    for (let k = 0; k < E; k++) {
+      const dim = extras[k].dim;
+      const fwd = await this.session(`fwd${dim}x1`, () => buildLayerForwardGraph(one, dim));
+      const out = await fwd.run(extraFeeds(k), undefined, { checkOutputs: false, checkInputs: false });
       const contribution = out.contribution.data;
       for (let i = 0; i < D.length; i++) D[i] += contribution[i];
     }
@@ -207,7 +240,7 @@ export class Trainer {
       for (let i = 0; i < per; i++) dD[b * per + i] = g[i] / B;
     }
     const grads = new Map<string, Tensor>();
-    const gwMix = new Float32Array(S * L);
+    const gwMix = new Float32Array(S * L + E);
     let finite = Number.isFinite(loss);
     // pass 2: each layer's gradients, its forward recomputed
     if (finite) {
@@ -222,20 +255,31 @@ export class Trainer {
         for (const name of layerParamShapes(c, dim).keys()) grads.set(layerKey(l, name), out[`grad.${name}`]);
         out.gw.data.forEach((v, s) => (gwMix[s * L + l] = v));
       }
+      for (let k = 0; k < E; k++) {
+        const dim = extras[k].dim;
+        const bwd = await this.session(`bwd${dim}x1`, () => buildLayerBackwardGraph(one, dim));
+        const out = await bwd.run({ ...extraFeeds(k), dD: dDt }, undefined, {
+          checkOutputs: false,
+          checkInputs: false,
+        });
+        for (const name of layerParamShapes(c, dim).keys()) grads.set(extraKey(k, name), out[`grad.${name}`]);
+        gwMix[L * S + k] = out.gw.data[0];
+      }
     }
     // AdamW on everything (the mixing logits' gradient goes through the softmax in the graph)
     const update = await this.session('update', () => buildUpdateGraph(c));
     const t = this.step + 1;
-    const feeds: Feeds = { gw_mix: new Tensor(gwMix, [S * L]), ...adamwScalarFeeds(this.options, t) };
+    const feeds: Feeds = { gw_mix: new Tensor(gwMix, [S * L + E]), ...adamwScalarFeeds(this.options, t) };
+    const mixingNames = ['mixing_weights', 'extra_mixing_weights'];
     for (const [name, p] of params) {
       feeds[name] = p;
       feeds[`m.${name}`] = this.m.get(name)!;
       feeds[`v.${name}`] = this.v.get(name)!;
-      if (name !== 'mixing_weights') feeds[`grad.${name}`] = grads.get(name) ?? Tensor.zeros(p.shape);
+      if (!mixingNames.includes(name)) feeds[`grad.${name}`] = grads.get(name) ?? Tensor.zeros(p.shape);
     }
     if (finite) {
       const out = await this.update(update, feeds);
-      grads.set('mixing_weights', out['grad.mixing_weights']);
+      for (const name of mixingNames) if (params.has(name)) grads.set(name, out[`grad.${name}`]);
       finite = [...grads.values()].every((gr) => gr.data.every(Number.isFinite));
       if (finite) {
         for (const name of params.keys()) {
@@ -284,6 +328,10 @@ export class Trainer {
         }
         r = this.resolution;
       }
+      checkExtrasFit(c, 2, ex.extras);
+      ex.extras?.forEach((maps, img) =>
+        maps.forEach((m, k) => assertFinite(m.data, `training pair ${i}, image ${img}: extra map ${k}`)),
+      );
       if (R !== undefined && r !== R)
         throw new ShapeError(`pair ${i}: features at ${r}x${r}, the batch is at ${R}x${R}`);
       R = r;
@@ -317,6 +365,20 @@ export class Trainer {
       }
     }
     return new Tensor(out, [S * 2 * B, dim, R, R]);
+  }
+
+  /** The extra map k for the batch: [2B, dim, R, R], pair then image. */
+  private extraInput(batch: readonly TrainingExample[], k: number, R: number): Tensor {
+    const dim = extrasOf(this.network.config)[k].dim;
+    const plane = dim * R * R;
+    const out = new Float32Array(2 * batch.length * plane);
+    for (const [b, ex] of batch.entries())
+      for (let img = 0; img < 2; img++) {
+        const m = ex.extras![img][k];
+        const sized = m.shape[2] === R && m.shape[3] === R ? m : resizeBilinear(m, R, R);
+        out.set(sized.data, (2 * b + img) * plane);
+      }
+    return new Tensor(out, [2 * batch.length, dim, R, R]);
   }
 
   async dispose(): Promise<void> {
