@@ -89,8 +89,10 @@ export interface EvalOptions {
   networkMissing?: string;
   /** The DINO ViT, for `dino`. */
   dino?: DinoModel;
-  /** DINOv2, for `dinov2` and `sd-dino`. */
+  /** DINOv2, for `dinov2`, `sd-dino` and `ours+dinov2`. */
   dinov2?: Dinov2Model;
+  /** A network trained on SD and DINOv2 features (`train --features sd,dinov2`), for `ours+dinov2`. */
+  dinov2Network?: AggregationNetwork;
   /** SD-DINO's settings (correspondence/sd-dino.ts SD_DINO_DEFAULTS), for `sd-dino` (and `dinov2`'s input size). */
   sdDino?: SdDinoOptions;
   loadSize?: number;
@@ -216,6 +218,23 @@ export interface EvalResults {
   methods: Partial<Record<Table1Method, MethodResult>>;
 }
 
+/**
+ * The multi-timestep inversion's settings: the network's (or the ours+dinov2 network's; two
+ * networks must agree, since the methods share one inversion).
+ */
+function multiExtraction(
+  o: EvalOptions,
+  sd: StableDiffusion,
+): Omit<ExtractOptions, 'loadSize' | 'onProgress'> {
+  const nets = [o.network, o.dinov2Network].filter((n) => n !== undefined);
+  const settings = nets.map((n) => extractionForNetwork(n.config, sd.unet.config, o.extract ?? {}));
+  if (settings.length === 2 && JSON.stringify(settings[0]) !== JSON.stringify(settings[1]))
+    throw new ConfigError(
+      `the ours and ours+dinov2 networks were trained on different inversions (${JSON.stringify(settings[0])} vs ${JSON.stringify(settings[1])}); evaluate them in separate runs`,
+    );
+  return settings[0] ?? o.extract ?? {};
+}
+
 /** Every missing model, one sentence per kind, before any work. */
 function requireModels(o: EvalOptions): void {
   const groups = new Map<string, { message: (m: readonly string[]) => string; methods: string[] }>();
@@ -273,13 +292,12 @@ export async function evaluatePairs(
   o: EvalOptions,
 ): Promise<EvalResults> {
   checkOptions(o, sd, pairs);
+  multiExtraction(o, sd);
   const indices = o.indices ?? pairs.map((_, i) => i);
   await checkPointsInImages(indices.map((i) => pairs[i])); // before any compute
   const loadSize = o.loadSize ?? DEFAULT_EXTRACT.loadSize;
   const R = o.outputResolution ?? DEFAULT_EXTRACT.outputResolution;
-  const multiExtract = o.network
-    ? extractionForNetwork(o.network.config, sd.unet.config, o.extract ?? {})
-    : (o.extract ?? {});
+  const multiExtract = multiExtraction(o, sd);
   const definitions = describeMethods(o, sd);
   const done = new Map<number, PairRecord[]>();
   for (const r of o.completed ?? []) done.set(r.index, [...(done.get(r.index) ?? []), r]);

@@ -13,6 +13,9 @@ import type { StableDiffusion } from '../../diffusion/pipeline.ts';
 import { PAPER_SAVE_TIMESTEPS } from '../../diffusion/plan.ts';
 import { evaluatePairs } from '../../correspondence/evaluate.ts';
 import type { Device } from '../../model/runtime.ts';
+import type { Dinov2Model } from '../../model/dinov2/index.ts';
+import type { Tensor } from '../../core/tensor.ts';
+import { SD_DINO_DEFAULTS } from '../../correspondence/sd-dino.ts';
 import { AggregationNetwork } from '../network.ts';
 import { runTraining, type TrainRunResult } from './run.ts';
 import type { TrainingExample } from './trainer.ts';
@@ -64,6 +67,12 @@ export interface RecipeOptions {
   datasetName?: string;
   /** Also write the authors' `.pt` release layout. */
   releasePt?: boolean;
+  /**
+   * ours+dinov2: also mix this DINOv2's descriptor map (its block and facet) of each image,
+   * loaded at `dinov2Size` (default 840, SD-DINO's) like the diffusion input (stretched square).
+   */
+  dinov2?: Dinov2Model;
+  dinov2Size?: number;
 }
 
 const pairsHash = (pairs: readonly KeypointPair[]) =>
@@ -117,6 +126,12 @@ export async function trainWithRecipe(
     imageSize: r.imageSize,
     colorManaged: o.colorManaged,
   };
+  const dinoSize = o.dinov2Size ?? SD_DINO_DEFAULTS.dinoSize;
+  const dinov2 = o.dinov2;
+  if (dinov2 && (!Number.isInteger(dinoSize) || dinoSize % dinov2.config.patchSize))
+    throw new ConfigError(
+      `dinov2Size (--dinov2-size) ${dinoSize}: must be a multiple of DINOv2's patch size ${dinov2.config.patchSize}`,
+    );
   const network = AggregationNetwork.forModel(sd, {
     oneStep: r.ddimSteps === 1 && r.saveTimesteps.join() === '0',
     steps: r.ddimSteps,
@@ -124,7 +139,14 @@ export async function trainWithRecipe(
     projectionDim: r.projectionDim,
     seed: r.seed,
     device: o.device,
+    extraMaps: dinov2 ? [{ name: dinov2.mapName(dinoSize), dim: dinov2.config.hiddenSize }] : undefined,
   });
+  const dinoMaps = async (images: string[]): Promise<Tensor[][]> =>
+    Promise.all(
+      images.map(async (img) => [
+        await dinov2!.describeImage(img, { loadSize: dinoSize, colorManaged: o.colorManaged }),
+      ]),
+    );
   const R = r.resolution;
   const examples = {
     count: trainPairs.length,
@@ -134,21 +156,22 @@ export async function trainWithRecipe(
       // keypoints from original pixels to the R x R output grid, as (y, x)
       const grid = (pts: [number, number][], size: { width: number; height: number }) =>
         pts.map(([x, y]): [number, number] => [(y * R) / size.height, (x * R) / size.width]);
+      const extras = dinov2 ? await dinoMaps([p.source, p.target]) : undefined;
       return {
         features: [a, b],
+        ...(extras ? { extras: [extras[0], extras[1]] as const } : {}),
         source: grid(p.sourcePoints, a.meta.originalSize!),
         target: grid(p.targetPoints, b.meta.originalSize!),
       };
     },
   };
-  const method = r.ddimSteps === 1 ? 'one-step' : 'ours';
+  const method = dinov2 ? 'ours+dinov2' : r.ddimSteps === 1 ? 'one-step' : 'ours';
   const validate =
     valPairs.length && r.valEvery
       ? async (net: AggregationNetwork) => {
           const res = await evaluatePairs(sd, valPairs, {
             methods: [method],
-            network: net,
-            oneStepNetwork: net,
+            ...(dinov2 ? { dinov2Network: net, dinov2 } : { network: net, oneStepNetwork: net }),
             loadSize: r.loadSize, // the training features (cached), as the original validates
             outputResolution: R,
             alphas: [r.alpha],
@@ -186,6 +209,7 @@ export async function trainWithRecipe(
       resolution: R,
       projectionDim: r.projectionDim,
       alpha: r.alpha,
+      ...(dinov2 ? { dinov2: { map: dinov2.mapName(dinoSize) } } : {}),
       extract: {
         ddimSteps: r.ddimSteps,
         saveTimesteps: r.saveTimesteps,

@@ -148,7 +148,7 @@ export const evaluate: Command = {
     `  [--pruned-k 1] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download] [--no-cache] [--color-managed]`,
     "  [--dift-timestep 261] [--dift-ensemble 8] [--dift-up-block 1] [--dift-seed 0] [--dift-prompt 'a photo of a {category}' (DIFT's; the pair's category)]",
     `  [--dino ${DINO_DEFAULTS.model}] [--dino-layer ${DINO_DEFAULTS.layer}] [--dino-facet ${DINO_FACETS.join('|')}] [--dino-stride ${DINO_DEFAULTS.stride}]`,
-    `  [--dinov2 ${DINOV2_DEFAULTS.model}] [--dinov2-layer <last>] [--dinov2-facet ${DINO_FACETS.join('|')} (token)] [--dinov2-positions ${POSITION_INTERPOLATIONS.join('|')}] (dinov2, sd-dino)`,
+    `  [--dinov2 ${DINOV2_DEFAULTS.model}] [--dinov2-aggregator <ckpt from train --features sd,dinov2> (ours+dinov2)] [--dinov2-layer <last>] [--dinov2-facet ${DINO_FACETS.join('|')} (token)] [--dinov2-positions ${POSITION_INTERPOLATIONS.join('|')}] (dinov2, sd-dino)`,
     `  [--sd-dino-weight ${SD_DINO_DEFAULTS.dinoWeight} (DINOv2's share in [0, 1])] [--sd-dino-sd-size ${SD_DINO_DEFAULTS.sdSize}] [--sd-dino-dino-size ${SD_DINO_DEFAULTS.dinoSize}] [--sd-dino-timestep ${SD_DINO_DEFAULTS.timestep}] [--sd-dino-pca ${SD_DINO_DEFAULTS.pcaDims.join(',')}] [--sd-dino-prompt '${SD_DINO_DEFAULTS.prompt}'] [--embeddings <file.safetensors> (conditioning [1, 77, D] per image stem or "default")]`,
     '  [--resume | --overwrite] [--shard k/n | Slurm array / Kubernetes Indexed Job environment [--shard-count n]]',
     '  [--explain-pair <index | id like 2008_007604-2009_001056:aeroplane>]  (that pair only: <out>/explain_<index>_<method>.png)',
@@ -184,6 +184,7 @@ export const evaluate: Command = {
         'dino-facet': { type: 'string' },
         'dino-stride': { type: 'string' },
         dinov2: { type: 'string' },
+        'dinov2-aggregator': { type: 'string' },
         'dinov2-layer': { type: 'string' },
         'dinov2-facet': { type: 'string' },
         'dinov2-positions': { type: 'string' },
@@ -241,7 +242,12 @@ export const evaluate: Command = {
         })
       : undefined;
     const sdDino = await sdDinoFlags(v);
-    const dinov2 = needs('dinov2', 'sd-dino')
+    const dinov2Network = needs('ours+dinov2')
+      ? v['dinov2-aggregator']
+        ? await AggregationNetwork.load(v['dinov2-aggregator'], { device })
+        : undefined
+      : undefined;
+    const dinov2 = needs('dinov2', 'sd-dino', 'ours+dinov2')
       ? await Dinov2Model.load(v.dinov2 ?? DINOV2_DEFAULTS.model, {
           layer:
             v['dinov2-layer'] !== undefined ? intOption('dinov2-layer', v['dinov2-layer'], 0, 0) : undefined,
@@ -266,6 +272,7 @@ export const evaluate: Command = {
       networkMissing: multi.missing ?? oneStep.missing,
       dino,
       dinov2,
+      dinov2Network,
       sdDino,
       loadSize: intOption('load-size', v['load-size'], DEFAULT_EXTRACT.loadSize, 1),
       outputResolution: intOption(
@@ -321,6 +328,7 @@ export const evaluate: Command = {
           oneStepNetwork: oneStep.file ? sha256File(oneStep.file) : null,
           dino: dino ? dino.modelId : null,
           ...(dinov2 ? { dinov2: sha256File(dinov2.weightsFile) } : {}),
+          ...(v['dinov2-aggregator'] ? { dinov2Network: sha256File(v['dinov2-aggregator']) } : {}),
         },
       };
       const completed = openRunFolder<PairRecord>(dir, {
@@ -365,6 +373,7 @@ export const evaluate: Command = {
       await oneStep.net?.dispose();
       await dino?.dispose();
       await dinov2?.dispose();
+      await dinov2Network?.dispose();
     }
   },
 };

@@ -20,6 +20,9 @@ import {
   type RecipeOptions,
 } from '../../aggregation/train/recipe.ts';
 import { DEVICES } from '../../model/runtime.ts';
+import { DINO_FACETS } from '../../model/dino/index.ts';
+import { DINOV2_DEFAULTS, Dinov2Model } from '../../model/dinov2/index.ts';
+import { SD_DINO_DEFAULTS } from '../../correspondence/sd-dino.ts';
 import { choice, intOption, parse } from '../args.ts';
 import { readTrainConfig } from '../train-config.ts';
 import type { Command } from '../main.ts';
@@ -43,6 +46,7 @@ export const train: Command = {
     '  [--ddim-steps 50] [--save-timesteps 49,45,...,0] [--limit N] [--val-limit 360] [--color-managed]',
     "  [--release-pt (also aggregation_network.pt in the authors' torch.save layout, with the AdamW state)]",
     `  [--features-only [--shard k/n]] [--device ${DEVICES.join('|')}] [--allow-download]`,
+    `  [--features sd|sd,dinov2 (ours+dinov2: DINOv2's map mixed in, its own bottleneck and weight)] [--dinov2 ${DINOV2_DEFAULTS.model}] [--dinov2-size ${SD_DINO_DEFAULTS.dinoSize}] [--dinov2-layer <last>] [--dinov2-facet token]`,
     `writes <out>/${RUN_FILES.network}, ${RUN_FILES.state} (parameters, AdamW moments, step), ${RUN_FILES.curves} and ${RUN_FILES.csv}`,
   ].join('\n'),
   async run(args) {
@@ -80,6 +84,11 @@ export const train: Command = {
         shard: { type: 'string' },
         device: { type: 'string' },
         'allow-download': { type: 'boolean' },
+        features: { type: 'string' },
+        dinov2: { type: 'string' },
+        'dinov2-size': { type: 'string' },
+        'dinov2-layer': { type: 'string' },
+        'dinov2-facet': { type: 'string' },
       },
       false,
     );
@@ -121,6 +130,17 @@ export const train: Command = {
       datasetName: dataset,
       releasePt: v['release-pt'],
     };
+    const features = (v.features ?? 'sd').split(',').map((f) => f.trim());
+    const unknown = features.filter((f) => f !== 'sd' && f !== 'dinov2');
+    if (unknown.length || !features.includes('sd'))
+      throw new ConfigError(
+        `--features: expected sd or sd,dinov2 (the diffusion features, optionally with DINOv2's), got "${v.features}"`,
+      );
+    const withDinov2 = features.includes('dinov2');
+    for (const k of ['dinov2', 'dinov2-size', 'dinov2-layer', 'dinov2-facet'] as const)
+      if (v[k] !== undefined && !withDinov2) throw new ConfigError(`--${k} applies to --features sd,dinov2`);
+    const dinov2Size =
+      v['dinov2-size'] !== undefined ? intOption('dinov2-size', v['dinov2-size'], 0, 14) : undefined;
     const r = resolveRecipe(recipe);
     const shard = v.shard ? parseShard(v.shard) : undefined;
     if (shard && !v['features-only'])
@@ -154,6 +174,18 @@ export const train: Command = {
 
     const device = choice('device', v.device, DEVICES, 'cpu');
     const sd = await loadStableDiffusion(model!, { device, allowDownload: v['allow-download'] });
+    const dinov2 = withDinov2
+      ? await Dinov2Model.load(v.dinov2 ?? DINOV2_DEFAULTS.model, {
+          device,
+          allowDownload: v['allow-download'],
+          layer:
+            v['dinov2-layer'] !== undefined ? intOption('dinov2-layer', v['dinov2-layer'], 0, 0) : undefined,
+          facet: choice('dinov2-facet', v['dinov2-facet'], DINO_FACETS, DINOV2_DEFAULTS.facet),
+        }).catch(async (e) => {
+          await sd.dispose();
+          throw e;
+        })
+      : undefined;
     try {
       if (v['features-only']) {
         const extract: ExtractOptions = {
@@ -172,6 +204,10 @@ export const train: Command = {
         });
         for (const [i, img] of images.entries()) {
           await invertImages(sd, [img], extract); // cached: a rerun resumes where it stopped
+          await dinov2?.describeImage(img, {
+            loadSize: dinov2Size ?? SD_DINO_DEFAULTS.dinoSize,
+            colorManaged: v['color-managed'],
+          });
           bar.update(i + 1);
         }
         bar.done();
@@ -179,7 +215,13 @@ export const train: Command = {
         return;
       }
       const bar = createProgress({ label: 'train (steps)', total: r.steps });
-      const result = await trainWithRecipe(sd, trainPairs, valPairs, { ...recipe, device, progress: bar });
+      const result = await trainWithRecipe(sd, trainPairs, valPairs, {
+        ...recipe,
+        device,
+        progress: bar,
+        dinov2,
+        dinov2Size,
+      });
       bar.done();
       // a run that did not reach its steps is not a finished run: the checkpoint is kept, the exit code says so
       if (result.stoppedAt !== undefined || result.step < r.steps)
@@ -191,6 +233,7 @@ export const train: Command = {
       );
     } finally {
       await sd.dispose();
+      await dinov2?.dispose();
     }
   },
 };

@@ -6,6 +6,7 @@ import { dift } from './dift.ts';
 import { dino } from './dino.ts';
 import { dinov2 } from './dinov2.ts';
 import { sdDino } from './sd-dino.ts';
+import { oursDinov2 } from './ours-dinov2.ts';
 import type { EvalMethod } from './method.ts';
 import { oneStep } from './one-step.ts';
 import { ours } from './ours.ts';
@@ -25,6 +26,7 @@ export const METHODS = [
   dino,
   dinov2,
   sdDino,
+  oursDinov2,
 ] as const;
 export type Table1Method = (typeof METHODS)[number]['key'];
 export const TABLE1_METHODS: readonly Table1Method[] = METHODS.map((m) => m.key);

@@ -1,4 +1,6 @@
 /** Ours: the aggregation network over every layer x save timestep of the inversion. */
+import { ConfigError } from '../../core/errors.ts';
+import { extrasOf } from '../../aggregation/config.ts';
 import { tapCount } from '../../model/unet/config.ts';
 import { multiInversion, MULTI } from './features.ts';
 import { defineMethod } from './method.ts';
@@ -9,6 +11,13 @@ export const ours = defineMethod({
   byDefault: true,
   uses: [MULTI],
   requires: (o) => (o.network ? undefined : networkRequirement(o)),
+  check: (o) => {
+    const extras = o.network ? extrasOf(o.network.config) : [];
+    if (extras.length)
+      throw new ConfigError(
+        `ours: this network also mixes ${extras.map((e) => e.name).join(', ')}; evaluate it as ours+dinov2 (--dinov2-aggregator, --dinov2)`,
+      );
+  },
   describe: (o, sd) => {
     const L = tapCount(sd.unet.config);
     return {

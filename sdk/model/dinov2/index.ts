@@ -60,6 +60,14 @@ export function tokensToMap(tokens: Tensor, skip: number, gh: number, gw: number
   return new Tensor(map, [1, d, gh, gw]);
 }
 
+/** The parts of a `Dinov2Model.mapName`, for saying what differs. */
+export function parseDinov2MapName(
+  name: string,
+): { width: number; layer: number; facet: string; size: number; weights: string } | undefined {
+  const m = /^dinov2:(\d+)d:block(\d+):(\w+):(\d+)px:(\w+)$/.exec(name);
+  return m ? { width: +m[1], layer: +m[2], facet: m[3], size: +m[4], weights: m[5] } : undefined;
+}
+
 export class Dinov2Model {
   private constructor(
     readonly modelId: string,
@@ -194,6 +202,15 @@ export class Dinov2Model {
       );
     const rgb = resizeRgb(await decodeImage(image, { colorManaged: o.colorManaged }), size, size);
     return this.describePixels(dinoPixels(rgb));
+  }
+
+  /**
+   * The name an aggregation network records for this model's maps at `size` px (ours+dinov2):
+   * width, block, facet, input size and the weights' hash, so a network is never fed maps of
+   * another DINOv2, block, facet or size.
+   */
+  mapName(size: number): string {
+    return `dinov2:${this.config.hiddenSize}d:block${this.layer}:${this.facet}:${size}px:${this.modelHash.slice(0, 12)}`;
   }
 
   /** What the descriptors are, for results files. */
