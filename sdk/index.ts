@@ -141,6 +141,7 @@ export { alignDepth, depthErrors, normalErrorStats, poolNormalStats } from './lo
 export {
   mixingHeatmapSpec,
   mixingMarginalsSpec,
+  mixingSharesSpec,
   pckBarsSpec,
   trainingCurvesSpec,
   renderSvg,

@@ -125,6 +125,44 @@ export function mixingMarginalsSpec(
   } as Spec;
 }
 
+/**
+ * Each feature source's share of a network's mixing weights (ours+dinov2): the diffusion maps'
+ * total and each extra map's weight, which sum to 1 (one joint softmax).
+ */
+export function mixingSharesSpec(
+  net: { mixingWeights(): { weight: number }[]; extraMixingWeights(): { name: string; weight: number }[] },
+  title = 'Mixing-weight share by feature source',
+): Spec {
+  const sd = net.mixingWeights().reduce((a, w) => a + w.weight, 0);
+  const rows = [
+    { source: 'Stable Diffusion (all layers x timesteps)', share: sd },
+    ...net
+      .extraMixingWeights()
+      .map((e) => ({
+        source: e.name.startsWith('dinov2:') ? `DINOv2 (${e.name})` : e.name,
+        share: e.weight,
+      })),
+  ];
+  return {
+    ...base,
+    title,
+    data: { values: rows },
+    mark: 'bar',
+    width: 360,
+    height: { step: 26 },
+    encoding: {
+      y: { field: 'source', type: 'nominal', title: null, sort: null, axis: { labelLimit: 420 } },
+      x: {
+        field: 'share',
+        type: 'quantitative',
+        title: 'share of the mixing weights',
+        scale: { domain: [0, 1] },
+      },
+      tooltip: [{ field: 'source' }, { field: 'share', format: '.4f' }],
+    },
+  } as Spec;
+}
+
 /** PCK per category (and method), grouped bars. */
 export function pckBarsSpec(
   rows: readonly { category: string; method: string; pck: number }[],

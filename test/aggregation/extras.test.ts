@@ -16,6 +16,7 @@ import { writeSafetensors } from '../../sdk/core/safetensors.ts';
 import { ConfigError, ModelError, ShapeError } from '../../sdk/core/errors.ts';
 import { rejectsWith, tempDir } from '../helpers.ts';
 import { Trainer } from '../../sdk/aggregation/train/trainer.ts';
+import { mixingSharesSpec } from '../../sdk/viz/charts.ts';
 
 const DIMS = [16, 8];
 const STEPS = [1, 0];
@@ -65,6 +66,15 @@ describe('aggregation network with extra maps (ours+dinov2)', () => {
       [EXTRA.name],
     );
     assert.ok(Math.abs(net.extraMixingWeights()[0].weight - 1 / 5) < 1e-6); // 4 maps + 1, all logits 1
+    // the share chart: the diffusion maps together, then the DINOv2 map
+    const shares = (mixingSharesSpec(net) as { data: { values: { source: string; share: number }[] } }).data.values;
+    assert.deepEqual(
+      shares.map((r) => [r.source, +r.share.toFixed(6)]),
+      [
+        ['Stable Diffusion (all layers x timesteps)', 0.8],
+        ['DINOv2 (dinov2:block2:token)', 0.2],
+      ],
+    );
     await Promise.all([masked, sdOnly].map((n) => n.dispose()));
   });
 

@@ -228,6 +228,10 @@ export const train: Command = {
         throw new DataError(
           `training stopped at step ${result.stoppedAt ?? result.step + 1} of ${r.steps}${result.stoppedAt !== undefined ? ' on a non-finite loss (diverged: try a lower --lr)' : ''}; ${v.out}/${RUN_FILES.state} holds the parameters after step ${result.step}`,
         );
+      for (const e of result.network.extraMixingWeights())
+        process.stdout.write(
+          `${e.name}: ${(100 * e.weight).toFixed(2)}% of the mixing weights (the diffusion maps together: ${(100 * result.network.mixingWeights().reduce((a, w) => a + w.weight, 0)).toFixed(2)}%)\n`,
+        );
       process.stdout.write(
         `trained to step ${result.step}; wrote ${v.out}/${RUN_FILES.network}, ${RUN_FILES.state}, ${RUN_FILES.curves}, ${RUN_FILES.csv}\n`,
       );
