@@ -331,7 +331,10 @@ describe('train --features sd,dinov2 and eval ours+dinov2 (tiny models)', functi
   it('trains a network with its own DINOv2 bottleneck and weight, says the share, and evaluates it as ours+dinov2', async () => {
     const r = await runCli(tiny(out, ['--features', 'sd,dinov2', '--dinov2', v2, '--dinov2-size', '112']));
     assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /dinov2:32d:block2:token:112px:\w{12}: [\d.]+% of the mixing weights \(the diffusion maps together: [\d.]+%\)/);
+    assert.match(
+      r.out,
+      /dinov2:32d:block2:token:112px:\w{12}: [\d.]+% of the mixing weights \(the diffusion maps together: [\d.]+%\)/,
+    );
     const net = await AggregationNetwork.load(join(out, 'aggregation_network.safetensors'));
     assert.equal(net.config.extraMaps?.length, 1);
     const share = net.extraMixingWeights()[0].weight;
@@ -339,11 +342,19 @@ describe('train --features sd,dinov2 and eval ours+dinov2 (tiny models)', functi
     assert.ok(Math.abs(share + sd - 1) < 1e-6);
     await net.dispose();
     const e = await runCli(
-      evalArgs('ours+dinov2', ['--dinov2', v2, '--dinov2-aggregator', join(out, 'aggregation_network.safetensors')]),
+      evalArgs('ours+dinov2', [
+        '--dinov2',
+        v2,
+        '--dinov2-aggregator',
+        join(out, 'aggregation_network.safetensors'),
+      ]),
     );
     assert.equal(e.code, 0, e.err);
     assert.match(e.out, /\| Ours\+DINOv2 \(not in the paper\) \| 13 \| 2 \| [\d.]+ \| [\d.]+ \| - \| - \|/);
-    assert.match(e.out, /DINOv2 map dinov2:32d:block2:token:112px:\w+ \(its own bottleneck; mixing-weight share [\d.]+\)/);
+    assert.match(
+      e.out,
+      /DINOv2 map dinov2:32d:block2:token:112px:\w+ \(its own bottleneck; mixing-weight share [\d.]+\)/,
+    );
   });
 
   it('refuses a DINOv2 or features that differ from the training, and such a network as plain ours', async () => {
@@ -351,7 +362,9 @@ describe('train --features sd,dinov2 and eval ours+dinov2 (tiny models)', functi
     let r = await runCli(evalArgs('ours+dinov2', ['--dinov2', other, '--dinov2-aggregator', net]));
     assert.notEqual(r.code, 0);
     assert.match(r.err, /trained on other DINOv2 features \(weights: network \w+, given \w+\)/);
-    r = await runCli(evalArgs('ours+dinov2', ['--dinov2', v2, '--dinov2-facet', 'key', '--dinov2-aggregator', net]));
+    r = await runCli(
+      evalArgs('ours+dinov2', ['--dinov2', v2, '--dinov2-facet', 'key', '--dinov2-aggregator', net]),
+    );
     assert.match(r.err, /facet: network token, given key/);
     r = await runCli(evalArgs('ours', ['--aggregator', net]));
     assert.match(r.err, /this network also mixes dinov2:32d.*evaluate it as ours\+dinov2/);

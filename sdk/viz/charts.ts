@@ -136,12 +136,10 @@ export function mixingSharesSpec(
   const sd = net.mixingWeights().reduce((a, w) => a + w.weight, 0);
   const rows = [
     { source: 'Stable Diffusion (all layers x timesteps)', share: sd },
-    ...net
-      .extraMixingWeights()
-      .map((e) => ({
-        source: e.name.startsWith('dinov2:') ? `DINOv2 (${e.name})` : e.name,
-        share: e.weight,
-      })),
+    ...net.extraMixingWeights().map((e) => ({
+      source: e.name.startsWith('dinov2:') ? `DINOv2 (${e.name})` : e.name,
+      share: e.weight,
+    })),
   ];
   return {
     ...base,

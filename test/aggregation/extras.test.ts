@@ -67,7 +67,8 @@ describe('aggregation network with extra maps (ours+dinov2)', () => {
     );
     assert.ok(Math.abs(net.extraMixingWeights()[0].weight - 1 / 5) < 1e-6); // 4 maps + 1, all logits 1
     // the share chart: the diffusion maps together, then the DINOv2 map
-    const shares = (mixingSharesSpec(net) as { data: { values: { source: string; share: number }[] } }).data.values;
+    const shares = (mixingSharesSpec(net) as { data: { values: { source: string; share: number }[] } }).data
+      .values;
     assert.deepEqual(
       shares.map((r) => [r.source, +r.share.toFixed(6)]),
       [
