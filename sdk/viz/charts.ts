@@ -125,19 +125,25 @@ export function mixingMarginalsSpec(
   } as Spec;
 }
 
+/** "dinov2:768d:block11:token:840px:<hash>" -> "DINOv2 block 11, token, 840 px". */
+function sourceLabel(name: string): string {
+  const m = /^dinov2:\d+d:block(\d+):(\w+):(\d+)px:/.exec(name);
+  return m ? `DINOv2 block ${m[1]}, ${m[2]}, ${m[3]} px` : name;
+}
+
 /**
  * Each feature source's share of a network's mixing weights (ours+dinov2): the diffusion maps'
  * total and each extra map's weight, which sum to 1 (one joint softmax).
  */
 export function mixingSharesSpec(
   net: { mixingWeights(): { weight: number }[]; extraMixingWeights(): { name: string; weight: number }[] },
-  title = 'Mixing-weight share by feature source',
+  title: string | string[] = 'Mixing-weight share by feature source',
 ): Spec {
   const sd = net.mixingWeights().reduce((a, w) => a + w.weight, 0);
   const rows = [
     { source: 'Stable Diffusion (all layers x timesteps)', share: sd },
     ...net.extraMixingWeights().map((e) => ({
-      source: e.name.startsWith('dinov2:') ? `DINOv2 (${e.name})` : e.name,
+      source: sourceLabel(e.name),
       share: e.weight,
     })),
   ];

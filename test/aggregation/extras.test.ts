@@ -73,7 +73,7 @@ describe('aggregation network with extra maps (ours+dinov2)', () => {
       shares.map((r) => [r.source, +r.share.toFixed(6)]),
       [
         ['Stable Diffusion (all layers x timesteps)', 0.8],
-        ['DINOv2 (dinov2:block2:token)', 0.2],
+        ['dinov2:block2:token', 0.2],
       ],
     );
     await Promise.all([masked, sdOnly].map((n) => n.dispose()));
