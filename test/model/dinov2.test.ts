@@ -15,6 +15,7 @@ import { Tensor } from '../../sdk/core/tensor.ts';
 import { Rng } from '../../sdk/core/rng.ts';
 import { ConfigError } from '../../sdk/core/errors.ts';
 import { Dinov2Model } from '../../sdk/model/dinov2/index.ts';
+import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
 import { interpolatePositions } from '../../sdk/model/dino/positions.ts';
 import { orderedDict, torchSave, torchTensor } from '../../sdk/aggregation/torch-save.ts';
 import { FIXTURES, rejectsWith, runCli, tempDir, ON_DEVICE } from '../helpers.ts';
@@ -342,6 +343,10 @@ describe('DINOv2 (transformers Dinov2Model / Dinov2WithRegistersModel) graph', f
     let e = await rejectsWith(Dinov2Model.load(bad, { cacheDir: tempDir() }), ConfigError);
     assert.match(e.message, /"hidden_act" is "relu"/);
     assert.match(e.message, /"model_type" is "vit"/);
+    e = await rejectsWith(makeTinyCheckpoint(tempDir(), { style: 'dinov2', variant: 'giant' }), ConfigError);
+    assert.match(e.message, /--variant giant .* applies to --size full/);
+    e = await rejectsWith(makeTinyCheckpoint(tempDir(), { style: 'sd15', registers: true }), ConfigError);
+    assert.match(e.message, /options of the dinov2 style, not sd15/);
     e = await rejectsWith(Dinov2Model.load(dir, { layer: 3 }), ConfigError);
     assert.match(e.message, /layer.*0\.\.2/);
     e = await rejectsWith(Dinov2Model.load(dir, { positions: 'bilinear' as never }), ConfigError);
