@@ -201,7 +201,9 @@ async function makeTinyDinov2(dir: string, size: C.TinySize, rng: Rng, fp16: boo
   if (o.variant !== undefined && !C.DINOV2_VARIANTS.includes(o.variant))
     throw new ConfigError(messages.invalidOption('variant', C.DINOV2_VARIANTS.join(' | '), o.variant));
   if (o.variant !== undefined && size !== 'full')
-    throw new ConfigError(`make-tiny: --variant ${o.variant} sets the real widths; it applies to --size full`);
+    throw new ConfigError(
+      `make-tiny: --variant ${o.variant} sets the real widths; it applies to --size full`,
+    );
   const raw = C.dinov2Config(size, o);
   const cfg = parseDinov2Config('generated DINOv2 config', raw);
   const rec = new ShapeRecorder();
