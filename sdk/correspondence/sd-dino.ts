@@ -217,6 +217,30 @@ export async function readEmbeddings(path: string): Promise<Map<string, Tensor>>
   return out;
 }
 
+/**
+ * SD-DINO's three SD stages [s5, s4, s3] of one square image: the inputs of decoder resnets
+ * 2, 5, 8 (ODISE's output_blocks hook) of one UNet call at `timestep` on the clean latent
+ * noised with one seeded noise, conditioned on `prompt` or given `conditioning`.
+ */
+export async function sdDinoStages(
+  sd: StableDiffusion,
+  image: RgbImage,
+  o: { timestep: number; seed: number; prompt: string; conditioning?: Tensor },
+): Promise<Tensor[]> {
+  const [out] = await noisedFeatures(sd, [image], {
+    timestep: o.timestep,
+    ensemble: 1,
+    seed: o.seed,
+    prompt: o.prompt,
+    conditioning: o.conditioning,
+    loadSize: image.width,
+    imageSize: image.width,
+    layers: [],
+    decoderInputs: [...SD_DINO_DEFAULTS.decoderInputs],
+  });
+  return out.decoderInputs;
+}
+
 export interface SdDinoDescriptorOptions {
   sdSize?: number;
   dinoSize?: number;
@@ -262,19 +286,14 @@ export async function sdDinoDescriptors(
   for (const img of rgb) dino.push(await dinov2.describePixels(dinoPixels(square(img, s.dinoSize))));
   if (w === 1) return [fuse(undefined, dino[0], 1), fuse(undefined, dino[1], 1)];
   const stages: Tensor[][] = [];
-  for (const img of rgb) {
-    const [out] = await noisedFeatures(sd, [square(img, s.sdSize)], {
-      timestep: s.timestep,
-      ensemble: 1,
-      seed: s.seed,
-      prompt: s.prompt.replaceAll('{category}', o.category ?? 'object'),
-      loadSize: s.sdSize,
-      imageSize: s.sdSize,
-      layers: [],
-      decoderInputs: [...SD_DINO_DEFAULTS.decoderInputs],
-    });
-    stages.push(out.decoderInputs);
-  }
+  for (const img of rgb)
+    stages.push(
+      await sdDinoStages(sd, square(img, s.sdSize), {
+        timestep: s.timestep,
+        seed: s.seed,
+        prompt: s.prompt.replaceAll('{category}', o.category ?? 'object'),
+      }),
+    );
   const sdMaps = await sdDinoSdDescriptors(stages[0], stages[1], s.pcaDims);
   const [, , gh, gw] = dino[0].shape;
   const onGrid = (t: Tensor) => (t.shape[2] !== gh || t.shape[3] !== gw ? resizeBilinear(t, gh, gw) : t);

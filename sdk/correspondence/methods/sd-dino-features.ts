@@ -3,10 +3,15 @@ import { ConfigError } from '../../core/errors.ts';
 import type { RgbImage } from '../../core/rgb.ts';
 import type { Tensor } from '../../core/tensor.ts';
 import { decodeImage } from '../../data/image.ts';
-import { noisedFeatures } from '../../diffusion/noised.ts';
 import { dinoPixels } from '../../model/dino/index.ts';
 import type { SdDinoOptions } from '../evaluate.ts';
-import { letterboxImage, sdDinoSdDescriptors, SD_DINO_DEFAULTS, type Letterbox } from '../sd-dino.ts';
+import {
+  letterboxImage,
+  sdDinoSdDescriptors,
+  sdDinoStages,
+  SD_DINO_DEFAULTS,
+  type Letterbox,
+} from '../sd-dino.ts';
 import type { PairFeatures } from './method.ts';
 
 export type SdDinoSettings = Required<Omit<SdDinoOptions, 'embeddings'>> & Pick<SdDinoOptions, 'embeddings'>;
@@ -58,18 +63,14 @@ export function sdDinoSd(f: PairFeatures): Promise<Tensor[]> {
         throw new ConfigError(
           `--embeddings has no entry for ${stem(paths[k])} and no "default" (it has: ${[...s.embeddings.keys()].slice(0, 5).join(', ')}...)`,
         );
-      const [out] = await noisedFeatures(sd, [image], {
-        timestep: s.timestep,
-        ensemble: 1,
-        seed: s.seed,
-        prompt: s.prompt.replaceAll('{category}', f.pair.category),
-        conditioning,
-        loadSize: s.sdSize,
-        imageSize: s.sdSize,
-        layers: [],
-        decoderInputs: [...SD_DINO_DEFAULTS.decoderInputs],
-      });
-      stages.push(out.decoderInputs);
+      stages.push(
+        await sdDinoStages(sd, image, {
+          timestep: s.timestep,
+          seed: s.seed,
+          prompt: s.prompt.replaceAll('{category}', f.pair.category),
+          conditioning,
+        }),
+      );
     }
     return sdDinoSdDescriptors(stages[0], stages[1], s.pcaDims);
   });
