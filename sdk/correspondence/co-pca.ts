@@ -11,21 +11,23 @@ import { ShapeError } from '../core/errors.ts';
 import { Rng } from '../core/rng.ts';
 import { Tensor } from '../core/tensor.ts';
 import { GraphBuilder } from '../model/onnx/graph.ts';
-import { Session } from '../model/runtime.ts';
+import { lazySession } from './similarity.ts';
 
-let gram: Promise<Session> | undefined;
-let product: Promise<Session> | undefined;
+const gramSession = lazySession(() => {
+  const g = new GraphBuilder();
+  const a = g.input('x', ['n', 'c']);
+  g.output('gram', g.op('MatMul', [g.op('Transpose', [a], { perm: [1, 0] }), a]), ['c', 'c']);
+  return g;
+});
+const productSession = lazySession(() => {
+  const g = new GraphBuilder();
+  g.output('y', g.op('MatMul', [g.input('a', ['m', 'n']), g.input('b', ['n', 'k'])]), ['m', 'k']);
+  return g;
+});
 
 /** X^T X of rows [N, C] (onnxruntime: the covariance of SD's 60 x 60 maps is 1e10 multiply-adds). */
 async function gramOf(x: Float32Array, n: number, c: number): Promise<Float32Array> {
-  gram ??= (() => {
-    const g = new GraphBuilder();
-    const a = g.input('x', ['n', 'c']);
-    g.output('gram', g.op('MatMul', [g.op('Transpose', [a], { perm: [1, 0] }), a]), ['c', 'c']);
-    return g.serialize().then((b) => Session.create(b));
-  })();
-  const out = await (await gram).run({ x: new Tensor(x, [n, c]) });
-  return out.gram.data;
+  return (await (await gramSession()).run({ x: new Tensor(x, [n, c]) })).gram.data;
 }
 
 /** A [M, N] times B [N, K], in onnxruntime. */
@@ -36,13 +38,7 @@ async function times(
   n: number,
   k: number,
 ): Promise<Float32Array> {
-  product ??= (() => {
-    const g = new GraphBuilder();
-    g.output('y', g.op('MatMul', [g.input('a', ['m', 'n']), g.input('b', ['n', 'k'])]), ['m', 'k']);
-    return g.serialize().then((bytes) => Session.create(bytes));
-  })();
-  const out = await (await product).run({ a: new Tensor(a, [m, n]), b: new Tensor(b, [n, k]) });
-  return out.y.data;
+  return (await (await productSession()).run({ a: new Tensor(a, [m, n]), b: new Tensor(b, [n, k]) })).y.data;
 }
 
 /** Modified Gram-Schmidt on the k columns of Q [C, k], in float64. */

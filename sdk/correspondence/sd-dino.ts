@@ -12,7 +12,7 @@
 import { ConfigError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
 import type { RgbImage } from '../core/rgb.ts';
-import { Tensor, resizeBilinear } from '../core/tensor.ts';
+import { Tensor, concat, resizeBilinear } from '../core/tensor.ts';
 import { pilResize } from '../data/pil-resize.ts';
 import { readAllSafetensors } from '../core/safetensors.ts';
 import { decodeImage, type ImageInput } from '../data/image.ts';
@@ -104,23 +104,10 @@ export async function sdDinoSdDescriptors(
   const [s4a, s4b] = await coPca(a[1], b[1], dims[1]);
   const [s3a, s3b] = await coPca(a[2], b[2], dims[2]);
   const join = (s3: Tensor, s4: Tensor, s5: Tensor) => {
-    const s45 = catChannels([s4, resizeBilinear(s5, s4.shape[2], s4.shape[3])]);
-    return catChannels([s3, resizeBilinear(s45, s3.shape[2], s3.shape[3])]);
+    const s45 = concat([s4, resizeBilinear(s5, s4.shape[2], s4.shape[3])], 1);
+    return concat([s3, resizeBilinear(s45, s3.shape[2], s3.shape[3])], 1);
   };
   return [join(s3a, s4a, s5a), join(s3b, s4b, s5b)];
-}
-
-export function catChannels(xs: readonly Tensor[]): Tensor {
-  const [, , h, w] = xs[0].shape;
-  for (const x of xs) x.expectShape('channel concat input', [1, -1, h, w]);
-  const c = xs.reduce((n, x) => n + x.shape[1], 0);
-  const out = new Float32Array(c * h * w);
-  let off = 0;
-  for (const x of xs) {
-    out.set(x.data, off);
-    off += x.size;
-  }
-  return new Tensor(out, [1, c, h, w]);
 }
 
 /** Each pixel's vector scaled to length `weight` (0 vectors stay 0). */
@@ -160,7 +147,7 @@ export function fuse(sd: Tensor | undefined, dino: Tensor | undefined, dinoWeigh
   if (sd && w < 1) parts.push(unitPixels(sd, 1 - w));
   if (dino && w > 0) parts.push(unitPixels(dino, w));
   if (!parts.length) throw new ConfigError('SD-DINO fusion: no feature left at this weight');
-  return parts.length === 1 ? parts[0] : catChannels(parts);
+  return parts.length === 1 ? parts[0] : concat(parts, 1);
 }
 
 /**

@@ -8,7 +8,7 @@ import { Session } from '../model/runtime.ts';
 import { Tensor } from '../core/tensor.ts';
 
 /** A small graph's session, built on first use and shared by every later call. */
-function lazySession(build: () => GraphBuilder): () => Promise<Session> {
+export function lazySession(build: () => GraphBuilder): () => Promise<Session> {
   let session: Promise<Session> | undefined;
   return () =>
     (session ??= build()

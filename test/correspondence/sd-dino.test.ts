@@ -8,10 +8,9 @@
 import assert from 'node:assert/strict';
 import { ConfigError } from '../../sdk/core/errors.ts';
 import { Rng } from '../../sdk/core/rng.ts';
-import { Tensor, resizeBilinear } from '../../sdk/core/tensor.ts';
+import { Tensor, concat, resizeBilinear } from '../../sdk/core/tensor.ts';
 import { coPca } from '../../sdk/correspondence/co-pca.ts';
 import {
-  catChannels,
   checkDinoWeight,
   fromCanvas,
   fuse,
@@ -161,7 +160,7 @@ describe('SD-DINO maths (float64 restatements, known by construction)', () => {
     const [da] = await sdDinoSdDescriptors(a, b, [8, 8, 8]); // k >= C: centred stages
     const centred = async (i: number) => (await coPca(a[i], b[i], 8))[0];
     const [s5, s4, s3] = [await centred(0), await centred(1), await centred(2)];
-    const want = catChannels([s3, resizeBilinear(catChannels([s4, resizeBilinear(s5, 4, 4)]), 8, 8)]);
+    const want = concat([s3, resizeBilinear(concat([s4, resizeBilinear(s5, 4, 4)], 1), 8, 8)], 1);
     assert.deepEqual(da.shape, [1, 12, 8, 8]);
     assert.deepEqual(Array.from(da.data), Array.from(want.data));
   });
