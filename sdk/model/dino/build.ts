@@ -25,27 +25,36 @@ export function weightPrefix(w: WeightSource): string {
   return w.has('vit.embeddings.cls_token') ? 'vit.' : '';
 }
 
+/**
+ * The ViT input as DINO and DINOv2 build it: graph inputs `pixel_values` [1, 3, H, W] and
+ * `position_embeddings` [1, 1 + n, D] (resized on the host), the patch convolution at `stride`,
+ * CLS in front, positions added. Returns the [1, 1 + n, D] tokens.
+ */
+export function vitEmbeddings(
+  ctx: Ctx,
+  prefix: string,
+  cfg: { channels: number; hiddenSize: number; patchSize: number },
+  stride: number,
+): string {
+  const { g, w } = ctx;
+  const d = cfg.hiddenSize;
+  const pixels = g.input('pixel_values', [1, cfg.channels, 'height', 'width']);
+  const pos = g.input('position_embeddings', [1, 'tokens', d]);
+  const projection = `${prefix}embeddings.patch_embeddings.projection`;
+  const patches = conv2d(ctx, projection, pixels, cfg.channels, d, cfg.patchSize, {
+    stride,
+    pads: [0, 0, 0, 0],
+  });
+  const cls = w.param(g, `${prefix}embeddings.cls_token`, [1, 1, d]);
+  return g.op('Add', [g.op('Concat', [cls, toTokens(g, patches)], { axis: 1 }), pos]);
+}
+
 export function buildVitGraph(cfg: VitConfig, weights: WeightSource, o: VitGraphOptions): GraphBuilder {
   const g = new GraphBuilder();
   const ctx: Ctx = { g, w: weights, twoPassNorm: o.twoPassNorm };
   const d = cfg.hiddenSize;
   const p = weightPrefix(weights);
-  const pixels = g.input('pixel_values', [1, cfg.channels, 'height', 'width']);
-  const pos = g.input('position_embeddings', [1, 'tokens', d]);
-  const patches = conv2d(
-    ctx,
-    `${p}embeddings.patch_embeddings.projection`,
-    pixels,
-    cfg.channels,
-    d,
-    cfg.patchSize,
-    {
-      stride: o.stride ?? cfg.patchSize,
-      pads: [0, 0, 0, 0],
-    },
-  );
-  const cls = weights.param(g, `${p}embeddings.cls_token`, [1, 1, d]);
-  let h = g.op('Add', [g.op('Concat', [cls, toTokens(g, patches)], { axis: 1 }), pos]);
+  let h = vitEmbeddings(ctx, p, cfg, o.stride ?? cfg.patchSize);
   for (let i = 0; i <= o.layer; i++) {
     const l = `${p}encoder.layer.${i}`;
     g.scope(`block${i}`, () => {

@@ -8,7 +8,8 @@
  * Pre-LN blocks with LayerScale on both residual branches; the MLP or SwiGLU feed-forward.
  */
 import { GraphBuilder } from '../onnx/graph.ts';
-import { attention, conv2d, gelu, layerNorm, linear, silu, toTokens, type Ctx } from '../onnx/nn.ts';
+import { attention, gelu, layerNorm, linear, silu, type Ctx } from '../onnx/nn.ts';
+import { vitEmbeddings } from '../dino/build.ts';
 import type { WeightSource } from '../weights.ts';
 import type { Dinov2Config } from './config.ts';
 
@@ -34,22 +35,7 @@ export function buildDinov2Graph(
   const ctx: Ctx = { g, w: weights, twoPassNorm: o.twoPassNorm };
   const d = cfg.hiddenSize;
   const p = dinov2Prefix(weights);
-  const pixels = g.input('pixel_values', [1, cfg.channels, 'height', 'width']);
-  const pos = g.input('position_embeddings', [1, 'positions', d]);
-  const patches = conv2d(
-    ctx,
-    `${p}embeddings.patch_embeddings.projection`,
-    pixels,
-    cfg.channels,
-    d,
-    cfg.patchSize,
-    {
-      stride: cfg.patchSize,
-      pads: [0, 0, 0, 0],
-    },
-  );
-  const cls = weights.param(g, `${p}embeddings.cls_token`, [1, 1, d]);
-  let h = g.op('Add', [g.op('Concat', [cls, toTokens(g, patches)], { axis: 1 }), pos]);
+  let h = vitEmbeddings(ctx, p, cfg, cfg.patchSize);
   if (cfg.registers > 0) {
     // registers go in after the position embedding is added, between CLS and the patches
     const regs = weights.param(g, `${p}embeddings.register_tokens`, [1, cfg.registers, d]);
