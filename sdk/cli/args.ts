@@ -3,6 +3,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from '../core/errors.ts';
 import { messages } from '../core/messages.ts';
 import { parseIndexList } from '../diffusion/plan.ts';
+import { PRECISIONS, type Precision } from '../model/onnx/precision.ts';
 
 export function parse<T extends NonNullable<ParseArgsConfig['options']>>(
   args: string[],
@@ -83,16 +84,23 @@ export function extractFlags(v: {
 }
 
 /**
- * `--attention fused|exact` and `--linear fp32|int8`: the UNet's kernels (see UNet
- * LoadOptions.attention and .linear); defaults: fused attention, fp32 Linear layers.
+ * `--attention fused|exact`, `--linear fp32|int8` and `--precision fp32|fp16|fp16-emulated`: the
+ * models' kernels (see UNet LoadOptions.attention, .linear and .precision); defaults: the
+ * device's attention, fp32 Linear layers, fp32.
  */
-export const UNET_KERNEL_FLAGS = { attention: { type: 'string' }, linear: { type: 'string' } } as const;
-export const UNET_KERNEL_USAGE = '[--attention fused|exact] [--linear fp32|int8]';
-export function unetKernelOptions(v: { attention?: string; linear?: string }): {
+export const UNET_KERNEL_FLAGS = {
+  attention: { type: 'string' },
+  linear: { type: 'string' },
+  precision: { type: 'string' },
+} as const;
+export const UNET_KERNEL_USAGE = `[--attention fused|exact] [--linear fp32|int8] [--precision ${PRECISIONS.join('|')}]`;
+export function unetKernelOptions(v: { attention?: string; linear?: string; precision?: string }): {
   attention?: 'exact' | 'fused';
   linear?: 'fp32' | 'int8';
+  precision?: Precision;
 } {
   return {
+    ...(v.precision === undefined ? {} : { precision: choice('precision', v.precision, PRECISIONS, 'fp32') }),
     ...(v.attention === undefined
       ? {}
       : { attention: choice('attention', v.attention, ['fused', 'exact'] as const, 'fused') }),

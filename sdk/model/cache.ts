@@ -16,6 +16,7 @@ import { hyperfeaturesCacheDir } from '../core/paths.ts';
 import { log } from '../core/logger.ts';
 import type { GraphBuilder } from './onnx/graph.ts';
 import { WeightStore } from './weights.ts';
+import { toHalfPrecision, type HalfPrecision } from './onnx/precision.ts';
 import { ORT_VERSION } from './runtime.ts';
 
 /** Bump when any graph builder changes what it emits. */
@@ -47,6 +48,8 @@ export interface GraphRequest {
   build: (weights: WeightStore) => GraphBuilder;
   /** Keep weights as float16 in the graph (cast to fp32 when used): half the memory. */
   weightDtype?: 'float' | 'float16';
+  /** Make the built graph half precision (onnx/precision.ts); part of the cache key. */
+  precision?: HalfPrecision;
   /** Weights this graph deliberately leaves out (not warned about). */
   ignoreUnused?: RegExp;
   cacheDir?: string;
@@ -133,7 +136,11 @@ async function graphFile(req: GraphRequest): Promise<{ path: string; cached: boo
   const key = graphKey(
     req.component,
     req.config,
-    { ...(req.options as object), weightDtype: req.weightDtype ?? 'float' },
+    {
+      ...(req.options as object),
+      weightDtype: req.weightDtype ?? 'float',
+      ...(req.precision ? { precision: req.precision } : {}),
+    },
     req.weightFiles,
   );
   const root = req.cacheDir ?? join(hyperfeaturesCacheDir(), 'graphs');
@@ -229,8 +236,9 @@ async function buildInto(req: GraphRequest, dir: string): Promise<void> {
   const weights = await WeightStore.open([...req.weightFiles]);
   weights.weightDtype = req.weightDtype ?? 'float';
   try {
-    const g = req.build(weights);
+    const built = req.build(weights);
     weights.check(req.component, req.ignoreUnused);
+    const g = req.precision ? toHalfPrecision(built, req.precision) : built;
     const bytes = g.initializers.reduce((a, i) => a + i.byteLength, 0);
     log().info(
       `${req.component}: building ONNX graph (${g.nodes.length} nodes, ${(bytes / 2 ** 20).toFixed(1)} MiB of weights)`,

@@ -407,6 +407,11 @@ export class Session {
           `device "webgpu" could not start for ${where}: ${noAdapterHint()} (onnxruntime: ${msg.split('\n')[0].replace(/^.*?(Failed to get)/, '$1')})`,
           { cause: e },
         );
+      if (device !== 'cpu' && /requires f16 but the device does not support it/.test(msg))
+        throw new DeviceError(
+          `${where}: a half-precision graph (precision "fp16", or "fp16-emulated"'s rounding casts) on ${device} needs an adapter with half-precision shaders (WebGPU's "shader-f16" feature), and this one has none (${adapterSummary()}; SwiftShader never has it); use the default fp32 here, or "fp16-emulated" with --device cpu to see what half precision does to the numbers`,
+          { cause: e },
+        );
       if (device !== 'cpu' && /provider|cuda|webgpu|dawn|adapter|vulkan/i.test(msg)) {
         throw new DeviceError(`device "${device}" could not start for ${where}: ${msg}`, { cause: e });
       }

@@ -10,7 +10,10 @@ import { GraphBuilder } from '../../sdk/model/onnx/graph.ts';
 import { Session, deviceLimitError } from '../../sdk/model/runtime.ts';
 import { DeviceError } from '../../sdk/core/errors.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
-import { FIXTURES, REFERENCE, REPO, TEST_DEVICE, rejectsWith, tempDir } from '../helpers.ts';
+import { UNet } from '../../sdk/model/unet/index.ts';
+import { softwareAdapterOnly } from '../../sdk/model/adapter.ts';
+import { readAllSafetensors } from '../../sdk/core/safetensors.ts';
+import { FIXTURES, REFERENCE, REPO, TEST_DEVICE, assertClose, rejectsWith, tempDir } from '../helpers.ts';
 
 describe('WebGPU bad input', function () {
   this.timeout(300_000);
@@ -64,5 +67,31 @@ describe('WebGPU bad input', function () {
     assert.match(e.message, /node "[^"]+"/);
     assert.match(e.message, /maxStorageBufferBindingSize|maxBufferSize|device memory/);
     await s.dispose();
+  });
+
+  it('precision fp16: on an adapter without half-precision shaders a DeviceError naming shader-f16; on one with them, the reference within half tolerance', async function () {
+    if (TEST_DEVICE !== 'webgpu') this.skip();
+    const tiny = join(REFERENCE, 'tiny-sd15');
+    const cacheDir = tempDir();
+    if (softwareAdapterOnly()) {
+      const e = await rejectsWith(
+        UNet.load(tiny, { device: 'webgpu', precision: 'fp16', cacheDir }),
+        DeviceError,
+      );
+      assert.match(e.message, /shader-f16/);
+      assert.match(e.message, /SwiftShader/);
+      assert.match(e.message, /fp16-emulated.*--device cpu/);
+      return;
+    }
+    // a real GPU: the fp16 graph runs there and lands where the emulation says (test/model/precision.test.ts)
+    const unet = await UNet.load(tiny, { device: 'webgpu', precision: 'fp16', cacheDir });
+    const { tensors: t } = await readAllSafetensors(join(REFERENCE, 'cases/unet_t261.safetensors'));
+    const out = await unet.run({
+      sample: t.get('sample')!,
+      timestep: 261,
+      encoderHiddenStates: t.get('encoder_hidden_states')!,
+    });
+    assertClose(out.noisePred, t.get('noise_pred')!, 2e-2, 'fp16 on the GPU: noise_pred');
+    await unet.dispose();
   });
 });

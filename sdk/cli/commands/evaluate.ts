@@ -94,7 +94,9 @@ const pckDefinitions = {
 /** results.json and table1.md of a finished (or merged) run; the same files for the same records. */
 async function writeResults(dir: string, run: RunFile, results: EvalResults): Promise<string> {
   const family = run.family === 'sd15' || run.family === 'sd21' ? run.family : undefined;
-  let table = table1Markdown(results, run.dataset, run.model, family);
+  const precision = run.options.precision;
+  const model = typeof precision === 'string' ? `${run.model}, precision ${precision}` : run.model;
+  let table = table1Markdown(results, run.dataset, model, family);
   if (run.shard)
     table += `\nShard ${run.shard.k}/${run.shard.n} only: merge the shards with \`hyperfeatures eval --merge <folders> --out <dir>\` for the table.\n`;
   const json = {
@@ -260,11 +262,9 @@ export const evaluate: Command = {
           allowDownload: allow,
         })
       : undefined;
-    const sd = await loadStableDiffusion(v.model!, {
-      device,
-      allowDownload: allow,
-      ...unetKernelOptions(v),
-    });
+    const kernels = unetKernelOptions(v);
+    const sd = await loadStableDiffusion(v.model!, { device, allowDownload: allow, ...kernels });
+    const precision = kernels.precision === 'fp32' ? undefined : kernels.precision;
     const options: EvalOptions = {
       methods,
       network: multi.net,
@@ -321,6 +321,7 @@ export const evaluate: Command = {
               }
             : {}),
           extract: { ...options.extract, cache: undefined },
+          ...(precision ? { precision } : {}),
         },
         weights: {
           model: sd.modelHash,

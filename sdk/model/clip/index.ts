@@ -6,7 +6,7 @@ import { cachedSession } from '../cache.ts';
 import { Session } from '../runtime.ts';
 import type { VaeLoadOptions } from '../vae/index.ts';
 import { buildClipTextGraph } from './build.ts';
-import { deviceKernels } from '../numerics.ts';
+import { deviceKernels, halfPrecision } from '../numerics.ts';
 import { parseClipTextConfig, type ClipTextConfig } from './config.ts';
 import { ClipTokenizer, type EncodeOptions } from './tokenizer.ts';
 
@@ -32,6 +32,7 @@ export class TextEncoder {
     const config = parseClipTextConfig(files.configPath, files.config);
     const tokenizer = ClipTokenizer.load(modelDir);
     const { twoPassNorm } = deviceKernels(options.device);
+    const precision = halfPrecision(options.precision, options.device);
     const session = await cachedSession(
       {
         component: 'text_encoder',
@@ -40,6 +41,7 @@ export class TextEncoder {
         weightFiles: files.weightFiles,
         build: (weights) => buildClipTextGraph(config, weights, { twoPassNorm }),
         ignoreUnused: /position_ids$/,
+        precision,
         cacheDir: options.cacheDir,
       },
       (path) => Session.create(path, options),

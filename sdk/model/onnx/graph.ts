@@ -19,6 +19,8 @@ export interface NodeRecord {
   outputs: string[];
   attrs: Record<string, AttrValue>;
   domain: string;
+  /** Computed in float32 even in a half-precision graph (onnx/precision.ts). */
+  float32?: boolean;
 }
 
 export interface InitializerRecord {
@@ -46,6 +48,7 @@ export class GraphBuilder {
   private counter = 0;
   private constCache = new Map<string, string>();
   private scopes: string[] = [];
+  private float32Depth = 0;
 
   /** Names created inside `fn` get the prefix (for readable graphs and profiles). */
   scope<T>(name: string, fn: () => T): T {
@@ -54,6 +57,19 @@ export class GraphBuilder {
       return fn();
     } finally {
       this.scopes.pop();
+    }
+  }
+
+  /**
+   * Nodes created inside `fn` stay float32 when the graph is made half precision
+   * (onnx/precision.ts): statistics and sums whose range or cancellation half cannot hold.
+   */
+  float32<T>(fn: () => T): T {
+    this.float32Depth++;
+    try {
+      return fn();
+    } finally {
+      this.float32Depth--;
     }
   }
 
@@ -132,7 +148,7 @@ export class GraphBuilder {
     domain = '',
   ): string[] {
     const outputs = Array.from({ length: nOutputs }, () => this.fresh(op));
-    this.nodes.push({ op, inputs, outputs, attrs, domain });
+    this.nodes.push({ op, inputs, outputs, attrs, domain, ...(this.float32Depth ? { float32: true } : {}) });
     return outputs;
   }
 

@@ -15,6 +15,8 @@ export interface Ctx {
   linearInt8?: boolean;
   /** GroupNorm as two reductions (mean, then the centred variance): see model/numerics.ts. */
   twoPassNorm?: boolean;
+  /** Attention scores in float32 in a half-precision graph (diffusers' upcast_attention). */
+  upcastAttention?: boolean;
 }
 
 /** 2D convolution, NCHW. `pads` as ONNX [top, left, bottom, right]. */
@@ -85,9 +87,12 @@ function instanceNormalize(g: GraphBuilder, grouped: string, groups: number, eps
 
 /** (x - mean) / sqrt(mean((x - mean)^2) + eps) over `axis` (default the last of [B, G, n]). */
 function twoPassNormalize(g: GraphBuilder, x: string, eps: number, axis = 2): string {
-  const centred = g.op('Sub', [x, g.op('ReduceMean', [x], { axes: [axis] })]);
-  const variance = g.op('ReduceMean', [g.op('Mul', [centred, centred])], { axes: [axis] });
-  return g.op('Div', [centred, g.op('Sqrt', [g.op('Add', [variance, g.constFloat([eps], [])])])]);
+  // statistics in float32 in a half-precision graph (a sum of squares overflows half)
+  return g.float32(() => {
+    const centred = g.op('Sub', [x, g.op('ReduceMean', [x], { axes: [axis] })]);
+    const variance = g.op('ReduceMean', [g.op('Mul', [centred, centred])], { axes: [axis] });
+    return g.op('Div', [centred, g.op('Sqrt', [g.op('Add', [variance, g.constFloat([eps], [])])])]);
+  });
 }
 
 /** LayerNorm over the last axis (as two reductions where `twoPassNorm`: model/numerics.ts). */
@@ -129,7 +134,9 @@ function splitHeads(g: GraphBuilder, x: string, heads: number, transposed = fals
  * Scaled dot-product attention on projected q [B, N, H*D], k, v [B, M, H*D]; optional
  * additive mask broadcastable to [B, H, N, M]. Returns [B, N, H*D]. `headGroups` > 1 computes
  * the heads in that many groups one after another, so only one group's [B, H/G, N, M] scores
- * and probabilities are alive at a time (each head's arithmetic is unchanged).
+ * and probabilities are alive at a time (each head's arithmetic is unchanged). The mask and
+ * softmax stay float32 in a half-precision graph; `upcast` keeps the scores' matmul there too
+ * (diffusers' upcast_attention, which SD 2.x sets because half scores overflow).
  */
 export function attention(
   g: GraphBuilder,
@@ -141,6 +148,7 @@ export function attention(
   mask?: string,
   fused = false,
   headGroups = 1,
+  upcast = false,
 ): string {
   // onnxruntime's contrib kernel: no [B, H, N, M] score tensor is materialised
   if (fused && !mask)
@@ -155,13 +163,16 @@ export function attention(
     // that onnxruntime fuses (scale and key transpose into one FusedMatMul)
     const sizes = g.constInt64(new Array(headGroups).fill((heads / headGroups) * headDim));
     const [qs, ks, vs] = [q, k, v].map((x) => g.opN('Split', [x, sizes], headGroups, { axis: -1 }));
-    const outs = qs.map((qg, i) => attention(g, qg, ks[i], vs[i], heads / headGroups, headDim, mask));
+    const outs = qs.map((qg, i) =>
+      attention(g, qg, ks[i], vs[i], heads / headGroups, headDim, mask, false, 1, upcast),
+    );
     return g.op('Concat', outs, { axis: -1 });
   }
   const qh = g.op('Mul', [splitHeads(g, q, heads), g.constFloat([1 / Math.sqrt(headDim)], [])]);
-  let scores = g.op('MatMul', [qh, splitHeads(g, k, heads, true)]); // [B, H, N, M]
-  if (mask) scores = g.op('Add', [scores, mask]);
-  const probs = g.op('Softmax', [scores], { axis: -1 });
+  const kt = splitHeads(g, k, heads, true);
+  const matmul = () => g.op('MatMul', [qh, kt]); // [B, H, N, M]
+  const scores = upcast ? g.float32(matmul) : matmul();
+  const probs = g.float32(() => g.op('Softmax', [mask ? g.op('Add', [scores, mask]) : scores], { axis: -1 }));
   const out = g.op('MatMul', [probs, splitHeads(g, v, heads)]); // [B, H, N, D]
   return g.op('Reshape', [g.op('Transpose', [out], { perm: [0, 2, 1, 3] }), g.constInt64([0, 0, -1])]);
 }

@@ -128,7 +128,18 @@ export function crossAttention(
   return linear(
     ctx,
     `${prefix}.to_out.0`,
-    attention(ctx.g, q, k, v, heads, dim / heads, undefined, ctx.fusedAttention, headGroups),
+    attention(
+      ctx.g,
+      q,
+      k,
+      v,
+      heads,
+      dim / heads,
+      undefined,
+      ctx.fusedAttention,
+      headGroups,
+      ctx.upcastAttention,
+    ),
     dim,
     dim,
   );

@@ -65,6 +65,7 @@ export function buildUNetGraph(
     w: weights,
     fusedAttention: options.fusedAttention,
     twoPassNorm: options.twoPassNorm,
+    upcastAttention: cfg.upcastAttention,
   };
   // only the transformers' projections are quantized: the time embedding's stay fp32
   const tctx: Ctx = { ...ctx, linearInt8: options.linearInt8 };

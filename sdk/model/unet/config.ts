@@ -30,6 +30,11 @@ export interface UNetConfig {
   classEmbedInputDim: number;
   /** Native latent size (`sample_size`): sizes memory-saving choices in the graph, not inputs. */
   sampleSize: number;
+  /**
+   * `upcast_attention` (SD 2.x): attention scores in float32 when the graph is half precision.
+   * Present only when true, so other checkpoints keep their graph cache keys.
+   */
+  upcastAttention?: true;
 }
 
 /** @throws ConfigError naming every unsupported field. */
@@ -76,6 +81,7 @@ export function parseUNetConfig(path: string, raw: RawConfig): UNetConfig {
     classEmbedType,
     classEmbedInputDim: classEmbedType === 'projection' ? c.int('projection_class_embeddings_input_dim') : 0,
     sampleSize: c.int('sample_size', 64),
+    ...(c.bool('upcast_attention', false) ? { upcastAttention: true as const } : {}),
   };
   if (cfg.downBlockTypes.length !== n || cfg.upBlockTypes.length !== n) {
     c.problems.push(`down_block_types and up_block_types need ${n} entries (one per block_out_channels)`);

@@ -9,7 +9,8 @@ import { DeviceTensor, Session, type Device, type Feed, type SessionOptions } fr
 import { INT8_WEIGHT_BITS } from '../quantize.ts';
 import { buildUNetGraph } from './build.ts';
 import { timestepProjection } from './time.ts';
-import { deviceKernels } from '../numerics.ts';
+import { deviceKernels, halfPrecision } from '../numerics.ts';
+import type { HalfPrecision, Precision } from '../onnx/precision.ts';
 import { parseUNetConfig, tapCount, type UNetConfig } from './config.ts';
 
 export { parseUNetConfig, tapCount, tapChannels, type UNetConfig } from './config.ts';
@@ -26,6 +27,16 @@ export interface LoadOptions extends SessionOptions, ResolveOptions {
    * GPUs), computing in fp32; default "fp32".
    */
   weights?: 'fp32' | 'fp16';
+  /**
+   * "fp32" (default): the parity-tested graphs. "fp16" (GPUs only): weights and activations in
+   * half precision, with normalisation statistics, softmax and the VAE posterior in fp32, and
+   * fp32 at the graph's edges (the DDIM update, on the host or the device, stays fp32); needs an
+   * adapter with half-precision shaders on WebGPU. "fp16-emulated" (any device): the same plan
+   * computed in fp32 with every half value rounded to half, to see half precision's effect on
+   * features and PCK where no such GPU is (README: Fidelity). Applies to the UNet, VAE and text
+   * encoder.
+   */
+  precision?: Precision;
   /**
    * "fused" (the default on the CPU and CUDA; on WebGPU the default is "exact", because
    * onnxruntime's WebGPU MultiHeadAttention fails the isolated check: model/numerics.ts):
@@ -96,18 +107,22 @@ export interface UNetOutput {
  * keys on this, so an option added here can never be served another option's results.
  * @throws ConfigError for a value that is not one of the choices.
  */
-export function unetNumerics(options: Pick<LoadOptions, 'attention' | 'linear' | 'weights' | 'device'>): {
+export function unetNumerics(
+  options: Pick<LoadOptions, 'attention' | 'linear' | 'weights' | 'device' | 'precision'>,
+): {
   attention?: 'fused';
   linear?: 'int8';
   int8WeightBits?: number;
   weights?: 'fp16';
   normalization?: 'two-pass';
+  precision?: HalfPrecision;
 } {
   if (options.attention !== undefined && options.attention !== 'exact' && options.attention !== 'fused')
     throw new ConfigError(messages.invalidOption('attention', 'exact | fused', options.attention));
   if (options.linear !== undefined && options.linear !== 'fp32' && options.linear !== 'int8')
     throw new ConfigError(messages.invalidOption('linear', 'fp32 | int8', options.linear));
   const kernels = deviceKernels(options.device);
+  const precision = halfPrecision(options.precision, options.device);
   return {
     // exact is recorded as {} so features cached when exact was the default are still found
     // for it, and never for fused
@@ -115,6 +130,7 @@ export function unetNumerics(options: Pick<LoadOptions, 'attention' | 'linear' |
     ...(kernels.twoPassNorm ? { normalization: 'two-pass' } : {}),
     ...(options.linear === 'int8' ? { linear: 'int8', int8WeightBits: INT8_WEIGHT_BITS } : {}),
     ...(options.weights === 'fp16' ? { weights: 'fp16' } : {}),
+    ...(precision ? { precision } : {}),
   };
 }
 
@@ -175,6 +191,7 @@ export class UNet {
         build: (weights) =>
           buildUNetGraph(config, weights, { taps, fusedAttention, linearInt8, twoPassNorm, deviceNoise }),
         weightDtype: numerics.weights === 'fp16' ? 'float16' : 'float',
+        precision: numerics.precision,
         cacheDir: options.cacheDir,
       },
       async (path) => {

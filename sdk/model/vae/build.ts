@@ -81,8 +81,9 @@ export function buildVaeEncoderGraph(
     2,
     { axis: 1 },
   );
-  const logvar = g.op('Clip', [rawLogvar, g.constFloat([-30], []), g.constFloat([20], [])]);
-  const std = g.op('Exp', [g.op('Mul', [logvar, g.constFloat([0.5], [])])]);
+  // float32 in a half-precision graph: std = exp(logvar / 2) falls below half's normal range
+  const logvar = g.float32(() => g.op('Clip', [rawLogvar, g.constFloat([-30], []), g.constFloat([20], [])]));
+  const std = g.float32(() => g.op('Exp', [g.op('Mul', [logvar, g.constFloat([0.5], [])])]));
   const latentShape = ['batch', cfg.latentChannels, 'h', 'w'];
   g.output('posterior_mean', mean, latentShape);
   g.output('posterior_logvar', logvar, latentShape);

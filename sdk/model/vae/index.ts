@@ -10,7 +10,7 @@ import { Session, type DeviceTensor } from '../runtime.ts';
 import { scaleOnDevice } from '../device-ops.ts';
 import type { LoadOptions as UNetLoadOptions } from '../unet/index.ts';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from './build.ts';
-import { deviceKernels } from '../numerics.ts';
+import { deviceKernels, halfPrecision } from '../numerics.ts';
 import { parseVaeConfig, type VaeConfig } from './config.ts';
 
 export { parseVaeConfig, SD_SCALING_FACTOR, type VaeConfig } from './config.ts';
@@ -102,6 +102,7 @@ export class Vae {
     const config = parseVaeConfig(files.configPath, files.config);
     const parts = options.parts ?? VAE_PARTS;
     const { twoPassNorm } = deviceKernels(options.device);
+    const precision = halfPrecision(options.precision, options.device);
     const load = async (part: VaePart) => {
       return cachedSession(
         {
@@ -114,6 +115,7 @@ export class Vae {
               ? buildVaeEncoderGraph(config, weights, { twoPassNorm })
               : buildVaeDecoderGraph(config, weights, { twoPassNorm }),
           ignoreUnused: part === 'encoder' ? /^(decoder\.|post_quant_conv)/ : /^(encoder\.|quant_conv)/,
+          precision,
           cacheDir: options.cacheDir,
         },
         (path) => Session.create(path, options),
