@@ -399,3 +399,46 @@ describe('eval: the DINOv2 and SD-DINO rows (SD-DINO protocol, tiny models)', fu
     assert.match(bad.err, /SD canvas 100 px must be a multiple of 64/);
   });
 });
+
+describe('eval: half precision (fp16-emulated)', function () {
+  this.timeout(600_000);
+  const args = (out: string, extra: string[]) => [
+    'eval',
+    '--model',
+    TINY,
+    '--dataset',
+    'spair',
+    '--root',
+    join(FIXTURES, 'spair'),
+    '--pairs',
+    LIST,
+    '--methods',
+    'sd-layer-4',
+    '--image-size',
+    '64',
+    '--load-size',
+    '64',
+    '--output-resolution',
+    '16',
+    '--out',
+    out,
+    ...extra,
+  ];
+
+  it('names the precision in table1.md and run.json, and refuses to resume a run of another precision', async () => {
+    const out = tempDir();
+    const r = await runCli(args(out, ['--precision', 'fp16-emulated']));
+    assert.equal(r.code, 0, r.err);
+    assert.match(
+      readFileSync(join(out, 'table1.md'), 'utf8'),
+      /model [^)]*tiny-sd15, precision fp16-emulated\)/,
+    );
+    assert.equal(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')).options.precision, 'fp16-emulated');
+    const fp32 = await runCli(args(out, ['--resume']));
+    assert.equal(fp32.code, 2);
+    assert.match(fp32.err, /holds a run with other settings:[\s\S]*"precision":"fp16-emulated"/);
+    const bad = await runCli(args(tempDir(), ['--precision', 'half']));
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--precision: expected fp32 \| fp16 \| fp16-emulated, got "half"/);
+  });
+});
