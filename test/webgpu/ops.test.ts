@@ -1,13 +1,15 @@
 /**
  * The WebGPU kernels our graphs use, op by op, against a float64 computation and the CPU, at
  * the shapes our models use (tiny and SD-sized). Runs in the WebGPU test mode (`npm run
- * test:webgpu`); skipped otherwise. Two tests are canaries for defects found here in
- * onnxruntime 1.30's WebGPU kernels, which the default graphs avoid (sdk/model/numerics.ts):
+ * test:webgpu`); skipped otherwise. Four tests are canaries for defects found here in
+ * onnxruntime 1.30's WebGPU kernels, which the default graphs avoid (sdk/model/numerics.ts,
+ * sdk/aggregation/train/ops.ts):
  * when one stops failing, the default can be reconsidered.
  */
 import assert from 'node:assert/strict';
 import { GraphBuilder } from '../../sdk/model/onnx/graph.ts';
 import { attention, groupNorm, layerNorm, type Ctx } from '../../sdk/model/onnx/nn.ts';
+import { convBackward } from '../../sdk/aggregation/train/ops.ts';
 import type { WeightSource } from '../../sdk/model/weights.ts';
 import { Session, type Device } from '../../sdk/model/runtime.ts';
 import { Rng } from '../../sdk/core/rng.ts';
@@ -281,6 +283,51 @@ describe('WebGPU kernels, op by op, against float64 and the CPU', function () {
       );
       assert.ok(e.gpu < 1e-5, `Conv + Resize on WebGPU: ${e.gpu}`);
     });
+
+  it("canary: onnxruntime's WebGPU Conv is wrong on 6 input channels with a 3x3 kernel; the training's weight gradient pads them to 8", async () => {
+    // the weight gradient of a 3x3 conv is a conv whose input channels are the batch (6 = 3
+    // timesteps x 2 images in the reference case): ops.ts convBackward
+    const [B, Ci, Co, S] = [6, 8, 4, 8];
+    const x = randn(B * Ci * S * S);
+    const dy = randn(B * Co * S * S);
+    const want = new Float64Array(Co * Ci * 9);
+    for (let b = 0; b < B; b++)
+      for (let o = 0; o < Co; o++)
+        for (let i = 0; i < Ci; i++)
+          for (let u = 0; u < 3; u++)
+            for (let v = 0; v < 3; v++) {
+              let sum = 0;
+              for (let h = 0; h < S; h++)
+                for (let w = 0; w < S; w++) {
+                  const [hh, ww] = [h + u - 1, w + v - 1];
+                  if (hh >= 0 && hh < S && ww >= 0 && ww < S)
+                    sum += dy[((b * Co + o) * S + h) * S + w] * x[((b * Ci + i) * S + hh) * S + ww];
+                }
+              want[((o * Ci + i) * 3 + u) * 3 + v] += sum;
+            }
+    const feeds = { x: new Tensor(x, [B, Ci, S, S]), dy: new Tensor(dy, [B, Co, S, S]) };
+    const dw = (padChannels: boolean) => (g: GraphBuilder) => {
+      const w = g.constFloat(new Float32Array(Co * Ci * 9), [Co, Ci, 3, 3]);
+      const r = convBackward(
+        g,
+        g.input('x', [B, Ci, S, S]),
+        w,
+        g.input('dy', [B, Co, S, S]),
+        3,
+        false,
+        padChannels,
+      );
+      g.output('y', r.dw, [Co, Ci, 3, 3]);
+    };
+    const padded = await errors(dw(true), feeds, want);
+    assert.ok(padded.gpu < 1e-5 && padded.cpu < 1e-5, `padded: ${JSON.stringify(padded)}`);
+    const kernel = await errors(dw(false), feeds, want);
+    assert.ok(kernel.cpu < 1e-5, `the CPU's Conv: ${kernel.cpu}`);
+    assert.ok(
+      kernel.gpu > 1e-2,
+      `WebGPU's Conv on 6 channels now gives ${kernel.gpu}: reconsider ops.ts padChannelsTo4`,
+    );
+  });
 
   it('the task switcher: a projection class embedding (Gemm-shaped Linear, SiLU, Linear)', async () => {
     const [P, T] = [4, 128];

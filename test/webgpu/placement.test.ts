@@ -1,6 +1,6 @@
 /**
  * Nothing silently on the CPU: every graph the SDK builds (text encoder, VAE, UNet with taps,
- * Lotus' UNet with its task switcher, DINO, the aggregation network's forward; training's graphs stay on the CPU for now)
+ * Lotus' UNet with its task switcher, DINO, the aggregation network's forward and its training graphs)
  * runs once on WebGPU under onnxruntime's profiler, and no node that computes floating-point
  * values may have been placed on the CPU; only shape arithmetic may. WebGPU test mode only.
  */
@@ -14,6 +14,7 @@ import { TextEncoder } from '../../sdk/model/clip/index.ts';
 import { DinoModel } from '../../sdk/model/dino/index.ts';
 import { Dinov2Model } from '../../sdk/model/dinov2/index.ts';
 import { AggregationNetwork } from '../../sdk/aggregation/network.ts';
+import { Trainer } from '../../sdk/aggregation/train/trainer.ts';
 import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
 import { Rng } from '../../sdk/core/rng.ts';
 import { Tensor } from '../../sdk/core/tensor.ts';
@@ -90,7 +91,6 @@ describe('WebGPU: no compute node placed on the CPU', function () {
     assertNoneOnCpu(results, 2);
   });
 
-  // training's graphs run on the CPU for now (trainer.ts: their gradients are wrong on WebGPU)
   it('DINO ViT, DINOv2 (registers, SwiGLU) and the aggregation network forward', async () => {
     const dir = join(tempDir(), 'tiny-dino');
     await makeTinyCheckpoint(dir, { style: 'dino', seed: 3 });
@@ -112,5 +112,32 @@ describe('WebGPU: no compute node placed on the CPU', function () {
       await net.dispose();
     });
     assertNoneOnCpu(results, 3);
+  });
+
+  it("the aggregation network's training step: forward, loss, backward and AdamW graphs", async () => {
+    const net = await AggregationNetwork.load(join(REFERENCE, 'cases/aggregation_network.safetensors'), {
+      device,
+    });
+    const total = net.config.saveTimesteps.length * net.config.featureDims.reduce((a, b) => a + b, 0);
+    const trainer = new Trainer(net, { lr: 1e-3 });
+    const results = await cpuComputeOf(async () => {
+      const r = await trainer.trainStep(
+        randn([2, total, 8, 8]),
+        [
+          [1, 2],
+          [5, 6],
+        ],
+        [
+          [2, 2],
+          [7, 1],
+        ],
+      );
+      assert.ok(Number.isFinite(r.loss));
+    });
+    // per feature width: a forward and a backward graph; then the loss and the update
+    const widths = new Set(net.config.featureDims).size;
+    assertNoneOnCpu(results, 2 * widths + 2);
+    await trainer.dispose();
+    await net.dispose();
   });
 });

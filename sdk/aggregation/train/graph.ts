@@ -91,7 +91,11 @@ export function buildLayerForwardGraph(c: AggregationConfig, dim: number): Graph
  * x_l, params, w_l, dD [N, P, R, R] -> `grad.<param>` for the layer and `gw` [S] (dL/dw_{s,l}),
  * the forward recomputed inside.
  */
-export function buildLayerBackwardGraph(c: AggregationConfig, dim: number): GraphBuilder {
+export function buildLayerBackwardGraph(
+  c: AggregationConfig,
+  dim: number,
+  options: { padChannels?: boolean } = {},
+): GraphBuilder {
   const g = new GraphBuilder();
   const { x, p, w5, S } = layerInputs(g, c, dim);
   const dD = g.input('dD', ['n', c.projectionDim, 'height', 'width']);
@@ -108,7 +112,7 @@ export function buildLayerBackwardGraph(c: AggregationConfig, dim: number): Grap
     const b = ops.groupNormBackward(g, s.gn[name]!, p(`${name}.norm.weight`), dout, c.numNormGroups);
     add(`${name}.norm.weight`, b.dgamma);
     add(`${name}.norm.bias`, b.dbeta);
-    const cb = ops.convBackward(g, input, p(`${name}.weight`), b.dx, k, needDx);
+    const cb = ops.convBackward(g, input, p(`${name}.weight`), b.dx, k, needDx, options.padChannels);
     add(`${name}.weight`, cb.dw);
     return cb.dx;
   };

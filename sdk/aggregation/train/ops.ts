@@ -14,7 +14,24 @@ export function convForward(g: GraphBuilder, x: string, w: string, k: number): s
   return g.op('Conv', [x, w], { kernel_shape: [k, k], pads: [p, p, p, p] });
 }
 
-/** Gradients of y = conv(x, w): dx by ConvTranspose with the same weight, dw by a conv of x with dy over the batch. */
+/**
+ * `x` [A, C, H, W] with C padded by zero channels to a multiple of 4 (C known only at run time).
+ * onnxruntime 1.30's WebGPU Conv reads the input channels three at a time when their count is a
+ * multiple of 3 but not of 4, and then returns wrong values for any count above 3 with a kernel
+ * over 1x1 (6 channels, 3x3: 100% off; test/webgpu/ops.test.ts). Zero channels change no sum.
+ */
+function padChannelsTo4(g: GraphBuilder, x: string): string {
+  const four = i64(g, [4]);
+  const c = g.op('Slice', [g.op('Shape', [x]), i64(g, [1]), i64(g, [2])]);
+  const extra = g.op('Mod', [g.op('Sub', [four, g.op('Mod', [c, four])]), four]);
+  return g.op('Pad', [x, g.op('Concat', [i64(g, [0, 0, 0, 0, 0]), extra, i64(g, [0, 0])], { axis: 0 })]);
+}
+
+/**
+ * Gradients of y = conv(x, w): dx by ConvTranspose with the same weight, dw by a conv of x with
+ * dy over the batch (whose channels are the batch: padded to a multiple of 4 where `padChannels`,
+ * for WebGPU, see padChannelsTo4).
+ */
 export function convBackward(
   g: GraphBuilder,
   x: string,
@@ -22,6 +39,7 @@ export function convBackward(
   dy: string,
   k: number,
   needDx: boolean,
+  padChannels = false,
 ): { dx?: string; dw: string } {
   const p = (k - 1) >> 1;
   const dx = needDx
@@ -35,8 +53,9 @@ export function convBackward(
     const per = g.op('ReduceSum', [g.op('MatMul', [dyf, xt]), i64(g, [0])], { keepdims: 0 });
     dw = g.op('Unsqueeze', [per, i64(g, [2, 3])]);
   } else {
-    const xt = g.op('Transpose', [x], { perm: [1, 0, 2, 3] }); // [Ci, B, H, W]
-    const dyt = g.op('Transpose', [dy], { perm: [1, 0, 2, 3] }); // [Co, B, H, W] as weights
+    let xt = g.op('Transpose', [x], { perm: [1, 0, 2, 3] }); // [Ci, B, H, W]
+    let dyt = g.op('Transpose', [dy], { perm: [1, 0, 2, 3] }); // [Co, B, H, W] as weights
+    if (padChannels) [xt, dyt] = [padChannelsTo4(g, xt), padChannelsTo4(g, dyt)];
     // out[i, o, u, v] = sum_{b,h,w} x[b, i, h+u-p, w+v-p] dy[b, o, h, w]; kernel size comes from dy's shape
     const c = g.op('Conv', [xt, dyt], { pads: [p, p, p, p] });
     dw = g.op('Transpose', [c], { perm: [1, 0, 2, 3] });

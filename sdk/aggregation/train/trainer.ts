@@ -123,16 +123,18 @@ export class Trainer {
     }
   }
 
+  /** WebGPU's Conv needs the weight gradient's batch channels padded (ops.ts padChannelsTo4). */
+  private get graphOptions(): { padChannels: boolean } {
+    return { padChannels: this.network.device === 'webgpu' };
+  }
+
   private session(key: string, build: () => { serialize(): Promise<Uint8Array> }): Promise<Session> {
     let s = this.sessions.get(key);
     if (!s) {
       // per-layer graphs are small enough for onnxruntime's full optimisation (NCHWc convolutions)
       s = build()
         .serialize()
-        // on the CPU whatever the network's device: on WebGPU (onnxruntime 1.30, SwiftShader)
-        // these graphs give conv weight gradients 58% off the original's; until that is found,
-        // training stays where it is parity-tested
-        .then((b) => Session.create(b, { memoryArena: false }));
+        .then((b) => Session.create(b, { memoryArena: false, device: this.network.device }));
       this.sessions.set(key, s);
     }
     return s;
@@ -247,7 +249,7 @@ export class Trainer {
       const dDt = new Tensor(dD, [2 * B, P, R, R]);
       for (let l = 0; l < L; l++) {
         const dim = c.featureDims[l];
-        const bwd = await this.session(`bwd${dim}`, () => buildLayerBackwardGraph(c, dim));
+        const bwd = await this.session(`bwd${dim}`, () => buildLayerBackwardGraph(c, dim, this.graphOptions));
         const out = await bwd.run({ ...layerFeeds(l), dD: dDt }, undefined, {
           checkOutputs: false,
           checkInputs: false,
@@ -257,7 +259,9 @@ export class Trainer {
       }
       for (let k = 0; k < E; k++) {
         const dim = extras[k].dim;
-        const bwd = await this.session(`bwd${dim}x1`, () => buildLayerBackwardGraph(one, dim));
+        const bwd = await this.session(`bwd${dim}x1`, () =>
+          buildLayerBackwardGraph(one, dim, this.graphOptions),
+        );
         const out = await bwd.run({ ...extraFeeds(k), dD: dDt }, undefined, {
           checkOutputs: false,
           checkInputs: false,

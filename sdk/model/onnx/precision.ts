@@ -77,6 +77,7 @@ const SAME_AS_FIRST = new Set([
   'Expand',
   'Tile',
   'Pad',
+  'Mod',
   'MultiHeadAttention',
   'Flatten',
   'Pow',
