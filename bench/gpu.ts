@@ -4,7 +4,9 @@
  * training step, and Lotus at 768. On a real GPU the SD-1.5-sized random model is used and each
  * number comes with achieved TFLOP/s (against `--gpu-peak-tflops`, the GPU's fp32 peak, when
  * given). On a software adapter (SwiftShader, llvmpipe) the run is labelled an emulation, uses
- * the tiny model, and its numbers are never GPU speed. Writes bench/results/<timestamp>-<device>.json.
+ * the tiny model, and its numbers are never GPU speed. `--precision fp16` times the half-precision
+ * graphs (UNet, VAE, text encoder; GPUs with half-precision shaders only). Writes
+ * bench/results/<timestamp>-<device>[-fp16].json.
  */
 import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -35,11 +37,18 @@ const arg = (name: string) => {
 const device = arg('--device') ?? 'webgpu';
 if (!isDevice(device) || device === 'cpu')
   throw new Error(`--device: expected webgpu or cuda, got ${device}`);
+const precision = arg('--precision') ?? 'fp32';
+if (precision !== 'fp32' && precision !== 'fp16')
+  throw new Error(`--precision: expected fp32 or fp16, got ${precision}`);
 const peakArg = arg('--gpu-peak-tflops');
 const peakTflops = peakArg === undefined ? undefined : Number(peakArg);
 const emulated = device === 'webgpu' && softwareAdapterOnly();
 const say = (s: string) => process.stderr.write(`[bench ${device}] ${s}\n`);
 say(adapterSummary());
+if (emulated && precision === 'fp16')
+  throw new Error(
+    '--precision fp16 needs an adapter with half-precision shaders; the only one here is a software Vulkan, which has none',
+  );
 if (emulated)
   say(
     'EMULATION: the only WebGPU adapter here is a CPU Vulkan; these numbers check the path runs, they are not GPU speed',
@@ -70,15 +79,17 @@ const results: Record<string, unknown> = {
   emulation: emulated,
   note: emulated
     ? 'software Vulkan (CPU): correctness path only, not GPU speed'
-    : 'GPU timings; TFLOP/s are fp32 multiply-adds x2 over the model FLOP count',
+    : `GPU timings (${precision}); TFLOP/s are multiply-adds x2 over the model FLOP count`,
+  precision,
   machine: machineInfo(),
   model: size,
   ...(peakTflops ? { gpuPeakTflops: peakTflops } : {}),
 };
+const models = { device, cacheDir, precision } as const;
 
 // UNet call with all taps at 64x64 latents (512 pixels); 16x16 on an emulation
 const latent = emulated ? 16 : 64;
-const unet = await UNet.load(model, { device, cacheDir });
+const unet = await UNet.load(model, models);
 const input = benchInput(unet.config, latent);
 const unetMs = await ms(() => unet.run(input), emulated ? 2 : 10);
 results.unetCall = { latent, msPerCall: unetMs, ...rate(unetFlops(unet.config, latent, latent), unetMs) };
@@ -86,7 +97,7 @@ say(`UNet call at ${latent}x${latent}: ${unetMs.toFixed(1)} ms`);
 await unet.dispose();
 
 // 50-step extraction of one 512 image (128 on an emulation), the loop on the device
-const sd = await loadStableDiffusion(model, { device, cacheDir });
+const sd = await loadStableDiffusion(model, models);
 const steps = emulated ? 5 : 50;
 const imageSize = emulated ? 128 : 512;
 const photo = join(HERE, '..', 'notebooks/data/photos/chelsea.png');
@@ -128,7 +139,7 @@ await net.dispose();
 const lotusDir = join(hyperfeaturesCacheDir(), 'bench-models', `lotus-d-${size}`);
 if (!existsSync(join(lotusDir, 'model_index.json')))
   await makeTinyCheckpoint(lotusDir, { style: 'lotus-d', size, seed: 0 });
-const lotus = await Lotus.fromModel(lotusDir, { device, cacheDir });
+const lotus = await Lotus.fromModel(lotusDir, models);
 const res = emulated ? 128 : 768;
 const lotusMs = await ms(() => lotus.predict(photo, { processingRes: res }), emulated ? 1 : 3);
 results.lotus = {
@@ -143,7 +154,10 @@ const dir = join(HERE, 'results');
 mkdirSync(dir, { recursive: true });
 const file = join(
   dir,
-  `${results.date as string}-${device}${emulated ? '-emulation' : ''}.json`.replace(/:/g, '-'),
+  `${results.date as string}-${device}${emulated ? '-emulation' : ''}${precision === 'fp16' ? '-fp16' : ''}.json`.replace(
+    /:/g,
+    '-',
+  ),
 );
 writeFileAtomicSync(file, JSON.stringify(results, null, 2) + '\n');
 say(`wrote ${file}`);
