@@ -23,7 +23,14 @@ import { DEVICES } from '../../model/runtime.ts';
 import { DINO_FACETS } from '../../model/dino/index.ts';
 import { DINOV2_DEFAULTS, Dinov2Model } from '../../model/dinov2/index.ts';
 import { SD_DINO_DEFAULTS } from '../../correspondence/sd-dino.ts';
-import { choice, intOption, parse } from '../args.ts';
+import {
+  choice,
+  intOption,
+  parse,
+  UNET_KERNEL_FLAGS,
+  UNET_KERNEL_USAGE,
+  unetKernelOptions,
+} from '../args.ts';
 import { readTrainConfig } from '../train-config.ts';
 import type { Command } from '../main.ts';
 import { parseShard } from '../shard.ts';
@@ -45,7 +52,7 @@ export const train: Command = {
     `  [--one-step] [--projection-dim ${PAPER_RECIPE.projectionDim}] [--output-resolution ${PAPER_RECIPE.resolution}] [--load-size ${PAPER_RECIPE.loadSize}] [--image-size 512]`,
     '  [--ddim-steps 50] [--save-timesteps 49,45,...,0] [--limit N] [--val-limit 360] [--color-managed]',
     "  [--release-pt (also aggregation_network.pt in the authors' torch.save layout, with the AdamW state)]",
-    `  [--features-only [--shard k/n]] [--device ${DEVICES.join('|')}] [--allow-download]`,
+    `  [--features-only [--shard k/n]] [--device ${DEVICES.join('|')}] ${UNET_KERNEL_USAGE} [--allow-download]`,
     `  [--features sd|sd,dinov2 (ours+dinov2: DINOv2's map mixed in, its own bottleneck and weight)] [--dinov2 ${DINOV2_DEFAULTS.model}] [--dinov2-size ${SD_DINO_DEFAULTS.dinoSize}] [--dinov2-layer <last>] [--dinov2-facet token]`,
     `writes <out>/${RUN_FILES.network}, ${RUN_FILES.state} (parameters, AdamW moments, step), ${RUN_FILES.curves} and ${RUN_FILES.csv}`,
   ].join('\n'),
@@ -83,6 +90,7 @@ export const train: Command = {
         'release-pt': { type: 'boolean' },
         shard: { type: 'string' },
         device: { type: 'string' },
+        ...UNET_KERNEL_FLAGS,
         'allow-download': { type: 'boolean' },
         features: { type: 'string' },
         dinov2: { type: 'string' },
@@ -173,7 +181,11 @@ export const train: Command = {
       );
 
     const device = choice('device', v.device, DEVICES, 'cpu');
-    const sd = await loadStableDiffusion(model!, { device, allowDownload: v['allow-download'] });
+    const sd = await loadStableDiffusion(model!, {
+      device,
+      allowDownload: v['allow-download'],
+      ...unetKernelOptions(v),
+    });
     const dinov2 = withDinov2
       ? await Dinov2Model.load(v.dinov2 ?? DINOV2_DEFAULTS.model, {
           device,
