@@ -15,11 +15,10 @@ import { ConfigError } from '../sdk/core/errors.ts';
 import { table1Markdown } from '../sdk/correspondence/evaluate.ts';
 import { writeSafetensors } from '../sdk/core/safetensors.ts';
 import { Tensor } from '../sdk/core/tensor.ts';
-import { FIXTURES, REFERENCE, REPO, runCli, tempDir } from './helpers.ts';
+import { SPAIR_FIXTURE_ARGS, REFERENCE, REPO, runCli, tempDir } from './helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
 const DIMS = [96, 96, 96, 96, 96, 96, 64, 64, 64, 32, 32, 32];
-const LIST = join(FIXTURES, 'spair/spair_71k_test-6.json');
 const METHODS = 'ours,one-step,sd-layer-4,sd-concat-all,sd-layer-pruned,ours-pruned,dift';
 
 function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -53,12 +52,7 @@ describe('eval: resume, shards and merge', function () {
     'eval',
     '--model',
     TINY,
-    '--dataset',
-    'spair',
-    '--root',
-    join(FIXTURES, 'spair'),
-    '--pairs',
-    LIST,
+    ...SPAIR_FIXTURE_ARGS,
     '--steps',
     '2',
     '--save-timesteps',
@@ -337,12 +331,7 @@ describe('eval: the DINOv2 and SD-DINO rows (SD-DINO protocol, tiny models)', fu
     'eval',
     '--model',
     TINY,
-    '--dataset',
-    'spair',
-    '--root',
-    join(FIXTURES, 'spair'),
-    '--pairs',
-    LIST,
+    ...SPAIR_FIXTURE_ARGS,
     '--methods',
     'dinov2,sd-dino',
     '--dinov2',
@@ -406,12 +395,7 @@ describe('eval: half precision (fp16-emulated)', function () {
     'eval',
     '--model',
     TINY,
-    '--dataset',
-    'spair',
-    '--root',
-    join(FIXTURES, 'spair'),
-    '--pairs',
-    LIST,
+    ...SPAIR_FIXTURE_ARGS,
     '--methods',
     'sd-layer-4',
     '--image-size',

@@ -11,19 +11,14 @@ import { SafetensorsReader, readAllSafetensors, writeSafetensors } from '../sdk/
 import { relativeError, type Tensor } from '../sdk/core/tensor.ts';
 import { torchLoad } from '../sdk/aggregation/torch-load.ts';
 import { AggregationNetwork } from '../sdk/aggregation/network.ts';
-import { FIXTURES, REFERENCE, REPO, runCli, tempDir } from './helpers.ts';
+import { SPAIR_FIXTURE_ARGS, SPAIR_FIXTURE_LIST, REFERENCE, REPO, runCli, tempDir } from './helpers.ts';
 
-const LIST = join(FIXTURES, 'spair/spair_71k_test-6.json');
+const LIST = SPAIR_FIXTURE_LIST;
 const tiny = (out: string, extra: string[] = []) => [
   'train',
   '--model',
   join(REFERENCE, 'tiny-sd15'),
-  '--dataset',
-  'spair',
-  '--root',
-  join(FIXTURES, 'spair'),
-  '--pairs',
-  LIST,
+  ...SPAIR_FIXTURE_ARGS,
   '--val-pairs',
   LIST,
   '--val-limit',
@@ -178,12 +173,7 @@ describe('cli: train', function () {
       'train',
       '--model',
       join(REFERENCE, 'tiny-sd15'),
-      '--dataset',
-      'spair',
-      '--root',
-      join(FIXTURES, 'spair'),
-      '--pairs',
-      LIST,
+      ...SPAIR_FIXTURE_ARGS,
       '--image-size',
       '64',
       '--out',
@@ -307,12 +297,7 @@ describe('train --features sd,dinov2 and eval ours+dinov2 (tiny models)', functi
     'eval',
     '--model',
     join(REFERENCE, 'tiny-sd15'),
-    '--dataset',
-    'spair',
-    '--root',
-    join(FIXTURES, 'spair'),
-    '--pairs',
-    LIST,
+    ...SPAIR_FIXTURE_ARGS,
     '--methods',
     methods,
     '--load-size',

@@ -8,7 +8,7 @@ import { decodeImage } from '../sdk/data/image.ts';
 import { ConfigError, ShapeError } from '../sdk/core/errors.ts';
 import { DEFAULT_MATCH_LIMIT, matchImagePoints } from '../sdk/correspondence/points.ts';
 import type { PairRecord } from '../sdk/correspondence/evaluate.ts';
-import { FIXTURES, REFERENCE, rejectsWith, tempDir, runCli } from './helpers.ts';
+import { FIXTURES, SPAIR_FIXTURE_ARGS, REFERENCE, rejectsWith, tempDir, runCli } from './helpers.ts';
 
 const TINY = join(REFERENCE, 'tiny-sd15');
 const DIMS = [96, 96, 96, 96, 96, 96, 64, 64, 64, 32, 32, 32];
@@ -172,12 +172,7 @@ describe('fluent SDK, eval and match', () => {
       'eval',
       '--model',
       TINY,
-      '--dataset',
-      'spair',
-      '--root',
-      join(FIXTURES, 'spair'),
-      '--pairs',
-      join(FIXTURES, 'spair/spair_71k_test-6.json'),
+      ...SPAIR_FIXTURE_ARGS,
       '--limit',
       '2',
       '--steps',
@@ -317,19 +312,7 @@ describe('fluent SDK, eval and match', () => {
   });
 
   it('eval fails before any work for unknown methods and missing networks', async () => {
-    const base = [
-      'eval',
-      '--model',
-      TINY,
-      '--dataset',
-      'spair',
-      '--root',
-      join(FIXTURES, 'spair'),
-      '--pairs',
-      join(FIXTURES, 'spair/spair_71k_test-6.json'),
-      '--out',
-      tempDir(),
-    ];
+    const base = ['eval', '--model', TINY, ...SPAIR_FIXTURE_ARGS, '--out', tempDir()];
     const a = await runCli([...base, '--methods', 'ours,dhpf']);
     assert.equal(a.code, 2);
     assert.match(a.err, /unknown method\(s\) dhpf; valid: ours, one-step, sd-layer-4/);

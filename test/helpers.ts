@@ -13,6 +13,16 @@ export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const SHARED = join(REPO, '..', 'shared');
 export const REFERENCE = join(SHARED, 'reference');
 export const FIXTURES = join(SHARED, 'fixtures');
+/** The six SPair-71k fixture pairs: their list, and as the commands' dataset arguments. */
+export const SPAIR_FIXTURE_LIST = join(FIXTURES, 'spair/spair_71k_test-6.json');
+export const SPAIR_FIXTURE_ARGS = [
+  '--dataset',
+  'spair',
+  '--root',
+  join(FIXTURES, 'spair'),
+  '--pairs',
+  SPAIR_FIXTURE_LIST,
+] as const;
 
 /**
  * The device the parity cases run on: HYPERFEATURES_TEST_DEVICE (default cpu). `npm run

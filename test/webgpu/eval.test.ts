@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { AggregationNetwork } from '../../sdk/aggregation/network.ts';
 import { Hyperfeatures } from '../../sdk/facade/hyperfeatures.ts';
 import { relativeError } from '../../sdk/core/tensor.ts';
-import { FIXTURES, REFERENCE, TEST_DEVICE, runCli, tempDir } from '../helpers.ts';
+import { SPAIR_FIXTURE_ARGS, REFERENCE, TEST_DEVICE, runCli, tempDir } from '../helpers.ts';
 
 const DIMS = [96, 96, 96, 96, 96, 96, 64, 64, 64, 32, 32, 32];
 const METHODS = 'ours,one-step,sd-layer-4,sd-concat-all,sd-layer-pruned,ours-pruned,dift';
@@ -57,12 +57,7 @@ describe('WebGPU: the eval of the six SPair fixture pairs equals the CPU run', f
         'eval',
         '--model',
         join(REFERENCE, 'tiny-sd15'),
-        '--dataset',
-        'spair',
-        '--root',
-        join(FIXTURES, 'spair'),
-        '--pairs',
-        join(FIXTURES, 'spair/spair_71k_test-6.json'),
+        ...SPAIR_FIXTURE_ARGS,
         '--steps',
         '2',
         '--save-timesteps',
