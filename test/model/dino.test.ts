@@ -15,36 +15,10 @@ import { DinoModel } from '../../sdk/model/dino/index.ts';
 import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
 import { orderedDict, torchSave, torchTensor } from '../../sdk/aggregation/torch-save.ts';
 import { FIXTURES, rejectsWith, runCli, tempDir, ON_DEVICE } from '../helpers.ts';
+import { dense, erf, keys, layerNorm, selfAttention, worstRelative } from './float64.ts';
 
 type W = Map<string, Float64Array>;
 type Cfg = { d: number; heads: number; layers: number; ff: number; p: number; eps: number };
-
-/** erf to ~1e-15 (series for small x, continued fraction for large): float64 GELU. */
-function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax < 2.5) {
-    let term = ax;
-    let sum = ax;
-    for (let n = 1; n < 80; n++) {
-      term *= (-ax * ax) / n;
-      sum += term / (2 * n + 1);
-    }
-    return Math.sign(x) * ((2 / Math.sqrt(Math.PI)) * sum);
-  }
-  let f = 0;
-  for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
-  return Math.sign(x) * (1 - erfc);
-}
-
-/** Keys' cubic kernel, a = -0.75. */
-function keys(x: number): number {
-  const a = -0.75;
-  const t = Math.abs(x);
-  if (t <= 1) return (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1;
-  if (t < 2) return a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a;
-  return 0;
-}
 
 /** One output of torch's bicubic (align_corners=False) on an n x n grid, written per pixel. */
 function bicubicAt(
@@ -63,21 +37,6 @@ function bicubicAt(
     for (let i = Math.floor(sx) - 1; i <= Math.floor(sx) + 2; i++)
       s += keys(sy - j) * keys(sx - i) * grid(clamp(j), clamp(i));
   return s;
-}
-
-function layerNorm(x: number[], w: Float64Array, b: Float64Array, eps: number): number[] {
-  const mean = x.reduce((a, v) => a + v, 0) / x.length;
-  const v = x.reduce((a, t) => a + (t - mean) ** 2, 0) / x.length;
-  return x.map((t, i) => ((t - mean) / Math.sqrt(v + eps)) * w[i] + b[i]);
-}
-
-function dense(x: number[], w: Float64Array, b: Float64Array, out: number): number[] {
-  const n = x.length;
-  return Array.from({ length: out }, (_, o) => {
-    let s = b[o];
-    for (let i = 0; i < n; i++) s += w[o * n + i] * x[i];
-    return s;
-  });
 }
 
 /** The ViT forward in float64: every token [N][D] of the named tensors at block `layer`. */
@@ -116,42 +75,26 @@ function vit64(w: W, c: Cfg, pixels: Tensor, stride: number, layer: number) {
   });
   let h = tokens;
   const out: Record<string, number[][]> = {};
-  const hd = c.d / c.heads;
   for (let l = 0; l <= layer; l++) {
     const P = (s: string) => w.get(`encoder.layer.${l}.${s}`)!;
     const normed = h.map((t) =>
       layerNorm(t, P('layernorm_before.weight'), P('layernorm_before.bias'), c.eps),
     );
     const [q, k, v] = ['query', 'key', 'value'].map((f) =>
-      normed.map((t) =>
-        dense(t, P(`attention.attention.${f}.weight`), P(`attention.attention.${f}.bias`), c.d),
-      ),
+      normed.map((t) => dense(t, P(`attention.attention.${f}.weight`), P(`attention.attention.${f}.bias`))),
     );
-    const att = h.map(() => new Array<number>(c.d).fill(0));
-    for (let head = 0; head < c.heads; head++)
-      for (let i = 0; i < h.length; i++) {
-        const scores = h.map((_, j) => {
-          let s = 0;
-          for (let e = 0; e < hd; e++) s += q[i][head * hd + e] * k[j][head * hd + e];
-          return s / Math.sqrt(hd);
-        });
-        const m = Math.max(...scores);
-        const ex = scores.map((s) => Math.exp(s - m));
-        const z = ex.reduce((a, b) => a + b, 0);
-        for (let j = 0; j < h.length; j++)
-          for (let e = 0; e < hd; e++) att[i][head * hd + e] += (ex[j] / z) * v[j][head * hd + e];
-      }
+    const att = selfAttention(q, k, v, c.heads);
     h = h.map((t, i) =>
-      dense(att[i], P('attention.output.dense.weight'), P('attention.output.dense.bias'), c.d).map(
+      dense(att[i], P('attention.output.dense.weight'), P('attention.output.dense.bias')).map(
         (a, o) => a + t[o],
       ),
     );
     h = h.map((t) => {
       const m = layerNorm(t, P('layernorm_after.weight'), P('layernorm_after.bias'), c.eps);
-      const up = dense(m, P('intermediate.dense.weight'), P('intermediate.dense.bias'), c.ff).map(
+      const up = dense(m, P('intermediate.dense.weight'), P('intermediate.dense.bias')).map(
         (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
       );
-      return dense(up, P('output.dense.weight'), P('output.dense.bias'), c.d).map((a, o) => a + t[o]);
+      return dense(up, P('output.dense.weight'), P('output.dense.bias')).map((a, o) => a + t[o]);
     });
     if (l === layer) Object.assign(out, { query: q, key: k, value: v, tokens: h });
   }
@@ -160,13 +103,6 @@ function vit64(w: W, c: Cfg, pixels: Tensor, stride: number, layer: number) {
       layerNorm(t, w.get('layernorm.weight')!, w.get('layernorm.bias')!, c.eps),
     );
   return { out, gh, gw };
-}
-
-function worstRelative(got: Tensor, want: number[][]): number {
-  const flat = want.flat();
-  assert.equal(got.size, flat.length);
-  const scale = Math.max(...flat.map(Math.abs));
-  return Math.max(...flat.map((v, i) => Math.abs(got.data[i] - v))) / scale;
 }
 
 describe('DINO ViT (transformers ViTModel) graph', function () {

@@ -19,6 +19,7 @@ import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
 import { interpolatePositions } from '../../sdk/model/dino/positions.ts';
 import { orderedDict, torchSave, torchTensor } from '../../sdk/aggregation/torch-save.ts';
 import { FIXTURES, rejectsWith, runCli, tempDir, ON_DEVICE } from '../helpers.ts';
+import { dense, erf, keys, layerNorm, selfAttention, worstRelative } from './float64.ts';
 
 type W = Map<string, Float64Array>;
 type Interp = 'offset' | 'size' | 'antialias';
@@ -33,29 +34,6 @@ const HEADS = 2;
 const LAYERS = 3;
 const P = 14;
 const EPS = 1e-6;
-
-function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax < 2.5) {
-    let term = ax;
-    let sum = ax;
-    for (let n = 1; n < 80; n++) {
-      term *= (-ax * ax) / n;
-      sum += term / (2 * n + 1);
-    }
-    return Math.sign(x) * ((2 / Math.sqrt(Math.PI)) * sum);
-  }
-  let f = 0;
-  for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
-  return Math.sign(x) * (1 - Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f));
-}
-
-function keys(x: number, a: number): number {
-  const t = Math.abs(x);
-  if (t <= 1) return (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1;
-  if (t < 2) return a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a;
-  return 0;
-}
 
 /** Weights over source rows 0..n-1 for output o of n -> g, per interpolation. */
 function axisWeights(n: number, g: number, o: number, how: Interp | 'antialias-a075'): number[] {
@@ -74,21 +52,6 @@ function axisWeights(n: number, g: number, o: number, how: Interp | 'antialias-a
   for (let j = Math.floor(src) - 1; j <= Math.floor(src) + 2; j++)
     w[Math.min(Math.max(j, 0), n - 1)] += keys(src - j, -0.75);
   return w;
-}
-
-function layerNorm(x: number[], w: Float64Array, b: Float64Array): number[] {
-  const mean = x.reduce((a, v) => a + v, 0) / x.length;
-  const v = x.reduce((a, t) => a + (t - mean) ** 2, 0) / x.length;
-  return x.map((t, i) => ((t - mean) / Math.sqrt(v + EPS)) * w[i] + b[i]);
-}
-
-function dense(x: number[], w: Float64Array, b: Float64Array): number[] {
-  const n = x.length;
-  return Array.from({ length: b.length }, (_, o) => {
-    let s = b[o];
-    for (let i = 0; i < n; i++) s += w[o * n + i] * x[i];
-    return s;
-  });
 }
 
 /** DINOv2's forward in float64: the named tensors of the last block, every token. */
@@ -125,37 +88,23 @@ function dinov2x64(w: W, v: Variant, pixels: Tensor, interp: Interp) {
     tokens.splice(1, 0, ...r);
   }
   let h = tokens;
-  const hd = D / HEADS;
   const out: Record<string, number[][]> = {};
   for (let l = 0; l < LAYERS; l++) {
     const p = (s: string) => w.get(`encoder.layer.${l}.${s}`)!;
     const ls = (k: number, x: number[]) =>
       v.wrong?.noLayerScale ? x : x.map((t, i) => t * p(`layer_scale${k}.lambda1`)[i]);
-    const normed = h.map((t) => layerNorm(t, p('norm1.weight'), p('norm1.bias')));
+    const normed = h.map((t) => layerNorm(t, p('norm1.weight'), p('norm1.bias'), EPS));
     const [q, k, val] = ['query', 'key', 'value'].map((f) =>
       normed.map((t) => dense(t, p(`attention.attention.${f}.weight`), p(`attention.attention.${f}.bias`))),
     );
-    const att = h.map(() => new Array<number>(D).fill(0));
-    for (let head = 0; head < HEADS; head++)
-      for (let i = 0; i < h.length; i++) {
-        const scores = h.map((_, j) => {
-          let s = 0;
-          for (let e = 0; e < hd; e++) s += q[i][head * hd + e] * k[j][head * hd + e];
-          return s / Math.sqrt(hd);
-        });
-        const m = Math.max(...scores);
-        const ex = scores.map((s) => Math.exp(s - m));
-        const z = ex.reduce((a, b) => a + b, 0);
-        for (let j = 0; j < h.length; j++)
-          for (let e = 0; e < hd; e++) att[i][head * hd + e] += (ex[j] / z) * val[j][head * hd + e];
-      }
+    const att = selfAttention(q, k, val, HEADS);
     h = h.map((t, i) =>
       ls(1, dense(att[i], p('attention.output.dense.weight'), p('attention.output.dense.bias'))).map(
         (a, o) => a + t[o],
       ),
     );
     h = h.map((t) => {
-      const m = layerNorm(t, p('norm2.weight'), p('norm2.bias'));
+      const m = layerNorm(t, p('norm2.weight'), p('norm2.bias'), EPS);
       let f: number[];
       if (v.swiglu) {
         const both = dense(m, p('mlp.weights_in.weight'), p('mlp.weights_in.bias'));
@@ -172,15 +121,10 @@ function dinov2x64(w: W, v: Variant, pixels: Tensor, interp: Interp) {
     });
     if (l === LAYERS - 1) Object.assign(out, { query: q, key: k, value: val, tokens: h });
   }
-  out.last_hidden_state = h.map((t) => layerNorm(t, w.get('layernorm.weight')!, w.get('layernorm.bias')!));
+  out.last_hidden_state = h.map((t) =>
+    layerNorm(t, w.get('layernorm.weight')!, w.get('layernorm.bias')!, EPS),
+  );
   return { out, gh, gw };
-}
-
-function worstRelative(got: Tensor, want: number[][]): number {
-  const flat = want.flat();
-  assert.equal(got.size, flat.length);
-  const scale = Math.max(...flat.map(Math.abs));
-  return Math.max(...flat.map((v, i) => Math.abs(got.data[i] - v))) / scale;
 }
 
 const NAMES = ['query', 'key', 'value', 'tokens', 'last_hidden_state'];
