@@ -6,7 +6,7 @@ import { extname } from 'node:path';
 import { ConfigError, DataError, ShapeError } from '../core/errors.ts';
 import { readAllSafetensors, writeSafetensors } from '../core/safetensors.ts';
 import { Rng } from '../core/rng.ts';
-import { Tensor, concat, resizeBilinear } from '../core/tensor.ts';
+import { Tensor, concat, resizedToSquare } from '../core/tensor.ts';
 import type { FeatureStack } from '../diffusion/feature-stack.ts';
 import { Session, type Device, type SessionOptions } from '../model/runtime.ts';
 import { deviceKernels } from '../model/numerics.ts';
@@ -223,8 +223,7 @@ export class AggregationNetwork {
         assertFinite(m.data, `feature stack ${k}: extra map ${extrasOf(this.config)[e].name}`),
       );
     }
-    const sized = (m: Tensor) =>
-      m.shape[2] === resolution && m.shape[3] === resolution ? m : resizeBilinear(m, resolution, resolution);
+    const sized = (m: Tensor) => resizedToSquare(m, resolution);
     // the maps were just checked (naming the bad one); their resized concatenation needs no second scan
     return this.run(
       concat(

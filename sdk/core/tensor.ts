@@ -100,6 +100,11 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   return new Tensor(out, [...first.slice(0, axis), total, ...first.slice(axis + 1)]);
 }
 
+/** `x` itself when it is already `size` x `size`, else resized to it (resizeBilinear). */
+export function resizedToSquare(x: Tensor, size: number): Tensor {
+  return x.shape[2] === size && x.shape[3] === size ? x : resizeBilinear(x, size, size);
+}
+
 /**
  * Bilinear resize of an NCHW tensor, matching torch `F.interpolate(mode="bilinear",
  * align_corners=False)` (source index (i + 0.5) * in/out - 0.5, clamped at 0; no antialias).

@@ -110,8 +110,8 @@ export async function sdDinoSdDescriptors(
   return [join(s3a, s4a, s5a), join(s3b, s4b, s5b)];
 }
 
-/** Each pixel's vector scaled to length `weight` (0 vectors stay 0). */
-export function unitPixels(t: Tensor, weight = 1): Tensor {
+/** Each pixel's vector of an NCHW map scaled to length `weight` (0 vectors stay 0), as a map. */
+export function weightedUnitPixels(t: Tensor, weight = 1): Tensor {
   const [, c, h, w] = t.shape;
   const n = h * w;
   const out = new Float32Array(t.size);
@@ -144,8 +144,8 @@ export function checkDinoWeight(w: unknown): number {
 export function fuse(sd: Tensor | undefined, dino: Tensor | undefined, dinoWeight: number): Tensor {
   const w = checkDinoWeight(dinoWeight);
   const parts: Tensor[] = [];
-  if (sd && w < 1) parts.push(unitPixels(sd, 1 - w));
-  if (dino && w > 0) parts.push(unitPixels(dino, w));
+  if (sd && w < 1) parts.push(weightedUnitPixels(sd, 1 - w));
+  if (dino && w > 0) parts.push(weightedUnitPixels(dino, w));
   if (!parts.length) throw new ConfigError('SD-DINO fusion: no feature left at this weight');
   return parts.length === 1 ? parts[0] : concat(parts, 1);
 }

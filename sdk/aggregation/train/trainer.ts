@@ -11,7 +11,7 @@ import { Tensor } from '../../core/tensor.ts';
 import { assertFinite, roundHalfEven } from '../../core/validate.ts';
 import { Session } from '../../model/runtime.ts';
 import type { AggregationNetwork } from '../network.ts';
-import { resizeBilinear } from '../../core/tensor.ts';
+import { resizedToSquare } from '../../core/tensor.ts';
 import {
   checkExtrasFit,
   checkStackFits,
@@ -362,7 +362,7 @@ export class Trainer {
             out.set(ex.features.data.subarray(start, start + plane), row);
           } else {
             const m = ex.features[img].maps[s][l];
-            const sized = m.shape[2] === R && m.shape[3] === R ? m : resizeBilinear(m, R, R);
+            const sized = resizedToSquare(m, R);
             out.set(sized.data, row);
           }
         }
@@ -379,7 +379,7 @@ export class Trainer {
     for (const [b, ex] of batch.entries())
       for (let img = 0; img < 2; img++) {
         const m = ex.extras![img][k];
-        const sized = m.shape[2] === R && m.shape[3] === R ? m : resizeBilinear(m, R, R);
+        const sized = resizedToSquare(m, R);
         out.set(sized.data, (2 * b + img) * plane);
       }
     return new Tensor(out, [2 * batch.length, dim, R, R]);
