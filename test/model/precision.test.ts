@@ -2,10 +2,11 @@
  * Half precision (sdk/model/onnx/precision.ts): the pass's plan checked on small graphs by
  * construction, the real fp16 graphs of the reference checkpoints checked for what stays float32
  * and loaded by onnxruntime, and "fp16-emulated" held to the reference on every model case with
- * a stated tolerance: it must land near the reference, and measurably off it (the rounding is real).
+ * a stated tolerance: it must land near the reference, and measurably off it (the rounding is real);
+ * DINO and DINOv2 against their own fp32 graphs (which their float64 parity tests hold to 2e-5).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { GraphBuilder, type DataType } from '../../sdk/model/onnx/graph.ts';
 import { toHalfPrecision } from '../../sdk/model/onnx/precision.ts';
@@ -15,6 +16,10 @@ import { UNet, buildUNetGraph, parseUNetConfig, timestepProjection } from '../..
 import { Vae } from '../../sdk/model/vae/index.ts';
 import { TextEncoder } from '../../sdk/model/clip/index.ts';
 import { WeightStore } from '../../sdk/model/weights.ts';
+import { DinoModel } from '../../sdk/model/dino/index.ts';
+import { Dinov2Model } from '../../sdk/model/dinov2/index.ts';
+import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
+import { Rng } from '../../sdk/core/rng.ts';
 import { loadStableDiffusion } from '../../sdk/diffusion/pipeline.ts';
 import { invertLatents } from '../../sdk/diffusion/extract.ts';
 import { SafetensorsReader, readAllSafetensors } from '../../sdk/core/safetensors.ts';
@@ -231,6 +236,32 @@ describe('half precision: the models', function () {
     const fp32 = await loadStableDiffusion(TINY);
     assert.notEqual(sd.modelHash, fp32.modelHash, 'features of the two precisions never share cache entries');
     await Promise.all([sd.dispose(), fp32.dispose()]);
+  });
+
+  it('fp16-emulated DINO and DINOv2 (registers, SwiGLU): within the stated tolerance of their fp32 graphs; descriptors cached apart', async () => {
+    const v1 = join(tempDir(), 'dino');
+    const v2 = join(tempDir(), 'dinov2');
+    await makeTinyCheckpoint(v1, { style: 'dino', seed: 4 });
+    await makeTinyCheckpoint(v2, { style: 'dinov2', registers: true, swiglu: true, seed: 4 });
+    const rng = new Rng(9);
+    const pixels = new Tensor(rng.normalArray(3 * 56 * 56), [1, 3, 56, 56]);
+    const cache = tempDir();
+    const out: Record<string, Record<string, Tensor>> = {};
+    const maps: Tensor[] = [];
+    for (const precision of ['fp32', 'fp16-emulated'] as const) {
+      const dino = await DinoModel.load(v1, { precision, layer: 1, stride: 8 });
+      out[`dino-${precision}`] = await dino.run(pixels);
+      await dino.dispose();
+      const dinov2 = await Dinov2Model.load(v2, { precision, featureCache: cache });
+      out[`dinov2-${precision}`] = await dinov2.run(pixels);
+      maps.push(await dinov2.describePixels(pixels));
+      await dinov2.dispose();
+    }
+    for (const model of ['dino', 'dinov2'])
+      for (const [name, t] of Object.entries(out[`${model}-fp32`]))
+        assertHalfClose(out[`${model}-fp16-emulated`][name], t, `${model} ${name}`);
+    assert.equal(readdirSync(cache).length, 2, 'one descriptor entry per precision');
+    assertHalfClose(maps[1], maps[0], 'dinov2 descriptor map');
   });
 
   it('refuses fp16 on the CPU (it is for GPUs) and unknown precisions, before building anything', async () => {

@@ -226,6 +226,9 @@ export const evaluate: Command = {
     if (explain && shard) throw new ConfigError('--explain-pair runs one pair: it takes no --shard');
     const allow = v['allow-download'] ?? false;
     const device = choice('device', v.device, DEVICES, 'cpu');
+    // the precision applies to every model of the run: SD's three and DINO / DINOv2
+    const kernels = unetKernelOptions(v);
+    const precision = kernels.precision === 'fp32' ? undefined : kernels.precision;
     const needs = (...ms: string[]) => methods.some((m) => ms.includes(m));
     const multi = needs('ours', 'sd-layer-pruned', 'ours-pruned')
       ? await network(v.aggregator, v.model!, 'multi-step', allow)
@@ -240,6 +243,7 @@ export const evaluate: Command = {
           stride:
             v['dino-stride'] !== undefined ? intOption('dino-stride', v['dino-stride'], 1, 1) : undefined,
           device,
+          precision,
           allowDownload: allow,
         })
       : undefined;
@@ -259,12 +263,11 @@ export const evaluate: Command = {
               ? choice('dinov2-positions', v['dinov2-positions'], POSITION_INTERPOLATIONS, 'offset')
               : undefined,
           device,
+          precision,
           allowDownload: allow,
         })
       : undefined;
-    const kernels = unetKernelOptions(v);
     const sd = await loadStableDiffusion(v.model!, { device, allowDownload: allow, ...kernels });
-    const precision = kernels.precision === 'fp32' ? undefined : kernels.precision;
     const options: EvalOptions = {
       methods,
       network: multi.net,

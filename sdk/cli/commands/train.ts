@@ -189,6 +189,7 @@ export const train: Command = {
     const dinov2 = withDinov2
       ? await Dinov2Model.load(v.dinov2 ?? DINOV2_DEFAULTS.model, {
           device,
+          precision: unetKernelOptions(v).precision,
           allowDownload: v['allow-download'],
           layer:
             v['dinov2-layer'] !== undefined ? intOption('dinov2-layer', v['dinov2-layer'], 0, 0) : undefined,

@@ -19,7 +19,8 @@ import { Session, type SessionOptions } from '../runtime.ts';
 import { buildVitGraph } from './build.ts';
 import { interpolatePositions } from './positions.ts';
 import { resolveTransformersModel, asSafetensors } from './files.ts';
-import { deviceKernels } from '../numerics.ts';
+import { deviceKernels, halfPrecision } from '../numerics.ts';
+import type { Precision } from '../onnx/precision.ts';
 import { parseVitConfig, type VitConfig } from './config.ts';
 
 export { parseVitConfig, type VitConfig } from './config.ts';
@@ -41,6 +42,8 @@ export interface DinoOptions extends SessionOptions, HubOptions {
   stride?: number;
   allowDownload?: boolean;
   cacheDir?: string;
+  /** "fp16" on GPUs, "fp16-emulated" anywhere (see UNet LoadOptions.precision); default fp32. */
+  precision?: Precision;
 }
 
 /** ImageNet-normalised [1, 3, H, W] pixels of an RGB image. */
@@ -112,6 +115,7 @@ export class DinoModel {
       await reader.close();
     }
     const { twoPassNorm } = deviceKernels(o.device);
+    const precision = halfPrecision(o.precision, o.device);
     const session = await cachedSession(
       {
         component: 'dino',
@@ -120,6 +124,7 @@ export class DinoModel {
         weightFiles: [weights],
         build: (w) => buildVitGraph(config, w, { layer, stride, twoPassNorm }),
         ignoreUnused: /(encoder\.layer\.\d+\.|pooler\.|layernorm\.|classifier\.|position_embeddings)/,
+        precision,
         cacheDir: o.cacheDir,
       },
       (path) => Session.create(path, o),

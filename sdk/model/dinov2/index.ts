@@ -17,7 +17,8 @@ import { FeatureStack } from '../../diffusion/feature-stack.ts';
 import { readJson } from '../config.ts';
 import { cachedSession, graphKey } from '../cache.ts';
 import type { HubOptions } from '../hub.ts';
-import { deviceKernels } from '../numerics.ts';
+import { deviceKernels, halfPrecision } from '../numerics.ts';
+import type { HalfPrecision, Precision } from '../onnx/precision.ts';
 import { Session, type SessionOptions } from '../runtime.ts';
 import { DINO_FACETS, dinoPixels, type DinoFacet } from '../dino/index.ts';
 import { asSafetensors, resolveTransformersModel } from '../dino/files.ts';
@@ -49,6 +50,8 @@ export interface Dinov2Options extends SessionOptions, HubOptions {
   cacheDir?: string;
   /** Descriptor cache folder (default the feature cache); `false` computes every time. */
   featureCache?: string | false;
+  /** "fp16" on GPUs, "fp16-emulated" anywhere (see UNet LoadOptions.precision); default fp32. */
+  precision?: Precision;
 }
 
 /** The patch tokens of [1, T, D] (after `skip` leading tokens) as a [1, D, gh, gw] map. */
@@ -82,6 +85,8 @@ export class Dinov2Model {
     /** Config and weights by content: what cached descriptors are keyed on. */
     readonly modelHash: string,
     private readonly cache: FeatureCache | undefined,
+    /** Half precision of the graph (undefined: fp32); cached descriptors are kept apart by it. */
+    readonly precision?: HalfPrecision,
   ) {}
 
   /**
@@ -121,6 +126,7 @@ export class Dinov2Model {
       await reader.close();
     }
     const { twoPassNorm } = deviceKernels(o.device);
+    const precision = halfPrecision(o.precision, o.device);
     const session = await cachedSession(
       {
         component: 'dinov2',
@@ -129,13 +135,26 @@ export class Dinov2Model {
         weightFiles: [weights],
         build: (w) => buildDinov2Graph(config, w, { layer, twoPassNorm }),
         ignoreUnused: /(encoder\.layer\.\d+\.|layernorm\.|classifier\.|position_embeddings|mask_token)/,
+        precision,
         cacheDir: o.cacheDir,
       },
       (path) => Session.create(path, o),
     );
     const modelHash = graphKey('dinov2-model', config, {}, [weights]);
     const cache = o.featureCache === false ? undefined : new FeatureCache(o.featureCache);
-    return new Dinov2Model(model, config, layer, facet, positions, weights, table, session, modelHash, cache);
+    return new Dinov2Model(
+      model,
+      config,
+      layer,
+      facet,
+      positions,
+      weights,
+      table,
+      session,
+      modelHash,
+      cache,
+      precision,
+    );
   }
 
   /** Patch grid of an H x W input (transformers floors: a remainder of pixels is not seen). */
@@ -173,6 +192,7 @@ export class Dinov2Model {
       positions: this.positions,
       H,
       W,
+      ...(this.precision ? { precision: this.precision } : {}),
     });
     const hit = await this.cache?.get(key);
     if (hit) return hit.maps[0][0];
