@@ -16,6 +16,14 @@ import { UNet, buildUNetGraph, parseUNetConfig, timestepProjection } from '../..
 import { Vae } from '../../sdk/model/vae/index.ts';
 import { TextEncoder } from '../../sdk/model/clip/index.ts';
 import { WeightStore } from '../../sdk/model/weights.ts';
+import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../../sdk/model/vae/build.ts';
+import { parseVaeConfig } from '../../sdk/model/vae/config.ts';
+import { buildClipTextGraph } from '../../sdk/model/clip/build.ts';
+import { parseClipTextConfig } from '../../sdk/model/clip/config.ts';
+import { buildVitGraph } from '../../sdk/model/dino/build.ts';
+import { parseVitConfig } from '../../sdk/model/dino/config.ts';
+import { buildDinov2Graph } from '../../sdk/model/dinov2/build.ts';
+import { parseDinov2Config } from '../../sdk/model/dinov2/config.ts';
 import { DinoModel } from '../../sdk/model/dino/index.ts';
 import { Dinov2Model } from '../../sdk/model/dinov2/index.ts';
 import { makeTinyCheckpoint } from '../../sdk/model/tiny/index.ts';
@@ -163,6 +171,69 @@ describe('half precision: the models', function () {
     });
     assertClose(out.noise_pred, t.get('noise_pred')!, HALF_TOLERANCE, 'fp16 graph on the CPU: noise_pred');
     await Promise.all([s.dispose(), plain.w.close(), half.w.close()]);
+  });
+
+  it("every other model's fp16 graph is typed right: onnxruntime loads it; norms and softmax float32, convs and matmuls half", async () => {
+    const json = (f: string) => JSON.parse(readFileSync(f, 'utf8'));
+    const v1 = join(tempDir(), 'dino');
+    const v2 = join(tempDir(), 'dinov2');
+    await makeTinyCheckpoint(v1, { style: 'dino', seed: 4 });
+    await makeTinyCheckpoint(v2, { style: 'dinov2', registers: true, swiglu: true, seed: 4 });
+    const vae = parseVaeConfig('vae', json(join(TINY, 'vae/config.json')));
+    const lotus = parseUNetConfig('unet', json(join(LOTUS, 'unet/config.json')));
+    const cases: [string, string, (w: WeightStore) => GraphBuilder][] = [
+      [
+        'vae encoder',
+        join(TINY, 'vae/diffusion_pytorch_model.safetensors'),
+        (w) => buildVaeEncoderGraph(vae, w),
+      ],
+      [
+        'vae decoder',
+        join(TINY, 'vae/diffusion_pytorch_model.safetensors'),
+        (w) => buildVaeDecoderGraph(vae, w),
+      ],
+      [
+        'text encoder',
+        join(TINY, 'text_encoder/model.safetensors'),
+        (w) =>
+          buildClipTextGraph(parseClipTextConfig('clip', json(join(TINY, 'text_encoder/config.json'))), w),
+      ],
+      [
+        'Lotus UNet (task switcher)',
+        join(LOTUS, 'unet/diffusion_pytorch_model.safetensors'),
+        (w) => buildUNetGraph(lotus, w, { taps: false, twoPassNorm: true, deviceNoise: true }),
+      ],
+      [
+        'DINO',
+        join(v1, 'model.safetensors'),
+        (w) =>
+          buildVitGraph(parseVitConfig('dino', json(join(v1, 'config.json'))), w, { layer: 1, stride: 8 }),
+      ],
+      [
+        'DINOv2',
+        join(v2, 'model.safetensors'),
+        (w) => buildDinov2Graph(parseDinov2Config('dinov2', json(join(v2, 'config.json'))), w, { layer: 2 }),
+      ],
+    ];
+    for (const [what, file, build] of cases) {
+      const w = await WeightStore.open([file]);
+      const g = toHalfPrecision(build(w), 'fp16');
+      const types = valueTypes(g);
+      let half = 0;
+      for (const n of g.nodes) {
+        if (['Softmax', 'InstanceNormalization', 'LayerNormalization', 'ReduceMean'].includes(n.op))
+          assert.equal(types.get(n.inputs[0]), 'float', `${what}: ${n.outputs[0]} in float32`);
+        if (n.op === 'Conv' || n.op === 'MatMul') {
+          assert.ok(types.get(n.inputs[0]) === 'float16' || n.float32, `${what}: ${n.outputs[0]} in half`);
+          half++;
+        }
+      }
+      assert.ok(half > 0, `${what}: convolutions or matmuls in half`);
+      for (const o of g.outputs) assert.equal(types.get(o.name), 'float', `${what}: output ${o.name}`);
+      // onnxruntime infers every node's types when it loads a graph: a mismatch fails here
+      await (await Session.create(await g.serialize())).dispose();
+      await w.close();
+    }
   });
 
   it("SD-2's upcast_attention keeps the attention scores' matmul in float32", async () => {
