@@ -1,7 +1,7 @@
 /** `hyperfeatures env`: what this install can do and where it looks for things. */
 import { createRequire } from 'node:module';
 import { deviceStatus, ORT_VERSION, Session, type Device } from '../model/runtime.ts';
-import { GraphBuilder } from '../model/onnx/graph.ts';
+import { DATA_TYPES, GraphBuilder } from '../model/onnx/graph.ts';
 import { Tensor } from '../core/tensor.ts';
 import { hubCacheDir, hyperfeaturesCacheDir } from '../core/paths.ts';
 import { packageRoot, packageVersion } from '../core/package-root.ts';
@@ -27,6 +27,26 @@ export async function probeDevice(device: Device): Promise<{ ok: boolean; detail
   }
 }
 
+/**
+ * Whether a started GPU device runs half-precision arithmetic (`--precision fp16`): a half
+ * Add between two casts (WebGPU needs the adapter's shader-f16 feature for it).
+ */
+export async function probeHalf(device: Device): Promise<boolean> {
+  const g = new GraphBuilder();
+  const h = g.op('Cast', [g.input('x', [1])], { to: DATA_TYPES.float16 });
+  g.output('y', g.op('Cast', [g.op('Add', [h, h])], { to: DATA_TYPES.float }), [1]);
+  try {
+    const s = await Session.create(await g.serialize(), { device });
+    try {
+      return (await s.run({ x: Tensor.from([1.5], [1]) })).y.data[0] === 3;
+    } finally {
+      await s.dispose();
+    }
+  } catch {
+    return false;
+  }
+}
+
 /** The report with every listed device probed for real. */
 export async function environmentReportProbed(): Promise<string> {
   const lines = environmentReport().split('\n');
@@ -36,6 +56,10 @@ export async function environmentReportProbed(): Promise<string> {
     const p = await probeDevice(s.device);
     const i = lines.findIndex((l) => l.trimStart().startsWith(s.device));
     if (i >= 0 && !p.ok) lines[i] = `  ${s.device.padEnd(7)} unavailable ${p.detail}`;
+    else if (i >= 0)
+      lines[i] += (await probeHalf(s.device))
+        ? '; half precision (--precision fp16): supported'
+        : '; half precision (--precision fp16): not on this adapter (no half-precision shaders, shader-f16)';
   }
   return lines.join('\n');
 }

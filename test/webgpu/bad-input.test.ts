@@ -13,7 +13,16 @@ import { Tensor } from '../../sdk/core/tensor.ts';
 import { UNet } from '../../sdk/model/unet/index.ts';
 import { softwareAdapterOnly } from '../../sdk/model/adapter.ts';
 import { readAllSafetensors } from '../../sdk/core/safetensors.ts';
-import { FIXTURES, REFERENCE, REPO, TEST_DEVICE, assertClose, rejectsWith, tempDir } from '../helpers.ts';
+import {
+  FIXTURES,
+  REFERENCE,
+  REPO,
+  TEST_DEVICE,
+  assertClose,
+  rejectsWith,
+  runCli,
+  tempDir,
+} from '../helpers.ts';
 
 describe('WebGPU bad input', function () {
   this.timeout(300_000);
@@ -73,6 +82,13 @@ describe('WebGPU bad input', function () {
     if (TEST_DEVICE !== 'webgpu') this.skip();
     const tiny = join(REFERENCE, 'tiny-sd15');
     const cacheDir = tempDir();
+    const env = await runCli(['env']);
+    assert.match(
+      env.out,
+      softwareAdapterOnly()
+        ? /webgpu\s+available .*half precision \(--precision fp16\): not on this adapter/
+        : /webgpu\s+available .*half precision \(--precision fp16\): supported/,
+    );
     if (softwareAdapterOnly()) {
       const e = await rejectsWith(
         UNet.load(tiny, { device: 'webgpu', precision: 'fp16', cacheDir }),
