@@ -7,6 +7,16 @@ import { hubCacheDir, hyperfeaturesCacheDir } from '../core/paths.ts';
 import { packageRoot, packageVersion } from '../core/package-root.ts';
 import { kernelReport } from '../notebook/kernel.ts';
 
+/** `x` [1] = 1.5 through a small graph on `device`: its `y`. @throws what the device throws */
+async function runProbe(device: Device, g: GraphBuilder): Promise<number> {
+  const s = await Session.create(await g.serialize(), { device });
+  try {
+    return (await s.run({ x: Tensor.from([1.5], [1]) })).y.data[0];
+  } finally {
+    await s.dispose();
+  }
+}
+
 /**
  * Whether a device really starts: a one-node graph run on it (listing a backend is not enough;
  * WebGPU needs an adapter, CUDA its libraries and a driver).
@@ -15,12 +25,7 @@ export async function probeDevice(device: Device): Promise<{ ok: boolean; detail
   const g = new GraphBuilder();
   g.output('y', g.op('Identity', [g.input('x', [1])]), [1]);
   try {
-    const s = await Session.create(await g.serialize(), { device });
-    try {
-      await s.run({ x: Tensor.from([1], [1]) });
-    } finally {
-      await s.dispose();
-    }
+    await runProbe(device, g);
     return { ok: true, detail: 'started and ran a test graph' };
   } catch (e) {
     return { ok: false, detail: `does not start here: ${(e as Error).message.split('\n')[0].slice(0, 600)}` };
@@ -35,16 +40,10 @@ export async function probeHalf(device: Device): Promise<boolean> {
   const g = new GraphBuilder();
   const h = g.op('Cast', [g.input('x', [1])], { to: DATA_TYPES.float16 });
   g.output('y', g.op('Cast', [g.op('Add', [h, h])], { to: DATA_TYPES.float }), [1]);
-  try {
-    const s = await Session.create(await g.serialize(), { device });
-    try {
-      return (await s.run({ x: Tensor.from([1.5], [1]) })).y.data[0] === 3;
-    } finally {
-      await s.dispose();
-    }
-  } catch {
-    return false;
-  }
+  return runProbe(device, g).then(
+    (y) => y === 3,
+    () => false,
+  );
 }
 
 /** The report with every listed device probed for real. */

@@ -181,15 +181,12 @@ export const train: Command = {
       );
 
     const device = choice('device', v.device, DEVICES, 'cpu');
-    const sd = await loadStableDiffusion(model!, {
-      device,
-      allowDownload: v['allow-download'],
-      ...unetKernelOptions(v),
-    });
+    const kernels = unetKernelOptions(v);
+    const sd = await loadStableDiffusion(model!, { device, allowDownload: v['allow-download'], ...kernels });
     const dinov2 = withDinov2
       ? await Dinov2Model.load(v.dinov2 ?? DINOV2_DEFAULTS.model, {
           device,
-          precision: unetKernelOptions(v).precision,
+          precision: kernels.precision,
           allowDownload: v['allow-download'],
           layer:
             v['dinov2-layer'] !== undefined ? intOption('dinov2-layer', v['dinov2-layer'], 0, 0) : undefined,

@@ -108,14 +108,16 @@ function isFloat(t: DataType | undefined): t is 'float' | 'float16' {
   return t === 'float' || t === 'float16';
 }
 
-function outputType(n: NodeRecord, types: (DataType | undefined)[]): DataType | undefined {
+/** The type of a node's outputs, from the types of its data inputs (Resize's roi and scales skipped). */
+function outputType(n: NodeRecord, types: ReadonlyMap<string, DataType>): DataType | undefined {
   if (n.op === 'Cast') return TYPE_OF_CODE.get(n.attrs.to as number);
   if (INT64_OUT.has(n.op)) return 'int64';
   if (BOOL_OUT.has(n.op)) return 'bool';
   if (n.op === 'DynamicQuantizeMatMul') return 'float';
   if (!SAME_AS_FIRST.has(n.op))
     throw new Error(`precision: no output type rule for ${n.op} (${n.outputs[0]})`);
-  return types.find((t) => t !== undefined);
+  const fixed = FIXED_INPUTS[n.op];
+  return n.inputs.map((v, i) => (v === '' || fixed?.has(i) ? undefined : types.get(v))).find((t) => t);
 }
 
 function convertToHalf(g: GraphBuilder): void {
@@ -164,10 +166,7 @@ function convertToHalf(g: GraphBuilder): void {
         ? n.inputs
         : n.inputs.map((v, i) => (v === '' || fixed?.has(i) ? v : want(v, to)));
     const node = { ...n, inputs };
-    const t = outputType(
-      node,
-      inputs.map((v, i) => (v === '' || fixed?.has(i) ? undefined : types.get(v))),
-    );
+    const t = outputType(node, types);
     for (const o of node.outputs) if (t) types.set(o, t);
     if (n.op === 'Cast' && t === 'float' && types.get(inputs[0]) === 'float16')
       widenedFrom.set(node.outputs[0], inputs[0]);
@@ -236,8 +235,7 @@ function emulateHalf(g: GraphBuilder): void {
   }
   const nodes: NodeRecord[] = [];
   for (const n of g.nodes) {
-    const rounded = n.outputs.filter((o) => halfValues.has(o));
-    if (!rounded.length) {
+    if (!n.outputs.some((o) => halfValues.has(o))) {
       nodes.push(n);
       continue;
     }
@@ -265,10 +263,7 @@ function halfTypedValues(g: GraphBuilder): Set<string> {
   for (const i of g.initializers) types.set(i.name, i.dtype);
   const half = new Set<string>();
   for (const n of g.nodes) {
-    const t = outputType(
-      n,
-      n.inputs.map((v, i) => (v === '' || FIXED_INPUTS[n.op]?.has(i) ? undefined : types.get(v))),
-    );
+    const t = outputType(n, types);
     for (const o of n.outputs) {
       if (t) types.set(o, t);
       if (t === 'float16') half.add(o);
